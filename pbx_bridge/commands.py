@@ -1,0 +1,23 @@
+"""Registry of CLI command groups (each module exposes `register(subparsers)`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+# module path -> the function in it that adds its subcommands
+_COMMAND_MODULES = (
+    "pbx_bridge.sandbox",
+    "pbx_bridge.directory.cli",
+)
+
+
+def register_all(sub: argparse._SubParsersAction) -> None:
+    for name in _COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real import error inside the module: surface it
+                raise
+            continue
+        module.register(sub)
