@@ -1,0 +1,266 @@
+"""Real SIP phones for tests, benchmarks and the demo: baresip in the sandbox root.
+
+Each `Phone` is one baresip process with one account, driven over baresip's `ctrl_tcp`
+interface (netstring-framed JSON). Its microphone is a sine wave or a WAV file, and what
+it hears is written to a WAV file, so a test can prove audio flowed both ways.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pbx_bridge.sandbox import Sandbox
+
+PHONES_DIR = "var/pbx-sandbox/phones"  # inside the root
+_ports = itertools.count(0)
+
+
+class PhoneError(RuntimeError):
+    pass
+
+
+@dataclass
+class PhoneEvent:
+    type: str
+    data: dict
+
+
+@dataclass
+class Phone:
+    """One SIP phone. `user` is the SIP user (the extension number, or a public number
+    for the carrier stand-in); `register=False` for a trunk-like peer."""
+
+    sandbox: Sandbox
+    user: str
+    password: str = "demo"
+    register: bool = True
+    listen_ip: str = "127.0.0.1"
+    tone_hz: int = 440
+    audio_file: str | None = None  # inside-root path of a WAV to play as the microphone
+    auto_answer: bool = False
+    fixed_sip_port: int | None = None  # e.g. 5080 for the carrier stand-in
+    slot: int = field(default_factory=lambda: next(_ports))
+    events: asyncio.Queue[PhoneEvent] = field(default_factory=asyncio.Queue)
+    history: list[PhoneEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[str, asyncio.Future[dict]] = {}
+        self._tokens = itertools.count(1)
+        self._read_task: asyncio.Task[None] | None = None
+        self.name = f"{self.user.replace('*', '_')}-{os.getpid()}-{self.slot}"
+
+    # ---- paths and ports (distinct per slot, so many phones can run at once)
+    @property
+    def sip_port(self) -> int:
+        if self.fixed_sip_port:
+            return self.fixed_sip_port
+        return 5100 + 2 * (self.slot % 400)
+
+    @property
+    def ctrl_port(self) -> int:
+        return 4500 + (self.slot % 400)
+
+    @property
+    def inner_dir(self) -> str:
+        return f"/{PHONES_DIR}/{self.name}"
+
+    @property
+    def dir(self) -> Path:
+        return self.sandbox.root / PHONES_DIR / self.name
+
+    @property
+    def heard_file(self) -> Path:
+        """What the phone heard (WAV, 8 kHz 16-bit), on the host."""
+        return self.dir / "heard.wav"
+
+    @property
+    def uri(self) -> str:
+        return f"sip:{self.user}@127.0.0.1"
+
+    def _write_config(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        rtp = 20000 + 20 * (self.slot % 400)
+        source = f"aufile,{self.audio_file}" if self.audio_file else f"ausine,{self.tone_hz}"
+        (self.dir / "config").write_text(
+            "\n".join(
+                [
+                    "poll_method epoll",
+                    f"sip_listen {self.listen_ip}:{self.sip_port}",
+                    "sip_transports udp",
+                    f"audio_player aufile,{self.inner_dir}/heard.wav",
+                    f"audio_source {source}",
+                    "audio_alert aufile,/dev/null",
+                    "ausrc_srate 48000",  # ausine needs 48 kHz (resampled to the codec)
+                    "auplay_srate 8000",
+                    f"rtp_ports {rtp}-{rtp + 19}",
+                    "module_path /usr/lib/baresip/modules",
+                    "module g711.so",
+                    "module ausine.so",
+                    "module aufile.so",
+                    "module_app account.so",
+                    "module_app menu.so",
+                    "module_app ctrl_tcp.so",
+                    f"ctrl_tcp_listen 127.0.0.1:{self.ctrl_port}",
+                    "",
+                ]
+            )
+        )
+        params = [f"auth_pass={self.password}"]
+        params.append("regint=300" if self.register else "regint=0")
+        params.append("answermode=auto" if self.auto_answer else "answermode=manual")
+        (self.dir / "accounts").write_text(f"<sip:{self.user}@127.0.0.1>;{';'.join(params)}\n")
+
+    # ---- lifecycle
+    async def start(self, timeout: float = 10.0) -> Phone:
+        try:
+            return await self._start(timeout)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self, timeout: float) -> Phone:
+        self._write_config()
+        log = open(self.dir / "baresip.log", "wb")  # noqa: SIM115 - handed to the child
+        self._proc = await asyncio.create_subprocess_exec(
+            "chroot",
+            str(self.sandbox.root),
+            "baresip",
+            "-f",
+            self.inner_dir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        async with asyncio.timeout(timeout):
+            while True:
+                try:
+                    self._reader, self._writer = await asyncio.open_connection(
+                        "127.0.0.1", self.ctrl_port
+                    )
+                    break
+                except OSError:
+                    if self._proc.returncode is not None:
+                        raise PhoneError(f"baresip for {self.user} exited: {self.log_tail()}")
+                    await asyncio.sleep(0.05)
+            self._read_task = asyncio.create_task(self._read_loop())
+            if self.register:
+                await self._wait_registered()
+        return self
+
+    async def _wait_registered(self) -> None:
+        # REGISTER_OK may fire before our control link is up, so poll the state instead.
+        while "200 OK" not in (info := await self.command("reginfo")) and "OK" not in info:
+            await asyncio.sleep(0.05)
+
+    def log_tail(self) -> str:
+        try:
+            text = (self.dir / "baresip.log").read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-3:])
+
+    async def stop(self) -> None:
+        if self._read_task:
+            self._read_task.cancel()
+        if self._writer:
+            self._writer.close()
+        if self._proc and self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self._proc.pid, signal.SIGTERM)
+            try:
+                async with asyncio.timeout(3):
+                    await self._proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self._proc.pid, signal.SIGKILL)
+                await self._proc.wait()
+
+    async def __aenter__(self) -> Phone:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # ---- control protocol: netstrings of JSON
+    async def _read_loop(self) -> None:
+        assert self._reader is not None
+        try:
+            while True:
+                length = await self._reader.readuntil(b":")
+                body = await self._reader.readexactly(int(length[:-1]))
+                await self._reader.readexactly(1)  # the trailing ","
+                msg = json.loads(body)
+                if msg.get("response"):
+                    fut = self._pending.pop(msg.get("token", ""), None)
+                    if fut and not fut.done():
+                        fut.set_result(msg)
+                elif msg.get("event"):
+                    ev = PhoneEvent(msg.get("type", ""), msg)
+                    self.history.append(ev)
+                    self.events.put_nowait(ev)
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            pass
+
+    async def command(self, command: str, params: str = "", timeout: float = 5.0) -> str:
+        if self._writer is None:
+            raise PhoneError("phone not started")
+        token = str(next(self._tokens))
+        fut: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        self._pending[token] = fut
+        body = json.dumps({"command": command, "params": params, "token": token}).encode()
+        self._writer.write(str(len(body)).encode() + b":" + body + b",")
+        try:
+            async with asyncio.timeout(timeout):
+                msg = await fut
+        finally:
+            self._pending.pop(token, None)
+        if not msg.get("ok"):
+            raise PhoneError(f"{self.user}: {command} {params!r} failed: {msg.get('data')}")
+        return str(msg.get("data", ""))
+
+    async def wait_event(self, *types: str, timeout: float = 10.0) -> PhoneEvent:
+        """Wait for the next event of one of `types` (earlier other events are skipped)."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    ev = await self.events.get()
+                    if ev.type in types:
+                        return ev
+        except TimeoutError:
+            seen = [e.type for e in self.history[-8:]]
+            raise PhoneError(
+                f"{self.user}: no {'/'.join(types)} within {timeout} s (last events: {seen})"
+            ) from None
+
+    # ---- phone actions
+    async def dial(self, number: str) -> None:
+        await self.command("dial", f"sip:{number}@127.0.0.1")
+
+    async def accept(self) -> None:
+        await self.command("accept")
+
+    async def hangup(self) -> None:
+        await self.command("hangup")
+
+    async def send_dtmf(self, digits: Iterable[str], gap: float = 0.25) -> None:
+        for d in digits:
+            await self.command("sndcode", d)
+            await asyncio.sleep(gap)
+
+    async def transfer(self, number: str) -> None:
+        await self.command("transfer", f"sip:{number}@127.0.0.1")

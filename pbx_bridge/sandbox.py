@@ -1,0 +1,401 @@
+"""A real Asterisk for development and tests, without Docker.
+
+A Debian sid root holding Asterisk, its modules and sounds, baresip and sox is built
+once with mmdebstrap and cached (a second build costs nothing). Asterisk then runs
+chrooted in it with the project's own `asterisk-conf/`, unchanged except for the
+`[directories]` of asterisk.conf, which point at a private instance folder inside the
+root (etc, spool, run, log, db), so several instances never share state.
+
+Everything fails with one clear line (`SandboxError`) instead of hanging.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT_PACKAGES = (
+    "asterisk",
+    "asterisk-modules",
+    "asterisk-core-sounds-en-gsm",
+    "baresip-core",
+    "sox",
+    "libsox-fmt-base",
+)
+# mmdebstrap's mirror is a dated copy: its Release files are "expired" on purpose.
+MMDEBSTRAP_ARGS = (
+    "--variant=apt",
+    "--aptopt=Acquire::Check-Valid-Until \"false\"",
+    "--aptopt=Acquire::Retries \"3\"",
+)
+SUITE = "sid"
+CACHE_DIR = Path(os.environ.get("PBX_BRIDGE_SANDBOX_CACHE", "/var/cache/pbx-bridge"))
+REPO_DIR = Path(__file__).resolve().parent.parent
+DEFAULT_CONF_DIR = REPO_DIR / "asterisk-conf"
+MIN_FREE_BYTES = 1_500_000_000
+BUILD_TIMEOUT = 1200.0
+INSTANCES = "var/pbx-sandbox"  # inside the root
+
+
+class SandboxError(RuntimeError):
+    """Anything that stops the sandbox from working; the message is one clear line."""
+
+
+def _root_key() -> str:
+    spec = " ".join((SUITE, *MMDEBSTRAP_ARGS, *ROOT_PACKAGES))
+    return hashlib.sha256(spec.encode()).hexdigest()[:12]
+
+
+def default_root() -> Path:
+    env = os.environ.get("PBX_BRIDGE_SANDBOX_ROOT")
+    return Path(env) if env else CACHE_DIR / f"root-{_root_key()}"
+
+
+def _check_can_build(cache: Path) -> None:
+    if os.geteuid() != 0:
+        raise SandboxError("the Asterisk sandbox needs root (chroot, mmdebstrap): run as root")
+    if shutil.which("mmdebstrap") is None:
+        raise SandboxError("mmdebstrap not found: apt-get install mmdebstrap")
+    cache.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(cache).free
+    if free < MIN_FREE_BYTES:
+        raise SandboxError(
+            f"not enough disk for the Asterisk root in {cache}: "
+            f"{free // 2**20} MiB free, {MIN_FREE_BYTES // 2**20} MiB needed"
+        )
+
+
+def ensure_root(root: Path | None = None, *, log=None) -> Path:
+    """Return a ready root, building it once if needed (safe against parallel callers)."""
+    root = root or default_root()
+    marker = root / ".pbx-bridge-root-ok"
+    if marker.exists():
+        return root
+    _check_can_build(root.parent)
+    lock_path = root.parent / f".{root.name}.lock"
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if marker.exists():  # another process built it while we waited
+            return root
+        tmp = root.parent / f"{root.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        cmd = [
+            "mmdebstrap",
+            *MMDEBSTRAP_ARGS,
+            f"--include={','.join(ROOT_PACKAGES)}",
+            SUITE,
+            str(tmp),
+        ]
+        out = log or sys.stderr
+        print(f"pbx-bridge sandbox: building the Asterisk root in {root} ...", file=out)
+        try:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
+            )
+        except subprocess.TimeoutExpired as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SandboxError(f"mmdebstrap did not finish in {BUILD_TIMEOUT:.0f} s") from exc
+        if proc.returncode != 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+            last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+            raise SandboxError(f"mmdebstrap failed ({proc.returncode}): {last}")
+        (tmp / ".pbx-bridge-root-ok").write_text(" ".join(ROOT_PACKAGES) + "\n")
+        if root.exists():
+            shutil.rmtree(root)
+        tmp.rename(root)
+    return root
+
+
+def _port_busy(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _read_ami_banner(host: str, port: int, timeout: float) -> str | None:
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            data = s.recv(128)
+    except OSError:
+        return None
+    text = data.decode("utf-8", "replace")
+    return text.strip() if text.startswith("Asterisk Call Manager") else None
+
+
+@dataclass
+class Sandbox:
+    """One Asterisk instance in the cached root."""
+
+    name: str = "dev"
+    root: Path = field(default_factory=default_root)
+    conf_dir: Path = DEFAULT_CONF_DIR
+    ami_port: int = 5038
+    http_port: int = 8088
+
+    # ---- paths
+    @property
+    def inner_dir(self) -> str:
+        """The instance folder as Asterisk sees it (inside the chroot)."""
+        return f"/{INSTANCES}/{self.name}"
+
+    @property
+    def instance_dir(self) -> Path:
+        """The instance folder as the host sees it."""
+        return self.root / INSTANCES / self.name
+
+    @property
+    def monitor_dir(self) -> Path:
+        """Where MixMonitor's relative file names land, seen from the host."""
+        return self.instance_dir / "spool" / "monitor"
+
+    @property
+    def log_file(self) -> Path:
+        return self.instance_dir / "asterisk.out"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.instance_dir / "asterisk.pid"
+
+    def host_path(self, inner: str) -> Path:
+        """Map a path Asterisk reports (inside the chroot) to the host."""
+        return self.root / inner.lstrip("/")
+
+    # ---- lifecycle
+    def prepare(self) -> None:
+        """Fresh instance folder: the project's config plus a private asterisk.conf."""
+        ensure_root(self.root)
+        if self.running():
+            raise SandboxError(f"sandbox '{self.name}' is running: stop it first")
+        shutil.rmtree(self.instance_dir, ignore_errors=True)
+        # Asterisk looks up its own host name to pick an address for SDP; with no DNS
+        # here that costs a failed lookup (and two error lines) on every call.
+        (self.root / "etc" / "hosts").write_text(
+            f"127.0.0.1 localhost {socket.gethostname()}\n::1 localhost ip6-localhost\n"
+        )
+        etc = self.instance_dir / "etc"
+        etc.mkdir(parents=True)
+        for sub in ("spool/monitor", "run", "log", "db", "cache", "keys"):
+            (self.instance_dir / sub).mkdir(parents=True, exist_ok=True)
+        if not (self.conf_dir / "modules.conf").exists():
+            raise SandboxError(f"no Asterisk configuration in {self.conf_dir}")
+        for src in self.conf_dir.iterdir():
+            if src.is_file() and src.name != "asterisk.conf":
+                shutil.copy2(src, etc / src.name)
+        base = (self.conf_dir / "asterisk.conf").read_text()
+        options = base.split("[options]", 1)[1] if "[options]" in base else ""
+        d = self.inner_dir
+        (etc / "asterisk.conf").write_text(
+            "; written by pbx_bridge.sandbox from asterisk-conf/asterisk.conf\n"
+            "[directories]\n"
+            f"astcachedir => {d}/cache\n"
+            f"astetcdir => {d}/etc\n"
+            "astmoddir => /usr/lib/x86_64-linux-gnu/asterisk/modules\n"
+            "astvarlibdir => /var/lib/asterisk\n"
+            f"astdbdir => {d}/db\n"
+            f"astkeydir => {d}/keys\n"
+            "astdatadir => /usr/share/asterisk\n"
+            "astagidir => /usr/share/asterisk/agi-bin\n"
+            f"astspooldir => {d}/spool\n"
+            f"astrundir => {d}/run\n"
+            f"astlogdir => {d}/log\n"
+            "astsbindir => /usr/sbin\n\n"
+            f"[options]{options}"
+        )
+
+    def _asterisk(self, *args: str) -> list[str]:
+        return [
+            "chroot",
+            str(self.root),
+            "/usr/sbin/asterisk",
+            "-C",
+            f"{self.inner_dir}/etc/asterisk.conf",
+            *args,
+        ]
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        # A stale pid file could name a recycled pid: check it is our Asterisk.
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return None
+        return pid if b"asterisk" in cmdline and self.inner_dir.encode() in cmdline else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def start(self, timeout: float = 60.0, *, fresh: bool = True) -> None:
+        """Start Asterisk and return once it is fully booted and AMI answers."""
+        if self.running():
+            raise SandboxError(f"sandbox '{self.name}' already running (pid {self.pid()})")
+        for port in (self.ami_port, self.http_port):
+            if _port_busy(port):
+                raise SandboxError(
+                    f"port {port} on 127.0.0.1 is in use: another Asterisk running? "
+                    "(pbx-bridge sandbox stop)"
+                )
+        if fresh or not (self.instance_dir / "etc" / "asterisk.conf").exists():
+            self.prepare()
+        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        proc = subprocess.Popen(
+            self._asterisk("-f", "-n", "-q"),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the CLI that started it; no stray signals
+        )
+        log.close()
+        self.pid_file.write_text(f"{proc.pid}\n")
+        deadline = time.monotonic() + timeout
+        try:
+            self._wait_booted(proc, deadline)
+        except BaseException:
+            self._kill(proc.pid)
+            raise
+
+    def _wait_booted(self, proc: subprocess.Popen, deadline: float) -> None:
+        while True:
+            if proc.poll() is not None:
+                raise SandboxError(
+                    f"Asterisk exited with {proc.returncode} while starting: {self._log_tail()}"
+                )
+            if time.monotonic() > deadline:
+                raise SandboxError(f"Asterisk did not boot in time: {self._log_tail()}")
+            try:
+                out = self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
+            except SandboxError:
+                out = ""
+            if "fully booted" in out.lower() and _read_ami_banner(
+                "127.0.0.1", self.ami_port, 2.0
+            ):
+                return
+            time.sleep(0.2)
+
+    def _log_tail(self) -> str:
+        try:
+            lines = self.log_file.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "(no log)"
+        errors = [ln for ln in lines if "ERROR" in ln or "WARNING" in ln]
+        return " | ".join((errors or lines)[-3:]) or "(empty log)"
+
+    def cli(self, command: str, timeout: float = 15.0) -> str:
+        """Run an Asterisk CLI command in the instance and return its output."""
+        try:
+            proc = subprocess.run(
+                self._asterisk("-rx", command),
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise SandboxError(f"Asterisk CLI '{command}' timed out after {timeout:.0f} s") from exc
+        if proc.returncode != 0:
+            msg = (proc.stderr or proc.stdout).strip().splitlines()
+            raise SandboxError(f"Asterisk CLI '{command}' failed: {msg[-1] if msg else '?'}")
+        return proc.stdout
+
+    def stop(self, timeout: float = 15.0) -> None:
+        pid = self.pid()
+        if pid is None:
+            return
+        with contextlib.suppress(SandboxError):
+            self.cli("core stop now", timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.pid() is not None:
+            time.sleep(0.1)
+        if self.pid() is not None:
+            self._kill(pid)
+        self.pid_file.unlink(missing_ok=True)
+
+    def _kill(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, 0)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+
+    # Fault injection helpers for tests: freeze and thaw the PBX.
+    def signal(self, sig: int) -> None:
+        pid = self.pid()
+        if pid is None:
+            raise SandboxError(f"sandbox '{self.name}' is not running")
+        os.kill(pid, sig)
+
+
+# --------------------------------------------------------------------------- CLI
+def _cmd(args: argparse.Namespace) -> int:
+    sb = Sandbox(name=args.name)
+    try:
+        if args.action == "build":
+            t0 = time.monotonic()
+            root = ensure_root(sb.root)
+            print(f"root ready: {root} ({time.monotonic() - t0:.1f} s)")
+        elif args.action == "start":
+            t0 = time.monotonic()
+            sb.start(timeout=args.timeout)
+            print(
+                f"Asterisk running (pid {sb.pid()}, {time.monotonic() - t0:.1f} s): "
+                f"AMI 127.0.0.1:{sb.ami_port}, ARI http://127.0.0.1:{sb.http_port}/ari, "
+                f"SIP udp 127.0.0.1:5060, recordings in {sb.monitor_dir}"
+            )
+        elif args.action == "stop":
+            sb.stop()
+            print("Asterisk stopped")
+        elif args.action == "status":
+            pid = sb.pid()
+            print(f"running (pid {pid})" if pid else "stopped")
+            return 0 if pid else 3
+        elif args.action == "cli":
+            if not args.rest:
+                raise SandboxError("usage: pbx-bridge sandbox cli 'core show channels'")
+            sys.stdout.write(sb.cli(" ".join(args.rest)))
+        elif args.action == "path":
+            print(sb.instance_dir)
+    except SandboxError as exc:
+        print(f"pbx-bridge sandbox: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sandbox",
+        help="a local Asterisk (Debian sid root, no Docker) for development and tests",
+        description="Build, start, stop and talk to the development Asterisk.",
+    )
+    p.add_argument(
+        "action",
+        choices=("build", "start", "stop", "status", "cli", "path"),
+        help="build the root | start | stop | status | run a CLI command | print the folder",
+    )
+    p.add_argument("rest", nargs="*", help="the CLI command for `cli`")
+    p.add_argument("--name", default="dev", help="instance name (default: dev)")
+    p.add_argument("--timeout", type=float, default=60.0, help="start timeout in seconds")
+    p.set_defaults(func=_cmd)
