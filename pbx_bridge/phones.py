@@ -133,7 +133,7 @@ class Phone:
 
     async def _start(self, timeout: float) -> Phone:
         self._write_config()
-        log = open(self.dir / "baresip.log", "wb")  # noqa: SIM115 - handed to the child
+        log = open(self.dir / "baresip.log", "wb")  # noqa: ASYNC230 - handed to the child
         self._proc = await asyncio.create_subprocess_exec(
             "chroot",
             str(self.sandbox.root),
@@ -155,7 +155,8 @@ class Phone:
                     break
                 except OSError:
                     if self._proc.returncode is not None:
-                        raise PhoneError(f"baresip for {self.user} exited: {self.log_tail()}")
+                        msg = f"baresip for {self.user} exited: {self.log_tail()}"
+                        raise PhoneError(msg) from None
                     await asyncio.sleep(0.05)
             self._read_task = asyncio.create_task(self._read_loop())
             if self.register:

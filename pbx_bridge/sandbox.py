@@ -255,7 +255,7 @@ class Sandbox:
                 )
         if fresh or not (self.instance_dir / "etc" / "asterisk.conf").exists():
             self.prepare()
-        log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child
+        log = open(self.log_file, "ab")
         proc = subprocess.Popen(
             self._asterisk("-f", "-n", "-q"),
             stdin=subprocess.DEVNULL,
@@ -281,7 +281,8 @@ class Sandbox:
             if time.monotonic() > deadline:
                 raise SandboxError(f"Asterisk did not boot in time: {self._log_tail()}")
             try:
-                out = self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
+                left = max(1.0, deadline - time.monotonic())
+                out = self.cli("core waitfullybooted", timeout=left)
             except SandboxError:
                 out = ""
             if "fully booted" in out.lower() and _read_ami_banner(
