@@ -1,0 +1,502 @@
+"""The call tracker: AMI events in, live calls and their per-extension views out.
+
+A pure core: no sockets, no clock of its own (`clock` is injected and used only when an
+event carries no Timestamp). Feed it events in stream order with `feed`, and on every
+(re)connect hand it the channel list Asterisk reports (`resync`).
+
+How it stays true to the PBX:
+- Calls are *derived* from live channels grouped by their current Linkedid, so a call
+  can never outlive its channels, and a channel whose Linkedid changes (Asterisk moves
+  bridged channels to the oldest Linkedid, e.g. on attended transfer) moves with it.
+- Every event that carries a channel snapshot (plain, `Dest*`, `LocalOne*`, transfer
+  prefixes...) updates that channel; a missed Newchannel is recovered from the next
+  snapshot, and a hung-up channel is remembered (tombstone) so late or reordered events
+  can never resurrect it.
+- What only the bridge knows (view id, answer time) is written back onto the channel as
+  the PBX_VIEW variable (see `take_effects`), and recording state is read from PBX_REC,
+  which MixMonitor's callers set; a resync after a bridge restart or an AMI drop
+  therefore rebuilds the same views with the same ids, times and recordings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pbx_bridge.calls import model as m
+
+Event = Mapping[str, str]
+
+# Prefixes under which AMI events carry channel snapshots.
+SNAPSHOT_PREFIXES = (
+    "",
+    "Dest",
+    "LocalOne",
+    "LocalTwo",
+    "Transferer",
+    "Transferee",
+    "TransferTarget",
+    "SecondTransferer",
+    "OrigTransferer",
+    "Target",
+    "Spyee",
+    "Spyer",
+)
+_PREFIX_KEYS = tuple((p, p + "Uniqueid") for p in SNAPSHOT_PREFIXES)
+# Events whose snapshots describe a channel that is going away: never create from them.
+_NO_CREATE = frozenset({"Hangup", "HangupRequest", "SoftHangupRequest", "MixMonitorStop"})
+_TOMBSTONES = 50_000
+_STATE_UP = 6
+_RINGING_DIALSTATUS = frozenset({"RINGING", "PROGRESS", "PROCEEDING"})
+_VIEW_VAR = "ChanVariable(PBX_VIEW)"
+_REC_VAR = "ChanVariable(PBX_REC)"
+_REC_FILE_VAR = "ChanVariable(PBX_REC_FILE)"
+
+
+def call_id(linkedid: str) -> str:
+    """The public PhoneCall id: stable for the Linkedid, so across restarts and reconnects.
+
+    The *1 dialplan subroutine computes the same value (SHA1 of the Linkedid, 20 hex)."""
+    return hashlib.sha1(linkedid.encode()).hexdigest()[:20]
+
+
+def _epoch_of(uniqueid: str) -> float | None:
+    # Uniqueid/Linkedid are "[systemname-]<epoch>.<sequence>".
+    try:
+        return float(uniqueid.rsplit("-", 1)[-1].split(".", 1)[0])
+    except ValueError:
+        return None
+
+
+def _seq_of(uniqueid: str) -> tuple[float, int]:
+    tail = uniqueid.rsplit("-", 1)[-1]
+    epoch, _, seq = tail.partition(".")
+    try:
+        return (float(epoch), int(seq or 0))
+    except ValueError:
+        return (float("inf"), 0)
+
+
+def device_of(channel_name: str) -> str:
+    """'PJSIP/0003*210-0000002a' -> 'PJSIP/0003*210'; 'Local/x@ctx-0001;2' stays Local."""
+    base, sep, _tail = channel_name.rpartition("-")
+    return base if sep else channel_name
+
+
+@dataclass(slots=True)
+class SetVar:
+    """An effect for the shell: set a channel variable through AMI Setvar."""
+
+    channel: str
+    variable: str
+    value: str
+
+
+@dataclass(slots=True, eq=False)
+class Channel:
+    uniqueid: str
+    name: str
+    linkedid: str
+    state: int = 0
+    caller_num: str = ""
+    caller_name: str = ""
+    exten: str = ""  # what was dialled when the channel appeared
+    created: float = 0.0
+    answered: float | None = None
+    extension: str | None = None  # the local extension whose device this is
+    recording: float | None = None  # when the running MixMonitor started
+    rec_file: str | None = None
+    dial_status: str = ""
+    view_tag: str = ""  # last PBX_VIEW value seen on the channel
+    on_hold: bool = False
+
+
+@dataclass(slots=True, eq=False)
+class Call:
+    linkedid: str
+    id: str
+    published: float
+    channels: dict[str, Channel] = field(default_factory=dict)
+    view_ids: dict[str, str] = field(default_factory=dict)  # extension -> "01"...
+    next_view: int = 1
+    # The calling party, remembered from the originating channel (Uniqueid == Linkedid).
+    origin_uid: str = ""
+    origin_ext: str | None = None
+    origin_num: str = ""
+    origin_name: str = ""
+    origin_exten: str = ""
+
+    def channels_of(self, extension: str) -> list[Channel]:
+        return [c for c in self.channels.values() if c.extension == extension]
+
+    def extensions(self) -> list[str]:
+        """Local extensions taking part now, in view order."""
+        present = {c.extension for c in self.channels.values() if c.extension}
+        return [e for e, _ in sorted(self.view_ids.items(), key=lambda kv: kv[1]) if e in present]
+
+    @property
+    def answered(self) -> float | None:
+        times = [c.answered for c in self.channels.values() if c.answered is not None]
+        return min(times) if times else None
+
+
+class Tracker:
+    def __init__(
+        self,
+        devices: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.channels: dict[str, Channel] = {}
+        self.calls: dict[str, Call] = {}  # by Linkedid
+        self._by_id: dict[str, Call] = {}  # by public id
+        self._ext_calls: dict[str, dict[str, int]] = {}  # extension -> {linkedid: n}
+        self._tombstones: OrderedDict[str, None] = OrderedDict()
+        self._effects: list[SetVar] = []
+        self._clock = clock
+        self.events = 0
+        self.set_devices(devices or {})
+
+    # ------------------------------------------------------------------ directory
+    def set_devices(self, devices: Mapping[str, str]) -> None:
+        """device ('PJSIP/0003*210') -> extension number; re-labels live channels."""
+        self._devices = dict(devices)
+        self._numbers = frozenset(self._devices.values())
+        for ch in list(self.channels.values()):
+            ext = self._devices.get(device_of(ch.name))
+            if ext != ch.extension:
+                call = self.calls.get(ch.linkedid)
+                if call:
+                    self._detach(call, ch)
+                ch.extension = ext
+                if call:
+                    self._attach(ch)
+
+    # ------------------------------------------------------------------ queries
+    def call(self, public_id: str) -> Call | None:
+        return self._by_id.get(public_id)
+
+    def calls_of(self, extension: str) -> list[Call]:
+        ids = self._ext_calls.get(extension, {})
+        return sorted((self.calls[lid] for lid in ids), key=lambda c: (c.published, c.linkedid))
+
+    def take_effects(self) -> list[SetVar]:
+        out, self._effects = self._effects, []
+        return out
+
+    def recording_channel(self, call: Call, extension: str) -> Channel | None:
+        """The concrete, answered channel of the extension's view (never a Local half)."""
+        up = [c for c in call.channels_of(extension) if c.state == _STATE_UP]
+        if not up:
+            return None
+        return max(up, key=lambda c: _seq_of(c.uniqueid))
+
+    # ------------------------------------------------------------------ events
+    def feed_many(self, events: Iterable[Event]) -> None:
+        for ev in events:
+            self.feed(ev)
+
+    def feed(self, ev: Event) -> None:
+        """Apply one AMI event. Never raises on unknown, partial or reordered events."""
+        self.events += 1
+        name = ev.get("Event")
+        if name is None:
+            return
+        ts_raw = ev.get("Timestamp")
+        try:
+            ts = float(ts_raw) if ts_raw else self._clock()
+        except ValueError:
+            ts = self._clock()
+
+        if name == "Hangup":
+            uid = ev.get("Uniqueid")
+            if uid:
+                self._hangup(uid)
+            return
+
+        create = name not in _NO_CREATE
+        for prefix, key in _PREFIX_KEYS:
+            if key in ev:
+                self._snapshot(ev, prefix, ts, create)
+        uid = ev.get("Uniqueid")
+        ch = self.channels.get(uid) if uid else None
+        if ch is None:
+            return
+        if name == "MixMonitorStart":
+            ch.recording = ts
+        elif name == "MixMonitorStop":
+            ch.recording = None
+            ch.rec_file = None
+        elif name in ("DialState", "DialEnd", "DialBegin"):
+            ch.dial_status = ev.get("DialStatus", "")
+        elif name == "Hold":
+            ch.on_hold = True
+        elif name == "Unhold":
+            ch.on_hold = False
+        elif name == "Rename" and ev.get("Newname"):
+            ch.name = ev["Newname"]
+
+    def _snapshot(self, ev: Event, p: str, ts: float, create: bool) -> None:
+        uid = ev[p + "Uniqueid"]
+        if not uid or uid in self._tombstones:
+            return
+        linkedid = ev.get(p + "Linkedid") or uid
+        name = ev.get(p + "Channel", "")
+        ch = self.channels.get(uid)
+        if ch is None:
+            if not create or not name:
+                return
+            ch = Channel(
+                uniqueid=uid,
+                name=name,
+                linkedid=linkedid,
+                exten=ev.get(p + "Exten", ""),
+                created=_epoch_of(uid) or ts,
+                extension=self._devices.get(device_of(name)),
+            )
+            self.channels[uid] = ch
+            self._update(ch, ev, p, ts)
+            self._attach(ch)
+            return
+        if linkedid != ch.linkedid:
+            old = self.calls.get(ch.linkedid)
+            if old is not None:
+                self._detach(old, ch)
+            ch.linkedid = linkedid
+            self._update(ch, ev, p, ts)
+            self._attach(ch)
+            return
+        if name and name != ch.name:
+            ch.name = name
+        self._update(ch, ev, p, ts)
+
+    def _update(self, ch: Channel, ev: Event, p: str, ts: float) -> None:
+        state = ev.get(p + "ChannelState")
+        if state is not None and state.isdigit():
+            ch.state = int(state)
+            if ch.state == _STATE_UP and ch.answered is None:
+                ch.answered = ts
+                self._tag_view(ch)
+        num = ev.get(p + "CallerIDNum")
+        if num is not None:
+            ch.caller_num = num
+            ch.caller_name = ev.get(p + "CallerIDName", ch.caller_name)
+        tag = ev.get(p + _VIEW_VAR)
+        if tag is not None:
+            ch.view_tag = tag
+
+    def _hangup(self, uid: str) -> None:
+        self._tombstones[uid] = None
+        if len(self._tombstones) > _TOMBSTONES:
+            self._tombstones.popitem(last=False)
+        ch = self.channels.pop(uid, None)
+        if ch is None:
+            return
+        call = self.calls.get(ch.linkedid)
+        if call is not None:
+            self._detach(call, ch)
+
+    # ------------------------------------------------------------------ calls
+    def _attach(self, ch: Channel) -> None:
+        call = self.calls.get(ch.linkedid)
+        if call is None:
+            call = Call(
+                linkedid=ch.linkedid,
+                id=call_id(ch.linkedid),
+                published=_epoch_of(ch.linkedid) or ch.created,
+            )
+            self.calls[ch.linkedid] = call
+            self._by_id[call.id] = call
+        call.channels[ch.uniqueid] = ch
+        if ch.uniqueid == call.linkedid or not call.origin_uid:
+            # The originating channel (Uniqueid == Linkedid) defines the calling party;
+            # until we have seen it, the first channel stands in for it.
+            call.origin_uid = ch.uniqueid
+            call.origin_ext = ch.extension
+            call.origin_num = ch.caller_num
+            call.origin_name = ch.caller_name
+            call.origin_exten = ch.exten
+        if ch.extension:
+            self._assign_view(call, ch)
+            counts = self._ext_calls.setdefault(ch.extension, {})
+            counts[call.linkedid] = counts.get(call.linkedid, 0) + 1
+
+    def _detach(self, call: Call, ch: Channel) -> None:
+        if call.channels.pop(ch.uniqueid, None) is None:
+            return
+        if ch.extension:
+            counts = self._ext_calls.get(ch.extension)
+            if counts is not None:
+                n = counts.get(call.linkedid, 0) - 1
+                if n > 0:
+                    counts[call.linkedid] = n
+                else:
+                    counts.pop(call.linkedid, None)
+                    if not counts:
+                        del self._ext_calls[ch.extension]
+        if not call.channels:
+            del self.calls[call.linkedid]
+            self._by_id.pop(call.id, None)
+
+    def _assign_view(self, call: Call, ch: Channel) -> None:
+        ext = ch.extension
+        assert ext is not None
+        if ext not in call.view_ids:
+            vid = None
+            linked, _, rest = ch.view_tag.partition("|")
+            if linked == call.linkedid:
+                tagged, _, answered = rest.partition("|")
+                if tagged.isdigit() and tagged not in call.view_ids.values():
+                    vid = tagged
+                    call.next_view = max(call.next_view, int(tagged) + 1)
+                if answered and ch.answered is None:
+                    try:
+                        ch.answered = float(answered)
+                    except ValueError:
+                        pass
+            if vid is None:
+                vid = f"{call.next_view:02d}"
+                call.next_view += 1
+            call.view_ids[ext] = vid
+        self._tag_view(ch)
+
+    def _tag_view(self, ch: Channel) -> None:
+        """Write the view id and answer time onto an answered channel (see module doc)."""
+        if ch.extension is None or ch.answered is None:
+            return
+        call = self.calls.get(ch.linkedid)
+        if call is None or ch.uniqueid not in call.channels:
+            return
+        vid = call.view_ids.get(ch.extension)
+        if vid is None:
+            return
+        tag = f"{ch.linkedid}|{vid}|{int(ch.answered)}"
+        if tag != ch.view_tag:
+            ch.view_tag = tag
+            self._effects.append(SetVar(ch.name, "PBX_VIEW", tag))
+
+    # ------------------------------------------------------------------ resync
+    def resync(self, snapshot: Iterable[Event], now: float | None = None) -> None:
+        """Replace the live picture with Asterisk's channel list (CoreShowChannel events).
+
+        Channels not in the list are gone (hung up while we were away, or Asterisk
+        restarted); new ones are created in creation order so views keep join order;
+        PBX_VIEW and PBX_REC restore view ids, answer and recording times."""
+        ts = self._clock() if now is None else now
+        items = [ev for ev in snapshot if ev.get("Uniqueid")]
+        live = {ev["Uniqueid"] for ev in items}
+        for uid in [u for u in self.channels if u not in live]:
+            self._hangup(uid)
+        items.sort(key=lambda ev: _seq_of(ev["Uniqueid"]))
+        for ev in items:
+            uid = ev["Uniqueid"]
+            self._tombstones.pop(uid, None)
+            known = uid in self.channels
+            self._snapshot(ev, "", ts, True)
+            ch = self.channels.get(uid)
+            if ch is None:
+                continue
+            rec = ev.get(_REC_VAR)
+            if rec is not None:
+                try:
+                    ch.recording = float(rec) if rec else None
+                except ValueError:
+                    ch.recording = None
+                ch.rec_file = ev.get(_REC_FILE_VAR) or None
+            if not known and ch.state == _STATE_UP and ch.answered is None:
+                # Answer time unknown (never tagged): the channel's creation is the
+                # closest truthful bound we have.
+                ch.answered = ch.created
+                self._tag_view(ch)
+
+    # ------------------------------------------------------------------ rendering
+    def render(
+        self,
+        call: Call,
+        extension: str,
+        *,
+        visible: Callable[[str], bool] | None = None,
+        owner_id: str | None = None,
+        owner_name: str | None = None,
+        link: str | None = None,
+    ) -> m.PhoneCall:
+        views = []
+        for ext in call.extensions():
+            if visible is not None and not visible(ext):
+                continue
+            views.append(self._render_view(call, ext))
+        return m.PhoneCall(
+            id=call.id,
+            extension=extension,
+            ownerId=owner_id,
+            ownerName=owner_name,
+            published=m.iso(call.published),
+            answered=m.iso(call.answered),
+            phoneCallView=views,
+            link=m.Link(self_=link) if link else None,
+        )
+
+    def _render_view(self, call: Call, ext: str) -> m.PhoneCallView:
+        chans = call.channels_of(ext)
+        best = max(chans, key=lambda c: (c.state == _STATE_UP, _seq_of(c.uniqueid)))
+        answered = [c.answered for c in chans if c.answered is not None]
+        recording = [c.recording for c in chans if c.recording is not None]
+        source, destination = self._ends(call, ext)
+        return m.PhoneCallView(
+            id=call.view_ids[ext],
+            extension=ext,
+            status=self._status(call, best),
+            flow=self._flow(call, ext),
+            callerId=self._caller_id(call),
+            source=source,
+            destination=destination,
+            answered=m.iso(min(answered)) if answered else None,
+            recording=m.iso(min(recording)) if recording else None,
+        )
+
+    @staticmethod
+    def _status(call: Call, ch: Channel) -> str:
+        s = ch.state
+        if s == _STATE_UP:
+            return m.STATUS_ON_CALL
+        if s == 5:  # Ringing: this phone rings
+            return m.STATUS_RINGING
+        if s == 4:  # Ring: the caller waits for the other side
+            others_ringing = any(
+                o.state == 5 for o in call.channels.values() if o is not ch
+            ) or ch.dial_status in _RINGING_DIALSTATUS
+            return m.STATUS_OTHER_SIDE_RINGING if others_ringing else m.STATUS_TRYING
+        if s in (0, 9):  # Down / Pre-ring: being set up
+            return m.STATUS_TRYING
+        if s in (1, 2, 3, 8):
+            return m.STATUS_OFF_HOOK
+        return m.STATUS_UNKNOWN
+
+    def _flow(self, call: Call, ext: str) -> str:
+        if call.origin_ext is None:
+            return m.FLOW_INCOMING
+        if call.origin_ext != ext:
+            return m.FLOW_LOCAL
+        others = [e for e in call.extensions() if e != ext]
+        if others or call.origin_exten in self._numbers:
+            return m.FLOW_LOCAL
+        return m.FLOW_OUTGOING
+
+    @staticmethod
+    def _caller_id(call: Call) -> str | None:
+        num = call.origin_num if call.origin_num not in ("", "<unknown>") else ""
+        name = call.origin_name if call.origin_name not in ("", "<unknown>") else ""
+        if not num and not name:
+            return None
+        return f"{name} <{num}>" if name else f"<{num}>"
+
+    def _ends(self, call: Call, ext: str) -> tuple[list[str] | None, list[str] | None]:
+        src = call.origin_num if call.origin_num not in ("", "<unknown>") else None
+        dest = call.origin_exten if call.origin_exten not in ("", "s") else None
+        if dest is None:
+            others = [e for e in call.extensions() if e != call.origin_ext]
+            dest = others[0] if others else None
+        return ([src] if src else None, [dest] if dest else None)
