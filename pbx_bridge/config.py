@@ -1,0 +1,313 @@
+"""Settings: a TOML file plus ``PBX_BRIDGE_<SECTION>__<KEY>`` environment overrides.
+
+Precedence, highest first: values passed to ``Settings(...)`` in code, the environment,
+the TOML file, the defaults below. ``load_settings()`` is the one entry point the rest of
+the project uses; it turns every problem (missing file, bad TOML, unknown key, value out
+of range) into one :class:`ConfigError` whose message names the file and the key.
+
+Secrets (``ami.secret``, ``ari.password``) are :class:`pydantic.SecretStr`: they print as
+``**********`` in ``repr``/``str``/``model_dump(mode="json")`` and therefore in logs. Read
+the value with ``.get_secret_value()`` only where it is sent to Asterisk.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+__all__ = [
+    "ENV_CONFIG_PATH",
+    "ENV_PREFIX",
+    "AmiSettings",
+    "AriSettings",
+    "AuthSettings",
+    "ConfigError",
+    "DirectorySettings",
+    "HttpSettings",
+    "LoggingSettings",
+    "RecordingsSettings",
+    "Settings",
+    "load_settings",
+    "validation_messages",
+]
+
+ENV_PREFIX = "PBX_BRIDGE_"
+ENV_CONFIG_PATH = "PBX_BRIDGE_CONFIG"
+_NESTED = "__"
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used. The message is one line, ready for the user."""
+
+
+# --------------------------------------------------------------------------- validators
+
+
+def _no_control(value: str) -> str:
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters (CR, LF, ...)")
+    return value
+
+
+def _no_control_secret(value: SecretStr) -> SecretStr:
+    _no_control(value.get_secret_value())
+    return value
+
+
+def _http_url(value: str) -> str:
+    _no_control(value)
+    if not re.fullmatch(r"https?://[^/\s?#]+(/[^\s?#]*)?", value):
+        raise ValueError("must be an absolute http:// or https:// URL without query")
+    return value.rstrip("/")
+
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Text = Annotated[str, Field(min_length=1), AfterValidator(_no_control)]
+Secret = Annotated[SecretStr, AfterValidator(_no_control_secret)]
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+class HttpSettings(_Section):
+    host: Text = "127.0.0.1"
+    port: Port = 8080
+    # Absolute base of the `link.self` URLs (no trailing slash; one is stripped).
+    public_base_url: HttpUrl = "http://127.0.0.1:8080"
+    body_limit: Annotated[int, Field(gt=0)] = 16384
+    request_timeout: Seconds = 10.0
+
+
+class AmiSettings(_Section):
+    host: Text = "127.0.0.1"
+    port: Port = 5038
+    username: Text = "pbx-bridge"
+    secret: Secret = SecretStr("")
+    ping_interval: Seconds = 10.0
+    ping_timeout: Seconds = 5.0
+    action_timeout: Seconds = 5.0
+    connect_timeout: Seconds = 5.0
+    backoff_cap: Seconds = 30.0
+    auth_retry: Seconds = 60.0
+
+
+class AriSettings(_Section):
+    url: HttpUrl = "http://127.0.0.1:8088/ari"
+    username: Text = "pbx-bridge"
+    password: Secret = SecretStr("")
+
+
+class DirectorySettings(_Section):
+    # SQLite file holding the directory, apps and tokens. Relative paths are relative
+    # to the working directory of the process.
+    database: Path = Path("var/pbx_bridge.sqlite3")
+
+    @field_validator("database")
+    @classmethod
+    def _not_empty(cls, value: Path) -> Path:
+        if str(value) in ("", "."):
+            raise ValueError("must be a file path")
+        _no_control(str(value))
+        return value
+
+
+class RecordingsSettings(_Section):
+    # "" = Asterisk's own monitor spool directory (<astspooldir>/monitor).
+    directory: Annotated[str, AfterValidator(_no_control)] = ""
+    default_format: Literal["wav", "wav49"] = "wav"
+
+
+class AuthSettings(_Section):
+    token_ttl: Annotated[int, Field(gt=0)] = 3600
+    max_token_ttl: Annotated[int, Field(gt=0)] = 31536000
+
+    @model_validator(mode="after")
+    def _ttl_within_max(self) -> AuthSettings:
+        if self.token_ttl > self.max_token_ttl:
+            raise ValueError("token_ttl must not exceed max_token_ttl")
+        return self
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    json_: bool = Field(default=False, alias="json")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+# --------------------------------------------------------------------------- settings
+
+# The parsed TOML of the file being loaded by load_settings(); read by _FileSource.
+_FILE_DATA: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "pbx_bridge_config_file_data", default=None
+)
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The TOML file's content, below the environment in precedence."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_DATA.get() or {})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=_NESTED,
+        case_sensitive=False,
+        extra="forbid",
+        frozen=True,
+    )
+
+    http: HttpSettings = HttpSettings()
+    ami: AmiSettings = AmiSettings()
+    ari: AriSettings = AriSettings()
+    directory: DirectorySettings = DirectorySettings()
+    recordings: RecordingsSettings = RecordingsSettings()
+    auth: AuthSettings = AuthSettings()
+    logging: LoggingSettings = LoggingSettings()
+
+    _config_file: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_file(self) -> Path | None:
+        """The TOML file these settings were read from, if any."""
+        return self._config_file
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _FileSource(settings_cls))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def validation_messages(exc: ValidationError, *, show_input: bool = False) -> list[str]:
+    """One short ``where: what`` line per error of a pydantic ValidationError.
+
+    Input values are left out unless ``show_input`` (they may be secrets).
+    """
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key missing"
+        else:
+            msg = err["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+            if show_input and err["type"] not in ("model_type", "dict_type"):
+                msg += f" (got {err['input']!r})"
+        lines.append(f"{_loc(loc)}: {msg}")
+    return lines
+
+
+def _env_name_for(loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable that set this key, if one did."""
+    if not loc:
+        return None
+    candidates = [ENV_PREFIX + str(loc[0])]
+    if len(loc) > 1:
+        candidates.insert(0, ENV_PREFIX + str(loc[0]) + _NESTED + str(loc[1]))
+    present = {k.upper() for k in os.environ}
+    for name in candidates:
+        if name.upper() in present:
+            return name.upper()
+    return None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path}: not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path}: is a directory") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path}: permission denied") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path}: not valid UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: invalid TOML: {exc}") from None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read the settings.
+
+    ``path`` (the ``--config`` option) wins over ``$PBX_BRIDGE_CONFIG``; with neither, only
+    the defaults and the environment are used. Raises :class:`ConfigError`.
+    """
+    if path is None or str(path) == "":
+        env_path = os.environ.get(ENV_CONFIG_PATH, "")
+        path = env_path or None
+    file = Path(path) if path is not None else None
+    data = _read_toml(file) if file is not None else {}
+
+    token = _FILE_DATA.set(data)
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        where = f"config file {file}" if file is not None else "configuration"
+        parts = []
+        for err, line in zip(exc.errors(include_url=False), validation_messages(exc), strict=True):
+            env = _env_name_for(tuple(err["loc"]))
+            parts.append(f"{line} (from environment variable {env})" if env else line)
+        raise ConfigError(f"{where}: " + "; ".join(parts)) from None
+    finally:
+        _FILE_DATA.reset(token)
+    settings._config_file = file
+    return settings

@@ -1,0 +1,229 @@
+"""Who may do what (CONTRACT section 3). Pure functions over the directory.
+
+Contexts:
+- ``user``: the extensions it owns;
+- ``organization``: every extension of the users of its organization;
+- ``admin``: everything.
+
+Path resolution for ``/uapi/phoneCalls/{userId}/{extension}``, in this order:
+
+1. ``userId`` syntax: ``@me``, ``@viewer``, ``@owner`` or a decimal id, else ``user_invalid``.
+2. ``extension`` syntax: ``@self`` or an extension number, else ``extension_invalid``;
+   an unknown number is ``extension_invalid`` too.
+3. The user: ``@me``/``@viewer`` = the token's user; ``@owner`` = the owner of the
+   extension in the path (``@owner`` with ``@self`` is ``user_invalid``: there is no
+   extension to take the owner from); an unknown numeric id is ``user_invalid``.
+4. A user outside the requester's context is ``access_denied``.
+5. An extension that does not belong to that user is ``extension_invalid``.
+6. An extension outside the requester's context is ``access_denied``.
+
+``resolve_target`` runs all of it; the smaller functions are its parts.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pbx_bridge.directory.models import Extension, Principal, User, is_extension_number
+
+if TYPE_CHECKING:
+    from pbx_bridge.directory.store import Directory
+
+__all__ = [
+    "SELF",
+    "USER_ALIASES",
+    "AccessDenied",
+    "AccessError",
+    "ExtensionInvalid",
+    "Target",
+    "UserInvalid",
+    "can_act_on",
+    "can_act_on_user",
+    "check_extension_of_user",
+    "parse_extension_ref",
+    "recording_allowed",
+    "resolve_extension",
+    "resolve_target",
+    "resolve_user",
+    "visible_extensions",
+]
+
+SELF = "@self"
+USER_ALIASES = ("@me", "@viewer", "@owner")
+_USER_ID = re.compile(r"[0-9]{1,15}")
+
+
+class AccessError(Exception):
+    """Base of the refusals below; ``code`` and ``status`` are the contract's."""
+
+    code = "access_denied"
+    status = 403
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UserInvalid(AccessError):
+    code = "user_invalid"
+    status = 400
+
+
+class ExtensionInvalid(AccessError):
+    code = "extension_invalid"
+    status = 400
+
+
+class AccessDenied(AccessError):
+    code = "access_denied"
+    status = 403
+
+
+# --------------------------------------------------------------------------- policy
+
+
+def can_act_on_user(principal: Principal, user: User) -> bool:
+    """Is ``user`` inside the principal's context?"""
+    if principal.role == "admin":
+        return True
+    if principal.role == "organization":
+        return principal.organization_id is not None and user.organization == (
+            principal.organization_id
+        )
+    return user.id == principal.user_id
+
+
+def can_act_on(principal: Principal, extension: Extension, directory: Directory) -> bool:
+    """May the principal see and act on this extension (and its calls' views)?"""
+    if principal.role == "admin":
+        return True
+    if principal.role == "organization":
+        owner = directory.user(extension.owner)
+        return (
+            owner is not None
+            and principal.organization_id is not None
+            and owner.organization == principal.organization_id
+        )
+    return extension.owner == principal.user_id
+
+
+def recording_allowed(extension: Extension) -> bool:
+    """Recording through the API needs call recording on, triggered on demand (``*1``)."""
+    return extension.recording.enabled and extension.recording.trigger == "star1"
+
+
+# --------------------------------------------------------------------------- path parts
+
+
+def _check_user_ref(user_ref: str) -> None:
+    if user_ref in USER_ALIASES:
+        return
+    if _USER_ID.fullmatch(user_ref) is None:
+        raise UserInvalid(f"user {user_ref[:40]!r} is not @me, @viewer, @owner or a user id")
+
+
+def parse_extension_ref(extension_ref: str) -> str | None:
+    """``@self`` -> None; a well-formed number -> itself; else ExtensionInvalid.
+
+    The caller URL-decodes first (``0003%2A210`` -> ``0003*210``).
+    """
+    if extension_ref == SELF:
+        return None
+    if not is_extension_number(extension_ref):
+        raise ExtensionInvalid(f"extension {extension_ref[:40]!r} is not an extension number")
+    return extension_ref
+
+
+def resolve_extension(extension_ref: str, directory: Directory) -> Extension | None:
+    """``@self`` -> None; a known extension -> it; malformed or unknown -> ExtensionInvalid."""
+    number = parse_extension_ref(extension_ref)
+    if number is None:
+        return None
+    extension = directory.extension(number)
+    if extension is None:
+        raise ExtensionInvalid(f"extension {number!r} does not exist")
+    return extension
+
+
+def resolve_user(
+    principal: Principal,
+    user_ref: str,
+    extension: Extension | None,
+    directory: Directory,
+) -> User:
+    """The user a path ``userId`` names, checked against the principal's context.
+
+    ``extension`` is the resolved path extension (None for ``@self``). Raises
+    UserInvalid (malformed, unknown, or ``@owner`` without an extension) or AccessDenied
+    (user outside the principal's context). Does not check that the extension belongs to
+    the user: see :func:`check_extension_of_user` / :func:`resolve_target`.
+    """
+    _check_user_ref(user_ref)
+    if user_ref in ("@me", "@viewer"):
+        user = directory.user(principal.user_id)
+        if user is None:  # the token's user vanished from the directory
+            raise UserInvalid(f"user {principal.user_id} does not exist")
+    elif user_ref == "@owner":
+        if extension is None:
+            raise UserInvalid("@owner needs an extension number, not @self")
+        user = directory.user(extension.owner)
+        if user is None:
+            raise UserInvalid(f"the owner of extension {extension.number!r} does not exist")
+    else:
+        user = directory.user(int(user_ref))
+        if user is None:
+            raise UserInvalid(f"user {user_ref} does not exist")
+    if not can_act_on_user(principal, user):
+        raise AccessDenied(f"user {user.id} is outside your context")
+    return user
+
+
+def check_extension_of_user(
+    principal: Principal, user: User, extension: Extension, directory: Directory
+) -> None:
+    """ExtensionInvalid if the extension is not the user's; AccessDenied if outside context."""
+    if extension.owner != user.id:
+        raise ExtensionInvalid(f"extension {extension.number!r} does not belong to user {user.id}")
+    if not can_act_on(principal, extension, directory):
+        raise AccessDenied(f"extension {extension.number!r} is outside your context")
+
+
+def visible_extensions(principal: Principal, user: User, directory: Directory) -> list[Extension]:
+    """``@self``: the user's extensions the principal may act on, sorted by number."""
+    return [
+        ext
+        for ext in directory.extensions_of_user(user.id)
+        if can_act_on(principal, ext, directory)
+    ]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A resolved ``{userId}/{extension}`` path."""
+
+    user: User
+    extension: Extension | None  # None for @self
+    extensions: tuple[Extension, ...]  # [extension], or every visible one for @self
+
+    @property
+    def is_self(self) -> bool:
+        return self.extension is None
+
+
+def resolve_target(
+    principal: Principal, user_ref: str, extension_ref: str, directory: Directory
+) -> Target:
+    """Resolve and authorize a ``{userId}/{extension}`` path, in the module doc's order.
+
+    ``extension_ref`` must already be URL-decoded. Raises UserInvalid, ExtensionInvalid
+    or AccessDenied. With ``@self`` the tuple may be empty (a user with no extension).
+    """
+    _check_user_ref(user_ref)
+    extension = resolve_extension(extension_ref, directory)
+    user = resolve_user(principal, user_ref, extension, directory)
+    if extension is None:
+        return Target(user, None, tuple(visible_extensions(principal, user, directory)))
+    check_extension_of_user(principal, user, extension, directory)
+    return Target(user, extension, (extension,))
