@@ -1,0 +1,17 @@
+"""Test tiers follow the folders: tests/unit (pure), tests/integration (real Asterisk),
+tests/e2e (real Asterisk and real SIP phones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TIERS = {"unit", "integration", "e2e"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = Path(str(item.fspath)).parent.name
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
