@@ -21,6 +21,7 @@ from pathlib import Path
 from pbx_bridge.sandbox import Sandbox
 
 PHONES_DIR = "var/pbx-sandbox/phones"  # inside the root
+MAX_PHONES = 40  # at once per sandbox: their ports stay inside the sandbox's port range
 _ports = itertools.count(0)
 
 
@@ -52,6 +53,16 @@ class Phone:
     events: asyncio.Queue[PhoneEvent] = field(default_factory=asyncio.Queue)
     history: list[PhoneEvent] = field(default_factory=list)
 
+    @classmethod
+    def carrier(cls, sandbox: Sandbox, number: str, **kw: object) -> Phone:
+        """The public network: calls from it reach the PBX as the "pstn" trunk (matched by
+        its address 127.0.0.2) with `number` as caller id, and the PBX sends calls to
+        public numbers to it."""
+        return cls(
+            sandbox, number, register=False, listen_ip="127.0.0.2",
+            fixed_sip_port=sandbox.carrier_port, **kw,
+        )
+
     def __post_init__(self) -> None:
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -66,11 +77,11 @@ class Phone:
     def sip_port(self) -> int:
         if self.fixed_sip_port:
             return self.fixed_sip_port
-        return 5100 + 2 * (self.slot % 400)
+        return 5100 + self.sandbox.port_offset + 2 * (self.slot % MAX_PHONES)
 
     @property
     def ctrl_port(self) -> int:
-        return 4500 + (self.slot % 400)
+        return 4500 + self.sandbox.port_offset + (self.slot % MAX_PHONES)
 
     @property
     def inner_dir(self) -> str:
@@ -86,13 +97,17 @@ class Phone:
         return self.dir / "heard.wav"
 
     @property
+    def pbx(self) -> str:
+        return f"127.0.0.1:{self.sandbox.sip_port}"
+
+    @property
     def uri(self) -> str:
-        return f"sip:{self.user}@127.0.0.1"
+        return f"sip:{self.user}@{self.pbx}"
 
     def _write_config(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
-        rtp = 20000 + 20 * (self.slot % 400)
+        rtp = 20000 + self.sandbox.port_offset + 20 * (self.slot % MAX_PHONES)
         source = f"aufile,{self.audio_file}" if self.audio_file else f"ausine,{self.tone_hz}"
         (self.dir / "config").write_text(
             "\n".join(
@@ -121,7 +136,7 @@ class Phone:
         params = [f"auth_pass={self.password}"]
         params.append("regint=300" if self.register else "regint=0")
         params.append("answermode=auto" if self.auto_answer else "answermode=manual")
-        (self.dir / "accounts").write_text(f"<sip:{self.user}@127.0.0.1>;{';'.join(params)}\n")
+        (self.dir / "accounts").write_text(f"<{self.uri}>;{';'.join(params)}\n")
 
     # ---- lifecycle
     async def start(self, timeout: float = 10.0) -> Phone:
@@ -250,7 +265,7 @@ class Phone:
 
     # ---- phone actions
     async def dial(self, number: str) -> None:
-        await self.command("dial", f"sip:{number}@127.0.0.1")
+        await self.command("dial", f"sip:{number}@{self.pbx}")
 
     async def accept(self) -> None:
         await self.command("accept")
@@ -264,4 +279,4 @@ class Phone:
             await asyncio.sleep(gap)
 
     async def transfer(self, number: str) -> None:
-        await self.command("transfer", f"sip:{number}@127.0.0.1")
+        await self.command("transfer", f"sip:{number}@{self.pbx}")

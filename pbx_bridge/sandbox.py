@@ -138,11 +138,31 @@ def _read_ami_banner(host: str, port: int, timeout: float) -> str | None:
 class Sandbox:
     """One Asterisk instance in the cached root."""
 
-    name: str = "dev"
+    name: str = field(default_factory=lambda: os.environ.get("PBX_BRIDGE_SANDBOX_NAME", "dev"))
     root: Path = field(default_factory=default_root)
     conf_dir: Path = DEFAULT_CONF_DIR
-    ami_port: int = 5038
-    http_port: int = 8088
+    # Developers running several sandboxes at once (say, two checkouts) give each a port
+    # offset; 0, the default and what CI uses, keeps asterisk-conf/ byte for byte.
+    port_offset: int = field(
+        default_factory=lambda: int(os.environ.get("PBX_BRIDGE_SANDBOX_PORT_OFFSET", "0"))
+    )
+
+    @property
+    def ami_port(self) -> int:
+        return 5038 + self.port_offset
+
+    @property
+    def http_port(self) -> int:
+        return 8088 + self.port_offset
+
+    @property
+    def sip_port(self) -> int:
+        return 5060 + self.port_offset
+
+    @property
+    def carrier_port(self) -> int:
+        """Where the "pstn" carrier stand-in listens (on 127.0.0.2)."""
+        return 5080 + self.port_offset
 
     # ---- paths
     @property
@@ -193,6 +213,8 @@ class Sandbox:
         for src in self.conf_dir.iterdir():
             if src.is_file() and src.name != "asterisk.conf":
                 shutil.copy2(src, etc / src.name)
+        if self.port_offset:
+            self._shift_ports(etc)
         base = (self.conf_dir / "asterisk.conf").read_text()
         options = base.split("[options]", 1)[1] if "[options]" in base else ""
         d = self.inner_dir
@@ -213,6 +235,23 @@ class Sandbox:
             "astsbindir => /usr/sbin\n\n"
             f"[options]{options}"
         )
+
+    def _shift_ports(self, etc: Path) -> None:
+        o = self.port_offset
+        edits = {
+            "manager.conf": [("port = 5038", f"port = {5038 + o}")],
+            "http.conf": [("bindport = 8088", f"bindport = {8088 + o}")],
+            "pjsip.conf": [("127.0.0.1:5060", f"127.0.0.1:{5060 + o}")],
+            "rtp.conf": [("16000", str(16000 + o)), ("16999", str(16999 + o))],
+            "extensions.conf": [("127.0.0.2:5080", f"127.0.0.2:{5080 + o}")],
+        }
+        for name, pairs in edits.items():
+            text = (etc / name).read_text()
+            for old, new in pairs:
+                if old not in text:
+                    raise SandboxError(f"cannot shift ports: '{old}' not in {name}")
+                text = text.replace(old, new)
+            (etc / name).write_text(text)
 
     def _asterisk(self, *args: str) -> list[str]:
         return [
@@ -364,7 +403,7 @@ def _cmd(args: argparse.Namespace) -> int:
             print(
                 f"Asterisk running (pid {sb.pid()}, {time.monotonic() - t0:.1f} s): "
                 f"AMI 127.0.0.1:{sb.ami_port}, ARI http://127.0.0.1:{sb.http_port}/ari, "
-                f"SIP udp 127.0.0.1:5060, recordings in {sb.monitor_dir}"
+                f"SIP udp 127.0.0.1:{sb.sip_port}, recordings in {sb.monitor_dir}"
             )
         elif args.action == "stop":
             sb.stop()
