@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,9 +56,10 @@ class Phone:
 
     @classmethod
     def carrier(cls, sandbox: Sandbox, number: str, **kw: object) -> Phone:
-        """The public network: calls from it reach the PBX as the "pstn" trunk (matched by
-        its address 127.0.0.2) with `number` as caller id, and the PBX sends calls to
-        public numbers to it."""
+        """The public network calling in: its calls reach the PBX as the "pstn" trunk
+        (matched by its address 127.0.0.2) with `number` as caller id. (baresip 1.1 only
+        accepts requests addressed to its own contact user, so calls *to* public numbers
+        use the numbers the PBX answers itself, such as 7778888.)"""
         return cls(
             sandbox, number, register=False, listen_ip="127.0.0.2",
             fixed_sip_port=sandbox.carrier_port, **kw,
@@ -146,7 +148,25 @@ class Phone:
             await self.stop()
             raise
 
+    def _ports_free(self) -> bool:
+        ports = ((self.ctrl_port, socket.SOCK_STREAM), (self.sip_port, socket.SOCK_DGRAM))
+        for port, kind in ports:
+            with socket.socket(socket.AF_INET, kind) as s:
+                try:
+                    s.bind((self.listen_ip if kind == socket.SOCK_DGRAM else "127.0.0.1", port))
+                except OSError:
+                    return False
+        return True
+
     async def _start(self, timeout: float) -> Phone:
+        # Never talk to somebody else's baresip: move to a free slot if ours is taken.
+        for _ in range(MAX_PHONES):
+            if self.fixed_sip_port or self._ports_free():
+                break
+            self.slot = next(_ports)
+            self.name = f"{self.user.replace('*', '_')}-{os.getpid()}-{self.slot}"
+        else:
+            raise PhoneError("no free ports for another phone: stale baresip processes?")
         self._write_config()
         log = open(self.dir / "baresip.log", "wb")  # noqa: ASYNC230 - handed to the child
         self._proc = await asyncio.create_subprocess_exec(
@@ -189,6 +209,25 @@ class Phone:
         except OSError:
             return "(no log)"
         return " | ".join(text.strip().splitlines()[-3:])
+
+    @staticmethod
+    def kill_stale(sandbox: Sandbox) -> int:
+        """Kill baresip processes left in this sandbox root by crashed runs."""
+        killed = 0
+        marker = f"{PHONES_DIR}/".encode()
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+                root = os.readlink(proc / "root")
+            except OSError:
+                continue
+            if b"baresip" in cmdline and marker in cmdline and root == str(sandbox.root):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(proc.name), signal.SIGKILL)
+                    killed += 1
+        return killed
 
     async def stop(self) -> None:
         if self._read_task:
