@@ -1,0 +1,68 @@
+"""`pbx-bridge replay FILE`: AMI events through the tracker, calls out as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pbx_bridge.calls.tracker import Tracker, device_of
+from pbx_bridge.calls.transcript import read_events
+
+
+def _devices(args: argparse.Namespace, events: list[dict[str, str]]) -> dict[str, str]:
+    if args.directory:
+        from pbx_bridge.directory.store import Directory
+
+        with Directory.open(":memory:") as directory:
+            directory.load_toml(args.directory)
+            return {d: e.number for d, e in directory.extensions_by_device().items()}
+    # No directory given: every PJSIP endpoint seen counts as an extension of that name.
+    devices: dict[str, str] = {}
+    for ev in events:
+        for key, value in ev.items():
+            if key.endswith("Channel") and value.startswith("PJSIP/"):
+                dev = device_of(value)
+                devices[dev] = dev.split("/", 1)[1]
+    return devices
+
+
+def _dump(tracker: Tracker) -> list[dict]:
+    out = []
+    for call in sorted(tracker.calls.values(), key=lambda c: (c.published, c.linkedid)):
+        exts = call.extensions()
+        out.append(tracker.render(call, exts[0] if exts else "").to_json())
+    return out
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    events = read_events(args.file)
+    tracker = Tracker(_devices(args, events))
+    for n, ev in enumerate(events, 1):
+        tracker.feed(ev)
+        if args.trace:
+            print(json.dumps({"event": n, "name": ev.get("Event"), "calls": _dump(tracker)}))
+    if not args.trace:
+        json.dump(_dump(tracker), sys.stdout, indent=2)
+        print()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="feed AMI events (JSON lines) through the call tracker and print the calls",
+        description="Replay an AMI event transcript (one JSON object of headers per line) "
+        "through the call tracker and print the live calls as PhoneCall JSON.",
+    )
+    p.add_argument("file", help="the transcript (JSON lines)")
+    p.add_argument(
+        "--directory",
+        metavar="TOML",
+        help="directory file mapping devices to extensions "
+        "(default: every PJSIP endpoint is an extension of the same name)",
+    )
+    p.add_argument(
+        "--trace", action="store_true", help="print the calls after every event (JSON lines)"
+    )
+    p.set_defaults(func=_cmd)
