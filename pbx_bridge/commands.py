@@ -10,6 +10,7 @@ _COMMAND_MODULES = (
     "pbx_bridge.sandbox",
     "pbx_bridge.directory.cli",
     "pbx_bridge.calls.cli",
+    "pbx_bridge.phones",
 )
 
 

@@ -7,6 +7,7 @@ it hears is written to a WAV file, so a test can prove audio flowed both ways.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import itertools
@@ -15,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -319,3 +321,52 @@ class Phone:
 
     async def transfer(self, number: str) -> None:
         await self.command("transfer", f"sip:{number}@{self.pbx}")
+
+
+# --------------------------------------------------------------------------- CLI
+def _cmd(args: argparse.Namespace) -> int:
+
+    async def run() -> int:
+        sb = Sandbox(name=args.sandbox)
+        if not sb.running():
+            print(f"pbx-bridge phone: sandbox '{sb.name}' is not running", file=sys.stderr)
+            return 1
+        answer = not args.dial
+        phone = (
+            Phone.carrier(sb, args.ext, auto_answer=answer)
+            if args.carrier
+            else Phone(sb, args.ext, auto_answer=answer)
+        )
+        async with phone:
+            if args.dial:
+                await phone.dial(args.dial)
+                await phone.wait_event("CALL_ESTABLISHED", timeout=30)
+                print(f"{args.ext} is in a call with {args.dial} for {args.seconds:.0f} s "
+                      f"(Ctrl-C hangs up)", flush=True)
+            else:
+                print(f"{args.ext} registered; answering calls for {args.seconds:.0f} s",
+                      flush=True)
+            try:
+                await asyncio.sleep(args.seconds)
+            finally:
+                with contextlib.suppress(PhoneError, OSError):
+                    await phone.hangup()
+        return 0
+
+    return asyncio.run(run())
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "phone",
+        help="a real SIP phone (baresip) on the sandbox PBX, for demos",
+        description="Start a baresip phone registered as an extension of the sandbox PBX "
+        "and optionally place a call that stays up for a while.",
+    )
+    p.add_argument("--ext", default="0003*210", help="extension (SIP user) to register as")
+    p.add_argument("--dial", help="number to call, e.g. 7778888 (a public test number)")
+    p.add_argument("--seconds", type=float, default=300.0, help="how long to stay up")
+    p.add_argument("--carrier", action="store_true",
+                   help="act as the public network (caller id = --ext) instead of a phone")
+    p.add_argument("--sandbox", default="dev", help="sandbox instance name (default: dev)")
+    p.set_defaults(func=_cmd)
