@@ -46,6 +46,7 @@ async def pbx(sandbox: Sandbox) -> AsyncIterator[Sandbox]:
 async def _clean(sb: Sandbox) -> None:
     with contextlib.suppress(SandboxError):
         await asyncio.to_thread(sb.cli, "channel request hangup all")
+        await asyncio.to_thread(sb.cli, "database deltree pbx_bridge")
     await wait_no_channels(sb, timeout=15)
 
 

@@ -1,0 +1,96 @@
+"""Smoke proof, end to end: real phones, a real call, MixMonitor over AMI in both formats,
+and the files Asterisk wrote opened and checked; then *1 pressed on a phone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from pathlib import Path
+
+from pbx_bridge.calls.tracker import call_id
+from pbx_bridge.pbx.ami import is_success
+from tests.support.audio import WAVE_FORMAT_GSM610, WAVE_FORMAT_PCM, inspect_wav
+
+
+async def _wait_file_closed(path: Path, timeout: float = 10.0) -> None:
+    """MixMonitor finalises the WAVE header when it closes the file."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        size = path.stat().st_size if path.exists() else -1
+        if size > 60 and size == last:
+            return
+        last = size
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{path} not written/closed in {timeout} s")
+
+
+async def test_mixmonitor_wav_and_wav49_on_a_real_call(pbx, phones, ami_log) -> None:
+    a = await phones("0003*210", tone_hz=440)
+    b = await phones("0003*211", tone_hz=1000)
+    await a.dial("0003*211")
+    await b.wait_event("CALL_INCOMING")
+    await b.accept()
+    await a.wait_event("CALL_ESTABLISHED")
+    up = await ami_log.wait_for(
+        "BridgeEnter", where=lambda e: e.get("Channel", "").startswith("PJSIP/0003*210")
+    )
+    channel = up["Channel"]
+
+    tag = uuid.uuid4().hex[:8]
+    files = {"wav": f"smoke/{tag}.wav", "wav49": f"smoke/{tag}.WAV"}
+    client = ami_log.client
+    t0 = time.monotonic()
+    for rel in files.values():
+        resp = await client.send_action("MixMonitor", {"Channel": channel, "File": rel})
+        assert is_success(resp), resp
+    await ami_log.wait_for("MixMonitorStart", Channel=channel)
+    await asyncio.sleep(3.0)
+    await a.hangup()
+    recorded = time.monotonic() - t0
+    await b.wait_event("CALL_CLOSED")
+
+    wav_path = pbx.monitor_dir / files["wav"]
+    gsm_path = pbx.monitor_dir / files["wav49"]
+    await _wait_file_closed(wav_path)
+    await _wait_file_closed(gsm_path)
+
+    wav = inspect_wav(wav_path)
+    assert wav.format_tag == WAVE_FORMAT_PCM
+    assert (wav.channels, wav.sample_rate, wav.bits_per_sample) == (1, 8000, 16)
+    assert abs(wav.duration - recorded) <= 0.2 * recorded, (wav.duration, recorded)
+    assert wav.rms > 100 and wav.peak > 1000, "the PCM recording is (near) digital silence"
+
+    gsm = inspect_wav(gsm_path, sandbox_root=pbx.root)
+    assert gsm.format_tag == WAVE_FORMAT_GSM610
+    assert (gsm.channels, gsm.sample_rate) == (1, 8000)
+    assert abs(gsm.duration - recorded) <= 0.2 * recorded, (gsm.duration, recorded)
+    assert gsm.rms > 100, "the GSM recording is (near) silence"
+
+
+async def test_star1_on_the_phone_toggles_mixmonitor(pbx, phones, ami_log) -> None:
+    # The policy the bridge writes from its directory; here by hand, as Asterisk sees it.
+    await asyncio.to_thread(pbx.cli, "database put pbx_bridge/rec 0003*210 wav,3,0003*210")
+    a = await phones("0003*210")
+    await a.dial("7778888")
+    await a.wait_event("CALL_ESTABLISHED")
+    await ami_log.wait_for("Newstate", ChannelStateDesc="Up")
+    await asyncio.sleep(0.5)
+
+    await a.send_dtmf("*1")
+    start = await ami_log.wait_for("MixMonitorStart")
+    assert start["Channel"].startswith("PJSIP/0003*210-")
+    await asyncio.sleep(2.0)
+    await a.send_dtmf("*1")
+    await ami_log.wait_for("MixMonitorStop")
+    await a.hangup()
+
+    # Named like the API names files: <org>/<ext>/<date>/<call id>-<view id>-<time>.wav
+    cid = call_id(start["Linkedid"])
+    files = list((pbx.monitor_dir / "3" / "0003*210").glob(f"*/{cid}-*.wav"))
+    assert len(files) == 1, files
+    await _wait_file_closed(files[0])
+    info = inspect_wav(files[0])
+    assert info.format_tag == WAVE_FORMAT_PCM
+    assert info.duration > 1.0 and info.rms > 100
