@@ -1,0 +1,131 @@
+"""The aiohttp application: ``create_app(settings, directory, bridge)``.
+
+What the app owns for its lifetime (a cleanup context): the bridge (``bridge.start()``
+on startup, ``bridge.close()`` on shutdown) and a small watcher that hands directory
+changes made by another process (``pbx-bridge directory load`` while the service runs)
+to the bridge, so that new or moved devices are tracked without a restart.
+
+Logging: :class:`AccessLogger` logs the path without its query string (a token may be
+in ``accessRequestToken``) and still percent-encoded (no CR/LF can reach the log).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
+
+from pbx_bridge.api.context import BRIDGE, DIRECTORY, SETTINGS
+from pbx_bridge.api.errors import error_middleware, error_response
+from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
+from pbx_bridge.api.oauth import token_handler
+from pbx_bridge.api.openapi import OPENAPI, build_document, openapi_handler
+from pbx_bridge.api.routes import BACKGROUND, add_routes
+from pbx_bridge.config import Settings
+from pbx_bridge.directory.store import Directory
+from pbx_bridge.service import Bridge
+
+__all__ = ["DIRECTORY_POLL", "AccessLogger", "create_app"]
+
+log = logging.getLogger("pbx_bridge.api")
+
+DIRECTORY_POLL = 5.0  # seconds between two checks for directory changes
+
+
+class AccessLogger(AbstractAccessLogger):
+    """``<remote> "<METHOD> <path>" <status> <bytes> <seconds>`` — never a query string."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        self.logger.info(
+            '%s "%s %s" %d %d %.3f',
+            request.remote or "-",
+            request.method,
+            request.rel_url.raw_path,
+            response.status,
+            response.body_length,
+            time,
+        )
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    bridge = request.app[BRIDGE]
+    if bridge.ready and bridge.ami.connected:
+        return web.json_response({"status": "ok"})
+    return error_response(503, "pbx_unavailable", "the PBX is not connected or not resynced")
+
+
+async def _watch_directory(bridge: Bridge, directory: Directory) -> None:
+    known = directory.extensions_by_device()
+    while True:
+        await asyncio.sleep(DIRECTORY_POLL)
+        try:
+            current = directory.extensions_by_device()
+            if current != known:
+                known = current
+                log.info("directory changed: %d devices now", len(current))
+                bridge.reload_directory()
+        except Exception:  # a locked or briefly broken database: try again later
+            log.warning("could not check the directory for changes", exc_info=True)
+
+
+async def _bridge_lifetime(app: web.Application) -> AsyncIterator[None]:
+    bridge = app[BRIDGE]
+    await bridge.start()
+    watcher = asyncio.create_task(_watch_directory(bridge, app[DIRECTORY]))
+    try:
+        yield
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await bridge.close()
+        pending = list(app[BACKGROUND])
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path.startswith("/uapi/phoneCall"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
+def create_app(
+    settings: Settings,
+    directory: Directory,
+    bridge: Bridge,
+    *,
+    manage_bridge: bool = True,
+) -> web.Application:
+    """The app. ``manage_bridge=False`` leaves starting/closing the bridge to the caller."""
+    metrics = Metrics(bridge)
+    app = web.Application(
+        middlewares=[metrics.middleware, error_middleware],
+        client_max_size=settings.http.body_limit,
+    )
+    app[SETTINGS] = settings
+    app[DIRECTORY] = directory
+    app[BRIDGE] = bridge
+    app[REGISTRY] = metrics
+    app[OPENAPI] = build_document(settings.http.public_base_url)
+
+    add_routes(app)
+    app.router.add_get("/uapi/openapi.json", openapi_handler, allow_head=False)
+    app.router.add_get("/healthz", healthz, allow_head=False)
+    app.router.add_get("/readyz", readyz, allow_head=False)
+    app.router.add_get("/metrics", metrics_handler, allow_head=False)
+    app.router.add_post("/oauth/token", token_handler)
+    app.on_response_prepare.append(_security_headers)
+    if manage_bridge:
+        app.cleanup_ctx.append(_bridge_lifetime)
+    return app

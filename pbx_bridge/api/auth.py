@@ -1,0 +1,73 @@
+"""Bearer tokens (CONTRACT section 3).
+
+A token is looked for, in this order, in
+1. ``Authorization: Bearer <token>`` (RFC 6750),
+2. ``Authentication: Bearer <token>`` (the header of the original VoipNow example),
+3. the query parameter ``accessRequestToken``.
+The first place that holds one is the only one used. A token that is missing, malformed,
+unknown or expired is 401 ``unauthorized`` with ``WWW-Authenticate: Bearer``.
+
+Tokens are never logged and never part of an error message.
+"""
+
+from __future__ import annotations
+
+import re
+
+from aiohttp import web
+
+from pbx_bridge.api.errors import BEARER_CHALLENGE, ApiError
+from pbx_bridge.directory.models import Principal
+from pbx_bridge.directory.store import Directory
+
+__all__ = ["QUERY_TOKEN", "TOKEN_HEADERS", "authenticate", "extract_token"]
+
+TOKEN_HEADERS = ("Authorization", "Authentication")
+QUERY_TOKEN = "accessRequestToken"
+# RFC 6750 b64token; the lengths the directory accepts.
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]{1,512}=*")
+_SCHEME = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +(\S*) *")
+
+
+def _unauthorized(message: str, *, invalid_token: bool) -> ApiError:
+    challenge = BEARER_CHALLENGE
+    if invalid_token:
+        challenge += ', error="invalid_token"'
+    return ApiError(401, "unauthorized", message, headers={"WWW-Authenticate": challenge})
+
+
+def extract_token(request: web.Request) -> str | None:
+    """The token the request carries (not yet checked), or None if it carries none.
+
+    Raises 401 if the first place holding credentials holds something that is not a
+    Bearer token (another scheme, several query values, ...).
+    """
+    for name in TOKEN_HEADERS:
+        values = request.headers.getall(name, [])
+        if not values:
+            continue
+        if len(values) > 1:
+            raise _unauthorized(f"more than one {name} header", invalid_token=False)
+        match = _SCHEME.fullmatch(values[0])
+        if match is None:
+            raise _unauthorized(f"the {name} header is not a Bearer token", invalid_token=False)
+        return match.group(1)
+    values = request.rel_url.query.getall(QUERY_TOKEN, [])
+    if not values:
+        return None
+    if len(values) > 1:
+        raise _unauthorized(f"more than one {QUERY_TOKEN} parameter", invalid_token=False)
+    return values[0]
+
+
+def authenticate(request: web.Request, directory: Directory) -> Principal:
+    """The principal behind the request's token, or ApiError 401."""
+    token = extract_token(request)
+    if token is None:
+        raise _unauthorized("a bearer token is required", invalid_token=False)
+    if _TOKEN.fullmatch(token) is None:
+        raise _unauthorized("the bearer token is malformed", invalid_token=True)
+    principal = directory.authenticate(token)
+    if principal is None:
+        raise _unauthorized("the bearer token is unknown or expired", invalid_token=True)
+    return principal

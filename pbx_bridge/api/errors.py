@@ -1,0 +1,119 @@
+"""The error envelope (CONTRACT section 2, Errors) and the middleware that produces it.
+
+Every 4xx/5xx answer of the service has the body ``{"error": {"code", "message"}}``,
+whoever raised it: our handlers (:class:`ApiError`), the access policy
+(:class:`~pbx_bridge.directory.access.AccessError`), the bridge (``PbxUnavailable`` & co.),
+aiohttp's router and body reader (404, 405, 413), or a bug (500 ``internal_error``, logged
+with its traceback, nothing of it sent to the client).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from pbx_bridge.directory.access import AccessError
+from pbx_bridge.service import PbxRefused, PbxTimeout, PbxUnavailable, ViewState
+
+__all__ = [
+    "BEARER_CHALLENGE",
+    "ApiError",
+    "error_middleware",
+    "error_response",
+]
+
+log = logging.getLogger("pbx_bridge.api")
+
+BEARER_CHALLENGE = 'Bearer realm="pbx-bridge"'
+
+# aiohttp's own HTTP exceptions -> our codes. Anything else 4xx is `request_invalid`.
+_HTTP_CODES = {
+    404: ("not_found", "no such resource"),
+    405: ("method_not_allowed", "method not allowed on this resource"),
+    413: ("body_too_large", "request body too large"),
+}
+
+
+class ApiError(Exception):
+    """An answer with the contract's error envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def error_response(
+    status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    hdrs = dict(headers or {})
+    if status == 401 and "WWW-Authenticate" not in hdrs:
+        hdrs["WWW-Authenticate"] = BEARER_CHALLENGE
+    return web.json_response(
+        {"error": {"code": code, "message": message}}, status=status, headers=hdrs
+    )
+
+
+def _from_exception(exc: Exception) -> web.Response | None:
+    """The envelope for a known exception; None for an unexpected one."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+    if isinstance(exc, AccessError):
+        return error_response(exc.status, exc.code, exc.message)
+    if isinstance(exc, PbxUnavailable):
+        return error_response(503, "pbx_unavailable", "the PBX is not available right now")
+    if isinstance(exc, PbxTimeout):
+        return error_response(504, "pbx_timeout", "the PBX did not answer in time")
+    if isinstance(exc, ViewState):
+        return error_response(409, "pc_phonecallview_state", f"the view cannot be changed: {exc}")
+    if isinstance(exc, PbxRefused):
+        return error_response(
+            409, "pc_phonecallview_state", "the PBX refused the action on this view"
+        )
+    if isinstance(exc, web.HTTPException):
+        return _from_http_exception(exc)
+    return None
+
+
+def _from_http_exception(exc: web.HTTPException) -> web.Response:
+    status = exc.status
+    code, message = _HTTP_CODES.get(status, ("request_invalid", exc.reason or "invalid request"))
+    if status >= 500:
+        code, message = "internal_error", "internal error"
+    headers = {}
+    allow = exc.headers.get("Allow")
+    if allow is not None:
+        headers["Allow"] = allow
+    return error_response(status, code, message, headers)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # redirects and the like pass through untouched
+            raise
+        return _from_http_exception(exc)
+    except Exception as exc:
+        response = _from_exception(exc)
+        if response is not None:
+            return response
+        # raw_path: still percent-encoded, so no CR/LF can reach the log; no query string
+        # (it may hold an accessRequestToken).
+        log.exception("internal error on %s %s", request.method, request.rel_url.raw_path)
+        return error_response(500, "internal_error", "internal error")

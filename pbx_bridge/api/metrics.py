@@ -1,0 +1,107 @@
+"""Prometheus metrics, one registry per app (so tests and several apps never mix).
+
+- ``pbx_bridge_http_requests_total{method,route,status}``: answered requests; ``route``
+  is the route's template (``/uapi/phoneCalls/{userId}/{extension}``), never the
+  request's path, so ids and tokens cannot blow up the label space; unmatched paths are
+  ``route="unmatched"``.
+- ``pbx_bridge_http_request_duration_seconds{route}``: how long answers took.
+- Read at scrape time from the bridge: ``pbx_bridge_ami_connected``, ``pbx_bridge_ready``,
+  ``pbx_bridge_live_calls``, ``pbx_bridge_recordings_{started,failed,stopped}_total``,
+  ``pbx_bridge_resyncs_total``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import generate_latest
+from prometheus_client.registry import Collector
+
+from pbx_bridge.api.errors import Handler
+from pbx_bridge.service import Bridge
+
+__all__ = ["REGISTRY", "Metrics", "metrics_handler"]
+
+REGISTRY = web.AppKey("metrics", object)  # holds a Metrics
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class _BridgeCollector(Collector):
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+
+    def collect(self) -> Iterator[Metric]:
+        b = self._bridge
+        yield GaugeMetricFamily(
+            "pbx_bridge_ami_connected",
+            "1 while the AMI connection is up and logged in",
+            value=1.0 if b.ami.connected else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "pbx_bridge_ready",
+            "1 while AMI is connected and the call state is resynced",
+            value=1.0 if (b.ready and b.ami.connected) else 0.0,
+        )
+        yield GaugeMetricFamily(
+            "pbx_bridge_live_calls", "live calls the tracker follows", value=len(b.tracker.calls)
+        )
+        m = b.metrics
+        for name, doc, value in (
+            ("recordings_started", "recordings started through the API", m.recordings_started),
+            ("recordings_failed", "recording starts that failed", m.recordings_failed),
+            ("recordings_stopped", "recordings stopped through the API", m.recordings_stopped),
+            ("resyncs", "state resyncs from Asterisk's channel list", m.resyncs),
+        ):
+            yield CounterMetricFamily(f"pbx_bridge_{name}", doc, value=value)
+
+
+class Metrics:
+    def __init__(self, bridge: Bridge) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "pbx_bridge_http_requests",
+            "HTTP requests answered, by route template and status",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "pbx_bridge_http_request_duration_seconds",
+            "time to answer HTTP requests, by route template",
+            ("route",),
+            registry=self.registry,
+        )
+        self.registry.register(_BridgeCollector(bridge))
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        start = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        except asyncio.CancelledError:
+            status = 499  # the client went away first (nginx's convention)
+            raise
+        finally:
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "unmatched"
+            method = request.method if request.method in _METHODS else "other"
+            self.requests.labels(method, route, str(status)).inc()
+            self.duration.labels(route).observe(time.perf_counter() - start)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    metrics: Metrics = request.app[REGISTRY]  # type: ignore[assignment]
+    return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,508 @@
+"""The OpenAPI 3.1 description of every route the app serves (``GET /uapi/openapi.json``).
+
+Built in code, next to the handlers it describes, so that it stays exact: every status a
+route can answer is listed, every error lists the codes it can carry, and every object
+schema is closed (``additionalProperties: false``). ``tests/unit/test_api_openapi.py``
+checks it against the spec and against the app's router.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from aiohttp import web
+
+from pbx_bridge import __version__
+from pbx_bridge.api import validation
+from pbx_bridge.api.routes import PREFIXES
+
+__all__ = ["OPENAPI", "build_document", "openapi_handler"]
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+_REF = "#/components/schemas/"
+_DATE_TIME = {"type": "string", "format": "date-time"}
+_UAPI_SECURITY = [{"bearer": []}, {"authenticationHeader": []}, {"accessRequestToken": []}]
+
+ERROR_DESCRIPTIONS = {
+    "pc_recformat_invalid": "`format` present but not `wav` or `wav49`",
+    "pc_phonecall_invalid": "`phoneCallId` malformed, or no such live call visible for "
+    "that user/extension",
+    "pc_phonecallview_invalid": "`phoneCallViewId` missing, malformed, or not a view of "
+    "the call the requester may act on",
+    "pc_action_invalid": "`action` missing or not `StartRecording`/`StopRecording`",
+    "body_invalid": "body not UTF-8, not a JSON object, with duplicate or unknown keys, "
+    "or fields that are not strings",
+    "request_invalid": "a query parameter is malformed (`startIndex`/`count` not a whole "
+    "number in range, given twice, or any parameter with a control character)",
+    "user_invalid": "path `userId` malformed or unknown",
+    "extension_invalid": "path `extension` malformed, unknown, or not the user's",
+    "unauthorized": "missing, malformed, unknown or expired bearer token",
+    "access_denied": "the user/extension in the path is outside the requester's context",
+    "pc_recording_disabled": "the extension's phone terminal setup does not allow "
+    "recording on demand (*1)",
+    "pc_phonecallview_state": "the view cannot be recorded now (not answered, or hung up)",
+    "body_too_large": "body over the configured limit",
+    "not_found": "no such resource",
+    "internal_error": "an unexpected error (logged by the service)",
+    "pbx_unavailable": "AMI not connected or state not yet resynced",
+    "pbx_timeout": "Asterisk did not answer in time",
+    "invalid_request": "OAuth: a parameter is missing, repeated or malformed",
+    "unsupported_grant_type": "OAuth: `grant_type` is not `client_credentials`",
+    "invalid_client": "OAuth: unknown client or wrong secret",
+}
+
+
+def _error_schema(codes: list[str]) -> Schema:
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["error"],
+        "properties": {
+            "error": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["code", "message"],
+                "properties": {
+                    "code": {"type": "string", "enum": codes},
+                    "message": {"type": "string"},
+                },
+            }
+        },
+    }
+
+
+def _error(description: str, *codes: str, headers: dict | None = None) -> Schema:
+    text = description + ". Codes: " + "; ".join(f"`{c}`: {ERROR_DESCRIPTIONS[c]}" for c in codes)
+    out: Schema = {
+        "description": text,
+        "content": {JSON: {"schema": _error_schema(list(codes))}},
+    }
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def _json(description: str, schema: Schema) -> Schema:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+_BEARER_HEADERS = {
+    "WWW-Authenticate": {
+        "description": '`Bearer realm="pbx-bridge"`, with `error="invalid_token"` when a '
+        "token was given",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^Bearer "},
+    }
+}
+_ALLOW = {
+    "Allow": {
+        "description": "the methods the resource supports",
+        "required": True,
+        "schema": {"type": "string"},
+    }
+}
+
+
+def _uapi_errors(*, put: bool = False, one: bool = False) -> dict[str, Schema]:
+    bad = ["user_invalid", "extension_invalid", "request_invalid"]
+    if one or put:
+        bad.append("pc_phonecall_invalid")
+    if put:
+        bad += [
+            "body_invalid",
+            "pc_action_invalid",
+            "pc_recformat_invalid",
+            "pc_phonecallview_invalid",
+        ]
+    out = {
+        "400": _error("Invalid request", *bad),
+        "401": _error("Not authenticated", "unauthorized", headers=_BEARER_HEADERS),
+        "403": _error(
+            "Forbidden",
+            *(["access_denied", "pc_recording_disabled"] if put else ["access_denied"]),
+        ),
+        "404": _error("No such resource (e.g. an empty path segment)", "not_found"),
+    }
+    if put:
+        out["409"] = _error("Conflict with the view's state", "pc_phonecallview_state")
+        out["413"] = _error("Body too large", "body_too_large")
+    out["500"] = _error("Internal error", "internal_error")
+    out["503"] = _error("The PBX is not available", "pbx_unavailable")
+    if put:
+        out["504"] = _error("The PBX did not answer in time", "pbx_timeout")
+    return out
+
+
+_PATH_PARAMS = [
+    {
+        "name": "userId",
+        "in": "path",
+        "required": True,
+        "description": "`@me` / `@viewer` (the token's user), `@owner` (the owner of the "
+        "extension in the path) or a numeric user id",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": validation.MAX_SEGMENT,
+            "pattern": "^(@me|@viewer|@owner|[0-9]{1,15})$",
+        },
+    },
+    {
+        "name": "extension",
+        "in": "path",
+        "required": True,
+        "description": "an extension number such as `0003*210` (`0003%2A210` URL-encoded) "
+        "or `@self` (every extension of the user)",
+        "schema": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": validation.MAX_SEGMENT,
+            "pattern": r"^(@self|[0-9]{1,8}\*[0-9]{1,8}|[0-9]{1,15})$",
+        },
+    },
+]
+_CALL_ID_PARAM = {
+    "name": "phoneCallId",
+    "in": "path",
+    "required": True,
+    "description": "the `id` of a PhoneCall",
+    "schema": {"type": "string", "pattern": "^[0-9a-f]{1,40}$"},
+}
+_PAGE_PARAMS = [
+    {
+        "name": "startIndex",
+        "in": "query",
+        "required": False,
+        "description": "index of the first call of the page (0-based)",
+        "schema": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": validation.MAX_START_INDEX,
+            "default": 0,
+        },
+    },
+    {
+        "name": "count",
+        "in": "query",
+        "required": False,
+        "description": "largest number of calls in the page",
+        "schema": {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": validation.MAX_COUNT,
+            "default": validation.DEFAULT_COUNT,
+        },
+    },
+]
+
+SCHEMAS: dict[str, Schema] = {
+    "PhoneCallView": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "extension", "status"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9]{2,}$"},
+            "extension": {"type": "string"},
+            "status": {
+                "type": "string",
+                "enum": ["0", "1", "2", "3", "4", "5"],
+                "description": "0 unknown, 1 off hook, 2 trying, 3 ringing, "
+                "4 other side ringing, 5 on call",
+            },
+            "flow": {
+                "type": "string",
+                "enum": ["2", "4", "8"],
+                "description": "2 local, 4 outgoing to the public network, "
+                "8 incoming from the public network",
+            },
+            "callerId": {"type": "string"},
+            "source": {"type": "array", "items": {"type": "string"}},
+            "destination": {"type": "array", "items": {"type": "string"}},
+            "answered": _DATE_TIME,
+            "recording": {**_DATE_TIME, "description": "when the current recording started"},
+        },
+    },
+    "PhoneCall": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["id", "extension", "phoneCallView"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9a-f]{1,40}$"},
+            "extension": {"type": "string"},
+            "ownerId": {"type": "string"},
+            "ownerName": {"type": "string"},
+            "published": _DATE_TIME,
+            "answered": _DATE_TIME,
+            "phoneCallView": {"type": "array", "items": {"$ref": _REF + "PhoneCallView"}},
+            "link": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["self"],
+                "properties": {"self": {"type": "string", "format": "uri"}},
+            },
+        },
+    },
+    "PhoneCallList": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["startIndex", "itemsPerPage", "totalResults", "entry"],
+        "properties": {
+            "startIndex": {"type": "integer", "minimum": 0},
+            "itemsPerPage": {"type": "integer", "minimum": 0},
+            "totalResults": {"type": "integer", "minimum": 1},
+            "entry": {"type": "array", "items": {"$ref": _REF + "PhoneCall"}},
+        },
+    },
+    "PhoneCallAction": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["action", "phoneCallViewId"],
+        "properties": {
+            "action": {"type": "string", "enum": list(validation.ACTIONS)},
+            "format": {
+                "type": "string",
+                "enum": list(validation.FORMATS),
+                "description": "StartRecording only; default: the service's "
+                "`recordings.default_format` (`wav` unless configured)",
+            },
+            "phoneCallViewId": {"type": "string", "pattern": "^[0-9]{2}$"},
+        },
+    },
+    "Status": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["status"],
+        "properties": {"status": {"type": "string", "enum": ["ok"]}},
+    },
+    "Token": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["access_token", "token_type", "expires_in"],
+        "properties": {
+            "access_token": {"type": "string"},
+            "token_type": {"type": "string", "enum": ["Bearer"]},
+            "expires_in": {"type": "integer", "minimum": 1},
+        },
+    },
+    "TokenRequest": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "required": ["grant_type"],
+        "description": "Unknown parameters are ignored (RFC 6749 3.2); a control character "
+        "in any parameter is refused (400 `invalid_request`)",
+        "properties": {
+            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+            "client_id": {"type": "string"},
+            "client_secret": {"type": "string"},
+        },
+    },
+}
+
+
+def _uapi_paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for prefix in PREFIXES:
+        alias = prefix != PREFIXES[0]
+        note = " (singular alias of `/uapi/phoneCalls/...`)" if alias else ""
+        tag = "phoneCall (alias)" if alias else "phoneCalls"
+        suffix = "Alias" if alias else ""
+        paths[f"{prefix}/{{userId}}/{{extension}}"] = {
+            "get": {
+                "operationId": f"listPhoneCalls{suffix}",
+                "tags": [tag],
+                "summary": "List the live calls of an extension (or of every extension of "
+                "the user with `@self`)" + note,
+                "security": _UAPI_SECURITY,
+                "parameters": [*_PATH_PARAMS, *_PAGE_PARAMS],
+                "responses": {
+                    "200": _json("A page of calls", {"$ref": _REF + "PhoneCallList"}),
+                    "204": {"description": "No live calls"},
+                    **_uapi_errors(),
+                },
+            }
+        }
+        paths[f"{prefix}/{{userId}}/{{extension}}/{{phoneCallId}}"] = {
+            "get": {
+                "operationId": f"getPhoneCall{suffix}",
+                "tags": [tag],
+                "summary": "One live call" + note,
+                "security": _UAPI_SECURITY,
+                "parameters": [*_PATH_PARAMS, _CALL_ID_PARAM],
+                "responses": {
+                    "200": _json("The call", {"$ref": _REF + "PhoneCall"}),
+                    **_uapi_errors(one=True),
+                },
+            },
+            "put": {
+                "operationId": f"updatePhoneCall{suffix}",
+                "tags": [tag],
+                "summary": "A PhoneCallAction: StartRecording or StopRecording (idempotent)" + note,
+                "security": _UAPI_SECURITY,
+                "parameters": [*_PATH_PARAMS, _CALL_ID_PARAM],
+                "requestBody": {
+                    "required": True,
+                    "content": {JSON: {"schema": {"$ref": _REF + "PhoneCallAction"}}},
+                },
+                "responses": {
+                    "200": _json("The updated call", {"$ref": _REF + "PhoneCall"}),
+                    **_uapi_errors(put=True),
+                },
+            },
+        }
+    return paths
+
+
+def _service_paths() -> dict[str, Any]:
+    internal = {"500": _error("Internal error", "internal_error")}
+    return {
+        "/uapi/openapi.json": {
+            "get": {
+                "operationId": "getOpenApi",
+                "tags": ["service"],
+                "summary": "This document",
+                "security": [],
+                "responses": {
+                    "200": _json("The OpenAPI 3.1 document", {"type": "object"}),
+                    **internal,
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "getHealth",
+                "tags": ["service"],
+                "summary": "The process is alive",
+                "security": [],
+                "responses": {"200": _json("Alive", {"$ref": _REF + "Status"}), **internal},
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "getReady",
+                "tags": ["service"],
+                "summary": "AMI is logged in and the call state resynced",
+                "security": [],
+                "responses": {
+                    "200": _json("Ready", {"$ref": _REF + "Status"}),
+                    **internal,
+                    "503": _error("Not ready", "pbx_unavailable"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "getMetrics",
+                "tags": ["service"],
+                "summary": "Prometheus metrics",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **internal,
+                },
+            }
+        },
+        "/oauth/token": {
+            "post": {
+                "operationId": "issueToken",
+                "tags": ["service"],
+                "summary": "OAuth 2.0 client credentials grant: a bearer token for an app. "
+                "The client authenticates with HTTP Basic or with `client_id` and "
+                "`client_secret` in the form, not both",
+                "security": [{"clientBasic": []}, {}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {"$ref": _REF + "TokenRequest"}
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        **_json("A bearer token", {"$ref": _REF + "Token"}),
+                        "headers": {
+                            "Cache-Control": {
+                                "description": "`no-store`",
+                                "schema": {"type": "string", "enum": ["no-store"]},
+                            }
+                        },
+                    },
+                    "400": _error("Invalid request", "invalid_request", "unsupported_grant_type"),
+                    "401": _error(
+                        "Client authentication failed",
+                        "invalid_client",
+                        headers={
+                            "WWW-Authenticate": {
+                                "description": '`Basic realm="pbx-bridge"`',
+                                "required": True,
+                                "schema": {"type": "string", "pattern": "^Basic "},
+                            }
+                        },
+                    ),
+                    "413": _error("Body too large", "body_too_large"),
+                    **internal,
+                },
+            }
+        },
+    }
+
+
+def build_document(public_base_url: str | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "pbx-bridge UAPI PhoneCalls",
+            "version": __version__,
+            "description": (
+                "VoipNow-style UAPI PhoneCalls served next to an Asterisk PBX. Every 4xx/5xx "
+                'answer has the body `{"error": {"code", "message"}}`. Any path not listed '
+                "here answers 404 `not_found`; a listed path with another method answers "
+                "405 `method_not_allowed` with an `Allow` header."
+            ),
+        },
+        "paths": {**_uapi_paths(), **_service_paths()},
+        "components": {
+            "schemas": copy.deepcopy(SCHEMAS),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`Authorization: Bearer <token>`",
+                },
+                "authenticationHeader": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authentication",
+                    "description": "`Authentication: Bearer <token>` (the header of the "
+                    "original VoipNow documentation)",
+                },
+                "accessRequestToken": {
+                    "type": "apiKey",
+                    "in": "query",
+                    "name": "accessRequestToken",
+                    "description": "the token as a query parameter",
+                },
+                "clientBasic": {
+                    "type": "http",
+                    "scheme": "basic",
+                    "description": "client_id / client_secret of an app (RFC 6749 2.3.1)",
+                },
+            },
+        },
+    }
+    if public_base_url:
+        doc["servers"] = [{"url": public_base_url}]
+    return doc
+
+
+OPENAPI = web.AppKey("openapi_document", dict)
+
+
+async def openapi_handler(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI])

@@ -1,0 +1,240 @@
+"""The UAPI PhoneCalls routes (CONTRACT section 2), under ``/uapi/phoneCalls`` and the
+singular alias ``/uapi/phoneCall``.
+
+Checks run in a fixed order, so that one request always gets the same error whatever
+else is wrong with it, and a request learns nothing about what it may not see:
+
+GET list   auth (401) -> path (user_invalid, extension_invalid, access_denied)
+           -> query (request_invalid) -> ready (503) -> 200 / 204
+GET one    auth -> path -> query -> phoneCallId syntax (pc_phonecall_invalid)
+           -> ready (503) -> the call (pc_phonecall_invalid) -> 200
+PUT        auth -> path -> query -> body (413 body_too_large, body_invalid,
+           pc_action_invalid, pc_recformat_invalid, pc_phonecallview_invalid)
+           -> phoneCallId syntax -> ready (503) -> the call (pc_phonecall_invalid)
+           -> the view (pc_phonecallview_invalid) -> policy (403 pc_recording_disabled,
+           StartRecording only) -> the action (409, 503, 504) -> 200
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from pbx_bridge.api import validation
+from pbx_bridge.api.auth import authenticate
+from pbx_bridge.api.context import BRIDGE, DIRECTORY, SETTINGS
+from pbx_bridge.api.errors import ApiError
+from pbx_bridge.calls.tracker import Call
+from pbx_bridge.directory import access
+from pbx_bridge.directory.models import Extension, Principal
+from pbx_bridge.directory.store import Directory
+
+__all__ = ["BACKGROUND", "PREFIXES", "add_routes"]
+
+log = logging.getLogger("pbx_bridge.api")
+
+PREFIXES = ("/uapi/phoneCalls", "/uapi/phoneCall")
+LIST_PATH = "{prefix}/{{userId}}/{{extension}}"
+ONE_PATH = "{prefix}/{{userId}}/{{extension}}/{{phoneCallId}}"
+
+# Recording actions still running after their request gave up (504): kept referenced so
+# they finish (and release the view's lock) instead of being garbage-collected.
+BACKGROUND = web.AppKey("background_actions", set)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _target(request: web.Request, principal: Principal) -> access.Target:
+    directory = request.app[DIRECTORY]
+    user_ref = validation.user_segment(request.match_info["userId"])
+    extension_ref = validation.extension_segment(request.match_info["extension"])
+    target = access.resolve_target(principal, user_ref, extension_ref, directory)
+    validation.check_query(request.rel_url.query)
+    return target
+
+
+def _visible(principal: Principal, directory: Directory) -> Callable[[str], bool]:
+    cache: dict[str, bool] = {}
+
+    def visible(number: str) -> bool:
+        if number not in cache:
+            ext = directory.extension(number)
+            cache[number] = ext is not None and access.can_act_on(principal, ext, directory)
+        return cache[number]
+
+    return visible
+
+
+def _involves(call: Call, target: access.Target) -> bool:
+    numbers = {e.number for e in target.extensions}
+    return any(number in numbers for number in call.extensions())
+
+
+def _request_extension(call: Call, target: access.Target) -> Extension:
+    """The extension a PhoneCall is shown for: the path's, or with ``@self`` the first of
+    the user's extensions in the call (in join order)."""
+    if target.extension is not None:
+        return target.extension
+    mine = {e.number: e for e in target.extensions}
+    for number in call.extensions():
+        if number in mine:
+            return mine[number]
+    # The call ended meanwhile (after a StopRecording, say): its views remember who was in.
+    for number, _vid in sorted(call.view_ids.items(), key=lambda kv: kv[1]):
+        if number in mine:
+            return mine[number]
+    return target.extensions[0]
+
+
+def _render(request: web.Request, principal: Principal, target: access.Target, call: Call):
+    directory = request.app[DIRECTORY]
+    settings = request.app[SETTINGS]
+    bridge = request.app[BRIDGE]
+    ext = _request_extension(call, target)
+    org = directory.organization_of_extension(ext)
+    link = (
+        f"{settings.http.public_base_url}/uapi/phoneCalls/{target.user.id}/{ext.number}/{call.id}"
+    )
+    return bridge.tracker.render(
+        call,
+        ext.number,
+        visible=_visible(principal, directory),
+        owner_id=str(org.id) if org else None,
+        owner_name=org.name if org else None,
+        link=link,
+    ).to_json()
+
+
+def _no_such_call() -> ApiError:
+    return ApiError(
+        400, "pc_phonecall_invalid", "no such live phone call for this user and extension"
+    )
+
+
+def _find_call(request: web.Request, target: access.Target, call_id: str) -> Call:
+    call = request.app[BRIDGE].tracker.call(call_id)
+    if call is None or not _involves(call, target):
+        raise _no_such_call()  # a foreign call is indistinguishable from a missing one
+    return call
+
+
+def _find_view(request: web.Request, principal: Principal, call: Call, view_id: str) -> Extension:
+    directory = request.app[DIRECTORY]
+    present = set(call.extensions())
+    for number, vid in call.view_ids.items():
+        if vid != view_id or number not in present:
+            continue
+        ext = directory.extension(number)
+        if ext is not None and access.can_act_on(principal, ext, directory):
+            return ext
+    raise ApiError(
+        400, "pc_phonecallview_invalid", "no such view of this phone call that you may act on"
+    )
+
+
+async def _run_action(request: web.Request, coro: Coroutine[Any, Any, None]) -> None:
+    """Run a recording action, giving up waiting after ``http.request_timeout`` (504).
+
+    The action itself is shielded: it always runs to its end (and so releases the view's
+    lock and keeps the bridge's bookkeeping right), even if the client went away.
+    """
+    timeout = request.app[SETTINGS].http.request_timeout
+    task = asyncio.ensure_future(coro)
+    background = request.app[BACKGROUND]
+    background.add(task)
+    task.add_done_callback(_forget(background))
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        raise ApiError(504, "pbx_timeout", "the PBX did not answer in time")
+    task.result()
+
+
+def _forget(background: set) -> Callable[[asyncio.Future], None]:
+    def done(task: asyncio.Future) -> None:
+        background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Retrieved here so that an abandoned task's error is not reported as
+            # "never retrieved"; the request that waited for it has answered already.
+            log.debug("recording action ended with %r", task.exception())
+
+    return done
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+async def list_calls(request: web.Request) -> web.StreamResponse:
+    directory = request.app[DIRECTORY]
+    bridge = request.app[BRIDGE]
+    principal = authenticate(request, directory)
+    target = _target(request, principal)
+    page = validation.parse_page(request.rel_url.query)
+    bridge.require_ready()
+    calls = bridge.calls_for(list(target.extensions))
+    if not calls:
+        return web.Response(status=204)
+    window = calls[page.start_index : page.start_index + page.count]
+    entries = [_render(request, principal, target, call) for call in window]
+    return web.json_response(
+        {
+            "startIndex": page.start_index,
+            "itemsPerPage": len(entries),
+            "totalResults": len(calls),
+            "entry": entries,
+        }
+    )
+
+
+async def get_call(request: web.Request) -> web.StreamResponse:
+    directory = request.app[DIRECTORY]
+    bridge = request.app[BRIDGE]
+    principal = authenticate(request, directory)
+    target = _target(request, principal)
+    call_id = validation.phone_call_id(request.match_info["phoneCallId"])
+    bridge.require_ready()
+    call = _find_call(request, target, call_id)
+    return web.json_response(_render(request, principal, target, call))
+
+
+async def put_call(request: web.Request) -> web.StreamResponse:
+    directory = request.app[DIRECTORY]
+    bridge = request.app[BRIDGE]
+    settings = request.app[SETTINGS]
+    principal = authenticate(request, directory)
+    target = _target(request, principal)
+    action = validation.parse_action(await request.read())  # 413 comes from read()
+    call_id = validation.phone_call_id(request.match_info["phoneCallId"])
+    bridge.require_ready()
+    call = _find_call(request, target, call_id)
+    ext = _find_view(request, principal, call, action.view_id)
+    if action.action == "StartRecording":
+        if not access.recording_allowed(ext):
+            raise ApiError(
+                403,
+                "pc_recording_disabled",
+                "call recording on demand (*1) is not enabled for this extension",
+            )
+        fmt = action.format or settings.recordings.default_format
+        await _run_action(request, bridge.start_recording(call, ext, fmt))
+    else:
+        await _run_action(request, bridge.stop_recording(call, ext))
+    return web.json_response(_render(request, principal, target, call))
+
+
+# --------------------------------------------------------------------------- registration
+
+
+def add_routes(app: web.Application) -> None:
+    app[BACKGROUND] = set()
+    for prefix in PREFIXES:
+        name = prefix.rsplit("/", 1)[-1]
+        listing = app.router.add_resource(LIST_PATH.format(prefix=prefix), name=f"{name}.list")
+        listing.add_route("GET", list_calls)
+        one = app.router.add_resource(ONE_PATH.format(prefix=prefix), name=f"{name}.one")
+        one.add_route("GET", get_call)
+        one.add_route("PUT", put_call)

@@ -1,0 +1,209 @@
+"""Everything a request brings is checked here before anything else looks at it.
+
+Nothing from a request reaches AMI unless it matched one of the whitelists below, so a
+CR, LF, NUL or any other control character is always a 400 (CONTRACT section 2).
+
+- Path segments arrive decoded exactly once (aiohttp's router percent-decodes each
+  segment: ``0003%2A210`` is ``0003*210``; ``0003%252A210`` is the literal ``0003%2A210``,
+  which is not an extension number).
+- The PhoneCallAction body: UTF-8 JSON object, no duplicate keys, no unknown keys, every
+  field a string (``body_invalid``); then ``action`` (``pc_action_invalid``), ``format``
+  (``pc_recformat_invalid``), ``phoneCallViewId`` (``pc_phonecallview_invalid``), in this
+  order.
+- List query parameters ``startIndex`` and ``count`` (``request_invalid``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from multidict import MultiMapping
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+
+from pbx_bridge.api.errors import ApiError
+from pbx_bridge.directory import access
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_COUNT",
+    "FORMATS",
+    "MAX_COUNT",
+    "MAX_SEGMENT",
+    "PHONE_CALL_ID_RE",
+    "VIEW_ID_RE",
+    "Action",
+    "Page",
+    "check_query",
+    "extension_segment",
+    "parse_action",
+    "parse_page",
+    "phone_call_id",
+    "user_segment",
+]
+
+MAX_SEGMENT = 64  # longer path segments are refused before any lookup
+PHONE_CALL_ID_RE = re.compile(r"[0-9a-f]{1,40}")
+VIEW_ID_RE = re.compile(r"[0-9]{2}")
+ACTIONS = ("StartRecording", "StopRecording")
+FORMATS = ("wav", "wav49")
+DEFAULT_COUNT = 100
+MAX_COUNT = 5000
+MAX_START_INDEX = 10**9
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_DECIMAL = re.compile(r"[0-9]{1,10}")
+_QUERY_MAX = 1024
+
+
+def has_control(value: str) -> bool:
+    return _CONTROL.search(value) is not None
+
+
+def _shown(value: str) -> str:
+    """A request value made safe to echo in an error message (repr, truncated)."""
+    return repr(value[:40])
+
+
+# --------------------------------------------------------------------------- path
+
+
+def user_segment(value: str) -> str:
+    """The ``userId`` path segment, syntax only (the directory lookup is access's)."""
+    if has_control(value) or len(value) > MAX_SEGMENT:
+        raise access.UserInvalid("the user id is malformed")
+    return value
+
+
+def extension_segment(value: str) -> str:
+    """The ``extension`` path segment, syntax only."""
+    if has_control(value) or len(value) > MAX_SEGMENT:
+        raise access.ExtensionInvalid("the extension is malformed")
+    return value
+
+
+def phone_call_id(value: str) -> str:
+    if PHONE_CALL_ID_RE.fullmatch(value) is None:
+        raise ApiError(
+            400,
+            "pc_phonecall_invalid",
+            "phoneCallId must be 1 to 40 lower-case hexadecimal digits",
+        )
+    return value
+
+
+# --------------------------------------------------------------------------- query
+
+
+@dataclass(frozen=True)
+class Page:
+    start_index: int = 0
+    count: int = DEFAULT_COUNT
+
+
+def check_query(query: MultiMapping[str]) -> None:
+    """No control character, and nothing absurdly long, in any query parameter."""
+    for key, value in query.items():
+        if has_control(key) or has_control(value) or len(key) + len(value) > _QUERY_MAX:
+            raise ApiError(400, "request_invalid", "a query parameter is malformed")
+
+
+def _int_param(query: MultiMapping[str], name: str, default: int, maximum: int) -> int:
+    values = query.getall(name, [])
+    if not values:
+        return default
+    if len(values) > 1:
+        raise ApiError(400, "request_invalid", f"{name} is given more than once")
+    raw = values[0]
+    if _DECIMAL.fullmatch(raw) is None or int(raw) > maximum:
+        raise ApiError(400, "request_invalid", f"{name} must be a whole number from 0 to {maximum}")
+    return int(raw)
+
+
+def parse_page(query: MultiMapping[str]) -> Page:
+    """``startIndex`` (default 0) and ``count`` (default 100, 0..5000)."""
+    return Page(
+        start_index=_int_param(query, "startIndex", 0, MAX_START_INDEX),
+        count=_int_param(query, "count", DEFAULT_COUNT, MAX_COUNT),
+    )
+
+
+# --------------------------------------------------------------------------- body
+
+StrictText = Annotated[str, Strict()]
+
+
+class _Body(BaseModel):
+    """The PhoneCallAction as sent: types only. Absent fields stay None; an explicit
+    ``null`` is a wrong type (defaults are not validated, values are)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    action: StrictText = Field(default=None)  # type: ignore[assignment]
+    format: StrictText = Field(default=None)  # type: ignore[assignment]
+    phoneCallViewId: StrictText = Field(default=None)  # type: ignore[assignment]
+
+
+@dataclass(frozen=True)
+class Action:
+    action: Literal["StartRecording", "StopRecording"]
+    format: Literal["wav", "wav49"] | None  # None: not given
+    view_id: str
+
+
+def _body_invalid(message: str) -> ApiError:
+    return ApiError(400, "body_invalid", message)
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _body_invalid(f"the key {_shown(key)} appears more than once")
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> object:
+    raise _body_invalid(f"{name} is not valid JSON")
+
+
+def parse_action(raw: bytes) -> Action:
+    """The PhoneCallAction body, fully checked; ApiError 400 with the contract's code."""
+    try:
+        text = raw.decode("utf-8", errors="strict")
+    except UnicodeDecodeError:
+        raise _body_invalid("the body is not valid UTF-8") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except ApiError:
+        raise
+    except (ValueError, RecursionError):
+        raise _body_invalid("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise _body_invalid("the body must be a JSON object")
+    try:
+        body = _Body.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        field = ".".join(str(p) for p in err["loc"]) or "body"
+        if err["type"] == "extra_forbidden":
+            raise _body_invalid(f"unknown field {_shown(field)}") from None
+        raise _body_invalid(f"the field {_shown(field)} must be a string") from None
+
+    if body.action is None or body.action not in ACTIONS:
+        raise ApiError(400, "pc_action_invalid", "action must be StartRecording or StopRecording")
+    if body.format is not None and body.format not in FORMATS:
+        raise ApiError(400, "pc_recformat_invalid", "format must be wav or wav49")
+    if body.phoneCallViewId is None or VIEW_ID_RE.fullmatch(body.phoneCallViewId) is None:
+        raise ApiError(
+            400,
+            "pc_phonecallview_invalid",
+            'phoneCallViewId is required: two digits, e.g. "01"',
+        )
+    return Action(
+        action=body.action,  # type: ignore[arg-type]
+        format=body.format,  # type: ignore[arg-type]
+        view_id=body.phoneCallViewId,
+    )
