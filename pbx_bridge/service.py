@@ -1,0 +1,316 @@
+"""The bridge: one AMI connection feeding the call tracker, and the narrow door through
+which recording actions go back to Asterisk.
+
+Everything here is shell around the pure parts (`calls.tracker`, `recording.policy`,
+`directory.access`): it owns the AMI client, resyncs on every (re)connect, writes the
+tracker's channel-variable effects back, keeps AstDB's recording policy in step with the
+directory, and serialises recording actions per view.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pbx_bridge.calls.tracker import Call, Channel, Tracker
+from pbx_bridge.config import Settings
+from pbx_bridge.directory import access
+from pbx_bridge.directory.models import Extension
+from pbx_bridge.directory.store import Directory
+from pbx_bridge.pbx.ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout, is_success
+from pbx_bridge.recording import policy
+
+log = logging.getLogger("pbx_bridge.service")
+
+ASTDB_FAMILY = "pbx_bridge"
+RESYNC_INTERVAL = 300.0  # a periodic safety net against any event Asterisk never sent
+
+
+class PbxUnavailable(Exception):
+    """AMI is not connected or the state is not resynced yet (503 pbx_unavailable)."""
+
+
+class PbxTimeout(Exception):
+    """Asterisk did not answer in time (504 pbx_timeout)."""
+
+
+class ViewState(Exception):
+    """The view cannot be recorded now: not answered, or already gone (409)."""
+
+
+class PbxRefused(Exception):
+    """Asterisk answered an action with an error."""
+
+
+@dataclass
+class Metrics:
+    recordings_started: int = 0
+    recordings_failed: int = 0
+    recordings_stopped: int = 0
+    resyncs: int = 0
+
+
+class Bridge:
+    def __init__(
+        self,
+        settings: Settings,
+        directory: Directory,
+        *,
+        ami: AmiClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        s = settings.ami
+        self.ami = ami or AmiClient(
+            s.host,
+            s.port,
+            s.username,
+            s.secret.get_secret_value(),
+            ping_interval=s.ping_interval,
+            ping_timeout=s.ping_timeout,
+            action_timeout=s.action_timeout,
+            connect_timeout=s.connect_timeout,
+            backoff_cap=s.backoff_cap,
+            auth_retry=s.auth_retry,
+        )
+        self.clock = clock
+        self.tracker = Tracker(self._device_map(), clock=clock)
+        self.metrics = Metrics()
+        self.ready = False
+        self._changed = asyncio.Condition()
+        self._view_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._bg: set[asyncio.Task] = set()
+        self._resync_task: asyncio.Task | None = None
+        self.ami.add_event_handler(self._on_event)
+        self.ami.add_connect_handler(self._on_connect)
+        self.ami.add_disconnect_handler(self._on_disconnect)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.ami.start()
+        self._resync_task = asyncio.create_task(self._periodic_resync())
+
+    async def close(self) -> None:
+        if self._resync_task:
+            self._resync_task.cancel()
+        for task in list(self._bg):
+            task.cancel()
+        await self.ami.close()
+        self.ready = False
+
+    def _device_map(self) -> dict[str, str]:
+        return {dev: ext.number for dev, ext in self.directory.extensions_by_device().items()}
+
+    def reload_directory(self) -> None:
+        self.tracker.set_devices(self._device_map())
+        if self.ami.connected:
+            self._spawn(self._sync_policy())
+
+    # ------------------------------------------------------------------ AMI side
+    async def _on_connect(self) -> None:
+        self.ready = False
+        await self.resync()
+        await self._sync_policy()
+        self.ready = True
+        log.info("AMI ready: %d live calls after resync", len(self.tracker.calls))
+
+    def _on_disconnect(self) -> None:
+        self.ready = False
+
+    async def resync(self) -> None:
+        resp, items = await self.ami.send_list_action("CoreShowChannels")
+        if not is_success(resp):
+            raise AmiError(f"CoreShowChannels refused: {resp.get('Message')}")
+        self.tracker.set_devices(self._device_map())
+        self.tracker.resync(items)
+        self.metrics.resyncs += 1
+        self._flush_effects()
+        await self._notify()
+
+    async def _periodic_resync(self) -> None:
+        while True:
+            await asyncio.sleep(RESYNC_INTERVAL)
+            if self.ready:
+                with contextlib.suppress(AmiError):
+                    await self.resync()
+
+    async def _on_event(self, ev: dict[str, str]) -> None:
+        self.tracker.feed(ev)
+        self._flush_effects()
+        await self._notify()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _flush_effects(self) -> None:
+        for eff in self.tracker.take_effects():
+            self._spawn(self._setvar(eff.channel, eff.variable, eff.value))
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+    async def _setvar(self, channel: str, variable: str, value: str) -> None:
+        try:
+            await self.ami.send_action(
+                "Setvar", {"Channel": channel, "Variable": variable, "Value": value}
+            )
+        except AmiError as exc:  # the channel may have hung up meanwhile
+            log.debug("Setvar %s on %s failed: %s", variable, channel, exc)
+
+    async def _sync_policy(self) -> None:
+        """Write who may record with *1 to AstDB, for the dialplan subroutine."""
+        try:
+            await self.ami.send_action("DBDelTree", {"Family": ASTDB_FAMILY})
+            base = self.settings.recordings.directory
+            if base:
+                await self.ami.send_action(
+                    "DBPut", {"Family": ASTDB_FAMILY, "Key": "config/recdir", "Val": base}
+                )
+            for device, ext in self.directory.extensions_by_device().items():
+                if not access.recording_allowed(ext):
+                    continue
+                org = self.directory.organization_of_extension(ext)
+                if org is None:
+                    continue
+                endpoint = device.split("/", 1)[1]
+                await self.ami.send_action(
+                    "DBPut",
+                    {
+                        "Family": ASTDB_FAMILY,
+                        "Key": f"rec/{endpoint}",
+                        "Val": policy.policy_value(ext.recording.format, org.id, ext.number),
+                    },
+                )
+        except AmiError as exc:
+            log.warning("could not write the recording policy to AstDB: %s", exc)
+
+    # ------------------------------------------------------------------ queries
+    def require_ready(self) -> None:
+        if not (self.ready and self.ami.connected):
+            raise PbxUnavailable("the PBX is not connected")
+
+    def calls_for(self, extensions: list[Extension]) -> list[Call]:
+        seen: dict[str, Call] = {}
+        for ext in extensions:
+            for call in self.tracker.calls_of(ext.number):
+                seen.setdefault(call.linkedid, call)
+        return sorted(seen.values(), key=lambda c: (c.published, c.linkedid))
+
+    # ------------------------------------------------------------------ recording
+    def _lock(self, call: Call, extension: str) -> asyncio.Lock:
+        key = (call.linkedid, extension)
+        lock = self._view_locks.get(key)
+        if lock is None:
+            # Drop locks of calls that are gone so the map cannot grow without bound.
+            if len(self._view_locks) > 4 * (len(self.tracker.calls) + 64):
+                self._view_locks = {
+                    k: v for k, v in self._view_locks.items()
+                    if k[0] in self.tracker.calls or v.locked()
+                }
+            lock = self._view_locks[key] = asyncio.Lock()
+        return lock
+
+    def _view_channel(self, call: Call, extension: str) -> Channel:
+        if call.linkedid not in self.tracker.calls:
+            raise ViewState("the call has ended")
+        ch = self.tracker.recording_channel(call, extension)
+        if ch is None:
+            raise ViewState("the view is not answered")
+        return ch
+
+    @staticmethod
+    def _recording(call: Call, extension: str) -> bool:
+        return any(c.recording is not None for c in call.channels_of(extension))
+
+    async def start_recording(self, call: Call, ext: Extension, fmt: str) -> None:
+        """Start MixMonitor on the view's channel; idempotent, one per view at most."""
+        self.require_ready()
+        async with self._lock(call, ext.number):
+            if self._recording(call, ext.number):
+                return
+            ch = self._view_channel(call, ext.number)
+            org = self.directory.organization_of_extension(ext)
+            if org is None:
+                raise ViewState("the extension has no organization")
+            vid = call.view_ids[ext.number]
+            now = self.clock()
+            path = policy.recording_path(
+                organization_id=org.id,
+                extension=ext.number,
+                call_id=call.id,
+                view_id=vid,
+                fmt=fmt,
+                started=now,
+                base_dir=self.settings.recordings.directory,
+            )
+            # PBX_REC first: it reserves the view on the channel itself, so a retry after
+            # a timed-out MixMonitor (whose fate we cannot know) never starts a second
+            # one, and a resync after a bridge restart still sees the recording.
+            stamp = f"{now:.3f}"
+            try:
+                setvar = self.ami.send_action(
+                    "Setvar", {"Channel": ch.name, "Variable": "PBX_REC", "Value": stamp}
+                )
+                setfile = self.ami.send_action(
+                    "Setvar", {"Channel": ch.name, "Variable": "PBX_REC_FILE", "Value": path}
+                )
+                mixmon = self.ami.send_action("MixMonitor", {"Channel": ch.name, "File": path})
+                _, _, resp = await asyncio.gather(setvar, setfile, mixmon)
+            except AmiNotConnected as exc:
+                self.metrics.recordings_failed += 1
+                raise PbxUnavailable(str(exc)) from exc
+            except AmiTimeout as exc:
+                self.metrics.recordings_failed += 1
+                raise PbxTimeout(str(exc)) from exc
+            if not is_success(resp):
+                self.metrics.recordings_failed += 1
+                self._spawn(self._setvar(ch.name, "PBX_REC", ""))
+                if ch.uniqueid not in self.tracker.channels:
+                    raise ViewState("the view hung up")
+                raise PbxRefused(resp.get("Message", "MixMonitor failed"))
+            self.metrics.recordings_started += 1
+            await self._wait_until(lambda: self._recording(call, ext.number) or
+                                   ch.uniqueid not in self.tracker.channels)
+            if ch.uniqueid in self.tracker.channels and ch.recording is None:
+                ch.recording = now  # confirmed by the Success answer; the event is late
+
+    async def stop_recording(self, call: Call, ext: Extension) -> None:
+        self.require_ready()
+        async with self._lock(call, ext.number):
+            chans = [c for c in call.channels_of(ext.number) if c.recording is not None]
+            if not chans:
+                return
+            for ch in chans:
+                try:
+                    resp = await self.ami.send_action("StopMixMonitor", {"Channel": ch.name})
+                    await self.ami.send_action(
+                        "Setvar", {"Channel": ch.name, "Variable": "PBX_REC", "Value": ""}
+                    )
+                    await self.ami.send_action(
+                        "Setvar", {"Channel": ch.name, "Variable": "PBX_REC_FILE", "Value": ""}
+                    )
+                except AmiNotConnected as exc:
+                    raise PbxUnavailable(str(exc)) from exc
+                except AmiTimeout as exc:
+                    raise PbxTimeout(str(exc)) from exc
+                if not is_success(resp) and ch.uniqueid in self.tracker.channels:
+                    # Nothing to stop on that channel: the tracker was behind. Trust Asterisk.
+                    log.info("StopMixMonitor on %s: %s", ch.name, resp.get("Message"))
+                self.metrics.recordings_stopped += 1
+                await self._wait_until(lambda c=ch: c.recording is None or
+                                       c.uniqueid not in self.tracker.channels)
+                ch.recording = None
+
+    async def _wait_until(self, predicate: Callable[[], bool]) -> None:
+        timeout = self.settings.ami.action_timeout
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout), self._changed:
+                await self._changed.wait_for(predicate)
