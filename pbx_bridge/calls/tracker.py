@@ -258,6 +258,12 @@ class Tracker:
                 extension=self._devices.get(device_of(name)),
             )
             self.channels[uid] = ch
+            # A channel first seen already answered (resync, missed events): its answer
+            # time is the one a bridge wrote onto it earlier, if any.
+            tag_lid, _, rest = ev.get(p + _VIEW_VAR, "").partition("|")
+            answered = rest.partition("|")[2]
+            if tag_lid == linkedid and answered.isdigit():
+                ch.answered = float(answered)
             self._update(ch, ev, p, ts)
             self._attach(ch)
             return
@@ -347,16 +353,11 @@ class Tracker:
         if ext not in call.view_ids:
             vid = None
             linked, _, rest = ch.view_tag.partition("|")
-            if linked == call.linkedid:
-                tagged, _, answered = rest.partition("|")
-                if tagged.isdigit() and tagged not in call.view_ids.values():
-                    vid = tagged
-                    call.next_view = max(call.next_view, int(tagged) + 1)
-                if answered and ch.answered is None:
-                    try:
-                        ch.answered = float(answered)
-                    except ValueError:
-                        pass
+            tagged = rest.partition("|")[0]
+            free = tagged not in call.view_ids.values()
+            if linked == call.linkedid and tagged.isdigit() and free:
+                vid = tagged
+                call.next_view = max(call.next_view, int(tagged) + 1)
             if vid is None:
                 vid = f"{call.next_view:02d}"
                 call.next_view += 1

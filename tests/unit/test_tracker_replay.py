@@ -66,3 +66,7 @@ def test_resync_at_any_checkpoint_rebuilds_the_same_views(name: str) -> None:
             want = {e: call.view_ids[e] for e in call.extensions()}
             got = {e: other.view_ids[e] for e in other.extensions()}
             assert got == want, f"[{cp.label}] views {got} != {want}"
+            for ext in call.extensions():  # answer times come back from PBX_VIEW
+                mine = {c.answered and int(c.answered) for c in call.channels_of(ext)}
+                theirs = {c.answered and int(c.answered) for c in other.channels_of(ext)}
+                assert mine == theirs, f"[{cp.label}] {ext} answered {theirs} != {mine}"

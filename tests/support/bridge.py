@@ -1,0 +1,61 @@
+"""A real Bridge (service.py) wired to the sandbox Asterisk, for integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from pbx_bridge.config import Settings
+from pbx_bridge.directory.store import Directory
+from pbx_bridge.sandbox import Sandbox
+from pbx_bridge.service import Bridge
+from tests.support.pbx import AMI_SECRET
+
+DEMO_DIRECTORY = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"
+
+
+def demo_directory(tmp_path: Path) -> Directory:
+    directory = Directory.open(tmp_path / "directory.sqlite3")
+    directory.load_toml(DEMO_DIRECTORY)
+    return directory
+
+
+def bridge_settings(sandbox: Sandbox, tmp_path: Path, *, port: int | None = None,
+                    **ami: object) -> Settings:
+    return Settings(
+        ami={
+            "port": port or sandbox.ami_port,
+            "secret": AMI_SECRET,
+            "ping_interval": 1.0,
+            "ping_timeout": 1.0,
+            "backoff_cap": 1.0,
+            "action_timeout": 3.0,
+            **ami,
+        },
+        ari={"url": f"http://127.0.0.1:{sandbox.http_port}/ari", "password": AMI_SECRET},
+        directory={"database": tmp_path / "directory.sqlite3"},
+    )
+
+
+async def start_bridge(settings: Settings, directory: Directory) -> Bridge:
+    bridge = Bridge(settings, directory)
+    await bridge.start()
+    await wait_ready(bridge)
+    return bridge
+
+
+async def wait_ready(bridge: Bridge, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (bridge.ready and bridge.ami.connected):
+        if time.monotonic() > deadline:
+            raise AssertionError("the bridge did not become ready")
+        await asyncio.sleep(0.05)
+
+
+async def eventually(predicate, timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s")
+        await asyncio.sleep(0.05)
