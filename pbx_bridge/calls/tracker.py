@@ -63,19 +63,27 @@ def call_id(linkedid: str) -> str:
     return hashlib.sha1(linkedid.encode()).hexdigest()[:20]
 
 
-def _epoch_of(uniqueid: str) -> float | None:
-    # Uniqueid/Linkedid are "[systemname-]<epoch>.<sequence>".
+def _finite(text: str | None) -> float | None:
+    """A positive, finite epoch from AMI text, or None (garbage never becomes a time)."""
+    if not text:
+        return None
     try:
-        return float(uniqueid.rsplit("-", 1)[-1].split(".", 1)[0])
+        value = float(text)
     except ValueError:
         return None
+    return value if 0 < value < 1e11 else None
+
+
+def _epoch_of(uniqueid: str) -> float | None:
+    # Uniqueid/Linkedid are "[systemname-]<epoch>.<sequence>".
+    return _finite(uniqueid.rsplit("-", 1)[-1].split(".", 1)[0])
 
 
 def _seq_of(uniqueid: str) -> tuple[float, int]:
     tail = uniqueid.rsplit("-", 1)[-1]
     epoch, _, seq = tail.partition(".")
     try:
-        return (float(epoch), int(seq or 0))
+        return (_finite(epoch) or float("inf"), int(seq or 0))
     except ValueError:
         return (float("inf"), 0)
 
@@ -205,11 +213,7 @@ class Tracker:
         name = ev.get("Event")
         if name is None:
             return
-        ts_raw = ev.get("Timestamp")
-        try:
-            ts = float(ts_raw) if ts_raw else self._clock()
-        except ValueError:
-            ts = self._clock()
+        ts = _finite(ev.get("Timestamp")) or self._clock()
 
         if name == "Hangup":
             uid = ev.get("Uniqueid")
@@ -261,9 +265,9 @@ class Tracker:
             # A channel first seen already answered (resync, missed events): its answer
             # time is the one a bridge wrote onto it earlier, if any.
             tag_lid, _, rest = ev.get(p + _VIEW_VAR, "").partition("|")
-            answered = rest.partition("|")[2]
-            if tag_lid == linkedid and answered.isdigit():
-                ch.answered = float(answered)
+            answered = _finite(rest.partition("|")[2])
+            if tag_lid == linkedid and answered is not None:
+                ch.answered = answered
             self._update(ch, ev, p, ts)
             self._attach(ch)
             return
@@ -402,10 +406,7 @@ class Tracker:
                 continue
             rec = ev.get(_REC_VAR)
             if rec is not None:
-                try:
-                    ch.recording = float(rec) if rec else None
-                except ValueError:
-                    ch.recording = None
+                ch.recording = _finite(rec)
                 ch.rec_file = ev.get(_REC_FILE_VAR) or None
             if not known and ch.state == _STATE_UP and ch.answered is None:
                 # Answer time unknown (never tagged): the channel's creation is the

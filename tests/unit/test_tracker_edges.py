@@ -1,0 +1,69 @@
+"""Edge cases of the tracker found by the property tests or worth pinning down."""
+
+from __future__ import annotations
+
+from pbx_bridge.calls.tracker import Tracker, call_id
+
+DEV = {"PJSIP/0003*210": "0003*210", "PJSIP/0003*211": "0003*211"}
+
+
+def chan(uid: str, lid: str, name: str, state: str = "6", **extra: str) -> dict[str, str]:
+    return {"Event": "Newchannel", "Uniqueid": uid, "Linkedid": lid, "Channel": name,
+            "ChannelState": state, "CallerIDNum": "0003*210", "Timestamp": "1795849232.5",
+            **extra}
+
+
+def test_non_finite_or_absurd_times_never_break_rendering() -> None:
+    t = Tracker(DEV, clock=lambda: 1795849000.0)
+    t.feed(chan("inf.1", "1e300.1", "PJSIP/0003*210-1", Timestamp="nan",
+                **{"ChanVariable(PBX_VIEW)": "1e300.1|01|99999999999999999999"}))
+    (call,) = t.calls.values()
+    doc = t.render(call, "0003*210").to_json()
+    assert doc["published"] == doc["answered"] == "2026-11-28T06:56:40+00:00"
+
+
+def test_linkedid_change_moves_the_channel_to_the_surviving_call() -> None:
+    t = Tracker(DEV)
+    t.feed(chan("100.1", "100.1", "PJSIP/0003*210-1"))
+    t.feed(chan("100.2", "100.2", "PJSIP/0003*211-2"))
+    assert len(t.calls) == 2
+    # Asterisk gives bridged channels the oldest Linkedid (e.g. attended transfer).
+    t.feed({"Event": "BridgeEnter", "Uniqueid": "100.2", "Linkedid": "100.1",
+            "Channel": "PJSIP/0003*211-2", "ChannelState": "6"})
+    assert list(t.calls) == ["100.1"]
+    call = t.call(call_id("100.1"))
+    assert call is not None and call.extensions() == ["0003*210", "0003*211"]
+    assert not t.calls_of("0003*211") == []
+    t.feed({"Event": "Hangup", "Uniqueid": "100.1"})
+    t.feed({"Event": "Hangup", "Uniqueid": "100.2"})
+    assert not t.calls and not t.calls_of("0003*210") and not t.calls_of("0003*211")
+
+
+def test_late_events_for_a_hung_up_channel_do_not_resurrect_it() -> None:
+    t = Tracker(DEV)
+    t.feed({"Event": "Hangup", "Uniqueid": "100.1"})
+    t.feed(chan("100.1", "100.1", "PJSIP/0003*210-1"))
+    assert not t.calls
+
+
+def test_directory_change_relabels_live_channels() -> None:
+    t = Tracker({})
+    t.feed(chan("100.1", "100.1", "PJSIP/0003*210-1"))
+    assert t.calls_of("0003*210") == []
+    t.set_devices(DEV)
+    (call,) = t.calls_of("0003*210")
+    assert call.view_ids == {"0003*210": "01"}
+
+
+def test_resync_drops_what_asterisk_no_longer_has_and_keeps_view_ids() -> None:
+    t = Tracker(DEV)
+    t.feed(chan("100.1", "100.1", "PJSIP/0003*210-1"))
+    t.feed(chan("100.2", "100.1", "PJSIP/0003*211-2"))
+    t.feed(chan("200.1", "200.1", "PJSIP/0003*211-3"))
+    t.resync([
+        {"Event": "CoreShowChannel", "Uniqueid": "100.2", "Linkedid": "100.1",
+         "Channel": "PJSIP/0003*211-2", "ChannelState": "6"},
+    ])
+    assert set(t.channels) == {"100.2"}
+    (call,) = t.calls.values()
+    assert call.view_ids["0003*211"] == "02"  # the id it had, not renumbered
