@@ -28,10 +28,13 @@ __all__ = [
 
 # Python's `$` also matches before a final "\n": always use fullmatch() with these.
 EXTENSION_NUMBER_RE = re.compile(r"[0-9]{1,8}\*[0-9]{1,8}|[0-9]{1,15}")
-DEVICE_RE = re.compile(r"[A-Za-z]+/[A-Za-z0-9*#_.+-]{1,64}")
+# <technology>/<resource>, and for Local channels an optional "@<context>"
+# (Local/600@from-internal, as the benchmarks use); never ";", blanks or controls.
+DEVICE_RE = re.compile(r"[A-Za-z]+/[A-Za-z0-9*#_.+-]{1,64}(?:@[A-Za-z0-9_.+-]{1,64})?")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# The unique suffix Asterisk appends to a device to name a channel: "-0000002a".
-_CHANNEL_SUFFIX = re.compile(r"-[0-9a-fA-F]{8,}\Z")
+# The unique suffix Asterisk appends to a device to name a channel: "-0000002a"
+# (a Local channel adds its half, "-0000002a;1").
+_CHANNEL_SUFFIX = re.compile(r"-[0-9a-fA-F]{8,}(?:;[12])?\Z")
 
 Role = Literal["user", "organization", "admin"]
 RecordingTrigger = Literal["star1", "always"]
@@ -57,7 +60,7 @@ def _extension_number(value: str) -> str:
 
 def _device(value: str) -> str:
     if DEVICE_RE.fullmatch(value) is None:
-        raise ValueError("must be <technology>/<resource>, e.g. PJSIP/0003*210")
+        raise ValueError("must be <technology>/<resource>[@<context>], e.g. PJSIP/0003*210")
     return value
 
 
