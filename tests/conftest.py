@@ -1,5 +1,6 @@
 """Test tiers follow the folders: tests/unit (pure), tests/integration (real Asterisk),
-tests/e2e (real Asterisk and real SIP phones)."""
+tests/e2e (real Asterisk and real SIP phones), tests/reliability (faults, load and
+hostile input against the real Asterisk)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-TIERS = {"unit", "integration", "e2e"}
+TIERS = {"unit", "integration", "e2e", "reliability"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
