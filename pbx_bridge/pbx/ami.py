@@ -547,7 +547,9 @@ class AmiClient:
     def _route(self, msg: Message) -> None:
         """Hand one message to whoever waits for it.  Runs in the reader."""
         action_id = msg.get("ActionID")
-        if "Response" in msg:
+        # An Event may carry a Response header too (OriginateResponse does): it is an
+        # event all the same, never the answer to an action.
+        if "Response" in msg and "Event" not in msg:
             pending = self._pending.get(action_id) if action_id else None
             if action_id is not None and action_id == self._login_id and is_success(msg):
                 # Queue the marker now, before any event read after it.
