@@ -273,7 +273,7 @@ class Phone:
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
 
-    async def command(self, command: str, params: str = "", timeout: float = 5.0) -> str:
+    async def command(self, command: str, params: str = "", timeout: float = 15.0) -> str:
         if self._writer is None:
             raise PhoneError("phone not started")
         token = str(next(self._tokens))
@@ -290,7 +290,7 @@ class Phone:
             raise PhoneError(f"{self.user}: {command} {params!r} failed: {msg.get('data')}")
         return str(msg.get("data", ""))
 
-    async def wait_event(self, *types: str, timeout: float = 10.0) -> PhoneEvent:
+    async def wait_event(self, *types: str, timeout: float = 20.0) -> PhoneEvent:
         """Wait for the next event of one of `types` (earlier other events are skipped)."""
         try:
             async with asyncio.timeout(timeout):

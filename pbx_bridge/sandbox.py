@@ -303,6 +303,7 @@ class Sandbox:
             start_new_session=True,  # survives the CLI that started it; no stray signals
         )
         log.close()
+        self._proc = proc  # kept so that stop() reaps it (no zombie in long test runs)
         self.pid_file.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + timeout
         try:
@@ -366,6 +367,10 @@ class Sandbox:
             time.sleep(0.1)
         if self.pid() is not None:
             self._kill(pid)
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.pid == pid:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
         self.pid_file.unlink(missing_ok=True)
 
     def _kill(self, pid: int) -> None:
