@@ -146,6 +146,8 @@ class Sandbox:
     port_offset: int = field(
         default_factory=lambda: int(os.environ.get("PBX_BRIDGE_SANDBOX_PORT_OFFSET", "0"))
     )
+    # The Asterisk we started, kept so that stop() reaps it (no zombies in long runs).
+    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def ami_port(self) -> int:
@@ -303,7 +305,7 @@ class Sandbox:
             start_new_session=True,  # survives the CLI that started it; no stray signals
         )
         log.close()
-        self._proc = proc  # kept so that stop() reaps it (no zombie in long test runs)
+        self._proc = proc
         self.pid_file.write_text(f"{proc.pid}\n")
         deadline = time.monotonic() + timeout
         try:
@@ -367,10 +369,9 @@ class Sandbox:
             time.sleep(0.1)
         if self.pid() is not None:
             self._kill(pid)
-        proc = getattr(self, "_proc", None)
-        if proc is not None and proc.pid == pid:
+        if self._proc is not None and self._proc.pid == pid:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
+                self._proc.wait(timeout=5)
         self.pid_file.unlink(missing_ok=True)
 
     def _kill(self, pid: int) -> None:
