@@ -230,7 +230,9 @@ class Tracker:
         if ch is None:
             return
         if name == "MixMonitorStart":
-            ch.recording = ts
+            # Whoever starts a recording stamps PBX_REC first (the API and *1 alike); that
+            # stamp, not the event's time, is what a resync reads back, so use it here too.
+            ch.recording = _finite(ev.get(_REC_VAR)) or ts
         elif name == "MixMonitorStop":
             ch.recording = None
             ch.rec_file = None
