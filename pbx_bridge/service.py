@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,9 @@ from pbx_bridge.recording import policy
 log = logging.getLogger("pbx_bridge.service")
 
 ASTDB_FAMILY = "pbx_bridge"
+_REC_VAR = "ChanVariable(PBX_REC)"
+_REC_FILE_VAR = "ChanVariable(PBX_REC_FILE)"
+_MIXMONITOR_ID = re.compile(r"^0x[0-9a-fA-F]+\t", re.MULTILINE)  # `mixmonitor list` rows
 RESYNC_INTERVAL = 300.0  # a periodic safety net against any event Asterisk never sent
 
 
@@ -114,7 +118,7 @@ class Bridge:
     # ------------------------------------------------------------------ AMI side
     async def _on_connect(self) -> None:
         self.ready = False
-        await self.resync()
+        await self.resync(check_recordings=True)
         await self._sync_policy()
         self.ready = True
         log.info("AMI ready: %d live calls after resync", len(self.tracker.calls))
@@ -122,15 +126,38 @@ class Bridge:
     def _on_disconnect(self) -> None:
         self.ready = False
 
-    async def resync(self) -> None:
+    async def resync(self, *, check_recordings: bool = False) -> None:
         resp, items = await self.ami.send_list_action("CoreShowChannels")
         if not is_success(resp):
             raise AmiError(f"CoreShowChannels refused: {resp.get('Message')}")
+        if check_recordings:
+            items = [await self._checked_recording(ev) for ev in items]
         self.tracker.set_devices(self._device_map())
         self.tracker.resync(items)
         self.metrics.resyncs += 1
         self._flush_effects()
         await self._notify()
+
+    async def _checked_recording(self, ev: dict[str, str]) -> dict[str, str]:
+        """PBX_REC on a channel only says a recording was *started* there. A link lost
+        between the PBX_REC reservation and the MixMonitor action (or between
+        StopMixMonitor and the release) leaves PBX_REC on a channel that records nothing;
+        believing it would answer every later StartRecording "already recording" and
+        lose the recording. So after a reconnect, ask Asterisk which of those channels
+        really run a MixMonitor, and release the stale reservations."""
+        channel = ev.get("Channel", "")
+        if not ev.get(_REC_VAR) or not channel:
+            return ev
+        try:
+            listing = await self.ami.command(f"mixmonitor list {channel}")
+        except AmiError:
+            return ev  # cannot tell: trust PBX_REC
+        if "MixMonitor ID" not in listing or _MIXMONITOR_ID.search(listing):
+            return ev
+        log.info("%s: PBX_REC set but no MixMonitor running; releasing it", channel)
+        for var in ("PBX_REC", "PBX_REC_FILE"):
+            self._spawn(self._setvar(channel, var, ""))
+        return {**ev, _REC_VAR: "", _REC_FILE_VAR: ""}
 
     async def _periodic_resync(self) -> None:
         while True:
