@@ -19,7 +19,12 @@ from pbx_bridge.api.app import create_app
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.sandbox import Sandbox
 from pbx_bridge.service import Bridge
-from tests.support.audio import WAVE_FORMAT_GSM610, WAVE_FORMAT_PCM, inspect_wav
+from tests.support.audio import (
+    WAVE_FORMAT_GSM610,
+    WAVE_FORMAT_PCM,
+    inspect_wav,
+    wait_file_complete,
+)
 from tests.support.bridge import bridge_settings, demo_directory, eventually, wait_ready
 from tests.support.pbx import EventLog
 
@@ -91,18 +96,6 @@ def _mixmonitor_starts(log: EventLog, channel_prefix: str) -> int:
                if e.get("Channel", "").startswith(channel_prefix))
 
 
-async def _closed(path: Path, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    last = -2
-    while time.monotonic() < deadline:
-        size = path.stat().st_size if path.exists() else -1
-        if size > 60 and size == last:
-            return
-        last = size
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"{path} never completed")
-
-
 def _recording_file(pbx: Sandbox, call: dict, view: str, suffix: str) -> Path:
     files = list((pbx.monitor_dir / "3" / A).glob(f"*/{call['id']}-{view}-*.{suffix}"))
     assert len(files) == 1, files
@@ -155,7 +148,7 @@ async def test_start_and_stop_recording_a_real_call(api, phones, pbx, ami_log) -
     assert _mixmonitor_starts(ami_log, f"PJSIP/{A}-") == 1
 
     path = _recording_file(pbx, call, "01", "wav")
-    await _closed(path)
+    await wait_file_complete(path)
     info = inspect_wav(path)
     assert info.format_tag == WAVE_FORMAT_PCM
     assert (info.channels, info.sample_rate, info.bits_per_sample) == (1, 8000, 16)
@@ -180,7 +173,7 @@ async def test_wav49_recording_is_gsm_in_a_WAV_file(api, phones, pbx, ami_log) -
     recorded = time.monotonic() - t0
     await eventually(lambda: not api.bridge.tracker.calls, what="call gone")
     path = _recording_file(pbx, call, "01", "WAV")
-    await _closed(path)
+    await wait_file_complete(path)
     info = inspect_wav(path, sandbox_root=pbx.root)
     assert info.format_tag == WAVE_FORMAT_GSM610
     assert abs(info.duration - recorded) <= 0.2 * recorded, (info.duration, recorded)

@@ -6,24 +6,15 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from pathlib import Path
 
 from pbx_bridge.calls.tracker import call_id
 from pbx_bridge.pbx.ami import is_success
-from tests.support.audio import WAVE_FORMAT_GSM610, WAVE_FORMAT_PCM, inspect_wav
-
-
-async def _wait_file_closed(path: Path, timeout: float = 10.0) -> None:
-    """MixMonitor finalises the WAVE header when it closes the file."""
-    deadline = time.monotonic() + timeout
-    last = -1
-    while time.monotonic() < deadline:
-        size = path.stat().st_size if path.exists() else -1
-        if size > 60 and size == last:
-            return
-        last = size
-        await asyncio.sleep(0.3)
-    raise AssertionError(f"{path} not written/closed in {timeout} s")
+from tests.support.audio import (
+    WAVE_FORMAT_GSM610,
+    WAVE_FORMAT_PCM,
+    inspect_wav,
+    wait_file_complete,
+)
 
 
 async def test_mixmonitor_wav_and_wav49_on_a_real_call(pbx, phones, ami_log) -> None:
@@ -53,8 +44,8 @@ async def test_mixmonitor_wav_and_wav49_on_a_real_call(pbx, phones, ami_log) -> 
 
     wav_path = pbx.monitor_dir / files["wav"]
     gsm_path = pbx.monitor_dir / files["wav49"]
-    await _wait_file_closed(wav_path)
-    await _wait_file_closed(gsm_path)
+    await wait_file_complete(wav_path)
+    await wait_file_complete(gsm_path)
 
     wav = inspect_wav(wav_path)
     assert wav.format_tag == WAVE_FORMAT_PCM
@@ -90,7 +81,7 @@ async def test_star1_on_the_phone_toggles_mixmonitor(pbx, phones, ami_log) -> No
     cid = call_id(start["Linkedid"])
     files = list((pbx.monitor_dir / "3" / "0003*210").glob(f"*/{cid}-*.wav"))
     assert len(files) == 1, files
-    await _wait_file_closed(files[0])
+    await wait_file_complete(files[0])
     info = inspect_wav(files[0])
     assert info.format_tag == WAVE_FORMAT_PCM
     assert info.duration > 1.0 and info.rms > 100

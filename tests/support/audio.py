@@ -6,9 +6,11 @@ checked from their header and decoded with the sandbox root's sox for the loudne
 from __future__ import annotations
 
 import array
+import asyncio
 import math
 import struct
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,3 +78,16 @@ def inspect_wav(path: Path, sandbox_root: Path | None = None) -> WavInfo:
     else:
         raise AssertionError(f"{path}: unexpected WAVE format tag {tag:#06x}")
     return WavInfo(tag, channels, rate, bits, duration, rms, peak)
+
+
+async def wait_file_complete(path: Path, timeout: float = 10.0) -> None:
+    """Wait until MixMonitor has finished the file (it stops growing once closed)."""
+    deadline = time.monotonic() + timeout
+    last = -2
+    while time.monotonic() < deadline:
+        size = path.stat().st_size if path.exists() else -1
+        if size > 60 and size == last:
+            return
+        last = size
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{path} not written and closed within {timeout} s")
