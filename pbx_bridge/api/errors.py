@@ -60,9 +60,12 @@ def error_response(
     hdrs = dict(headers or {})
     if status == 401 and "WWW-Authenticate" not in hdrs:
         hdrs["WWW-Authenticate"] = BEARER_CHALLENGE
-    return web.json_response(
+    response = web.json_response(
         {"error": {"code": code, "message": message}}, status=status, headers=hdrs
     )
+    if status == 408:
+        response.force_close()  # what is left of a late body is not worth waiting for
+    return response
 
 
 def _from_exception(exc: Exception) -> web.Response | None:

@@ -20,9 +20,9 @@ from urllib.parse import parse_qsl, unquote_plus
 
 from aiohttp import web
 
-from pbx_bridge.api.context import DIRECTORY
+from pbx_bridge.api.context import DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import ApiError
-from pbx_bridge.api.validation import has_control
+from pbx_bridge.api.validation import has_control, read_body
 
 __all__ = ["token_handler"]
 
@@ -84,7 +84,8 @@ def _basic_credentials(request: web.Request) -> tuple[str, str] | None:
 
 async def token_handler(request: web.Request) -> web.Response:
     directory = request.app[DIRECTORY]
-    raw = await request.read()  # 413 body_too_large above the limit
+    # 413 body_too_large above the limit, 408 request_timeout if it trickles in
+    raw = await read_body(request, request.app[SETTINGS].http.request_timeout)
     if request.content_type != FORM:
         raise _invalid_request(f"the body must be {FORM}")
     form = _form(raw)

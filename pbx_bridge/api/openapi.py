@@ -45,6 +45,8 @@ ERROR_DESCRIPTIONS = {
     "recording on demand (*1)",
     "pc_phonecallview_state": "the view cannot be recorded now (not answered, or hung up)",
     "body_too_large": "body over the configured limit",
+    "request_timeout": "the body did not arrive within `http.request_timeout` (the "
+    "connection is closed)",
     "not_found": "no such resource",
     "internal_error": "an unexpected error (logged by the service)",
     "pbx_unavailable": "AMI not connected or state not yet resynced",
@@ -127,6 +129,7 @@ def _uapi_errors(*, put: bool = False, one: bool = False) -> dict[str, Schema]:
         "404": _error("No such resource (e.g. an empty path segment)", "not_found"),
     }
     if put:
+        out["408"] = _error("The body arrived too slowly", "request_timeout")
         out["409"] = _error("Conflict with the view's state", "pc_phonecallview_state")
         out["413"] = _error("Body too large", "body_too_large")
     out["500"] = _error("Internal error", "internal_error")
@@ -445,6 +448,7 @@ def _service_paths() -> dict[str, Any]:
                             }
                         },
                     ),
+                    "408": _error("The body arrived too slowly", "request_timeout"),
                     "413": _error("Body too large", "body_too_large"),
                     **internal,
                 },

@@ -207,7 +207,8 @@ async def put_call(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     principal = authenticate(request, directory)
     target = _target(request, principal)
-    action = validation.parse_action(await request.read())  # 413 comes from read()
+    raw = await validation.read_body(request, settings.http.request_timeout)  # 408, 413
+    action = validation.parse_action(raw)
     call_id = validation.phone_call_id(request.match_info["phoneCallId"])
     bridge.require_ready()
     call = _find_call(request, target, call_id)

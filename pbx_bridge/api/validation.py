@@ -15,11 +15,13 @@ CR, LF, NUL or any other control character is always a 400 (CONTRACT section 2).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
+from aiohttp import web
 from multidict import MultiMapping
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
 
@@ -41,6 +43,7 @@ __all__ = [
     "parse_action",
     "parse_page",
     "phone_call_id",
+    "read_body",
     "user_segment",
 ]
 
@@ -130,6 +133,19 @@ def parse_page(query: MultiMapping[str]) -> Page:
 
 
 # --------------------------------------------------------------------------- body
+
+
+async def read_body(request: web.Request, timeout: float) -> bytes:
+    """The request body, which must arrive within ``timeout`` seconds (``http.
+    request_timeout``): a client that sends its headers and then trickles the body gets
+    408 ``request_timeout`` and is disconnected, instead of holding a handler for ever.
+    Above the size limit, aiohttp's ``read()`` raises 413 (``body_too_large``)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await request.read()
+    except TimeoutError:
+        raise ApiError(408, "request_timeout", "the request body did not arrive in time") from None
+
 
 StrictText = Annotated[str, Strict()]
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from pbx_bridge.api.app import AccessLogger, create_app
@@ -37,7 +38,7 @@ from pbx_bridge.phones import Phone
 from pbx_bridge.sandbox import Sandbox
 from pbx_bridge.service import Bridge
 from tests.support.bridge import demo_directory, wait_ready
-from tests.support.pbx import AMI_SECRET, EventLog
+from tests.support.pbx import AMI_SECRET, AMI_USER, EventLog
 
 ADMIN, ORG3, JOHN, JANE, OTHER = 1, 2, 12, 13, 20
 OWNER = {"0003*210": JOHN, "0003*211": JOHN, "0003*212": JANE, "0003*213": JANE,
@@ -59,7 +60,7 @@ def env_float(name: str, default: float) -> float:
 
 
 def rel_settings(
-    sandbox: Sandbox,
+    sandbox: Sandbox | None,
     tmp_path: Path,
     *,
     ami_port: int | None = None,
@@ -69,7 +70,7 @@ def rel_settings(
     """The integration tier's bridge settings (fast ping, 1 s backoff cap), plus http."""
     return Settings(
         ami={
-            "port": ami_port or sandbox.ami_port,
+            "port": ami_port or sandbox.ami_port,  # type: ignore[union-attr]
             "secret": AMI_SECRET,
             "ping_interval": 1.0,
             "ping_timeout": 1.0,
@@ -118,8 +119,9 @@ class Reply:
 class Api:
     http: aiohttp.ClientSession
     base: str
-    bridge: Bridge | None
+    bridge: Bridge
     directory: Directory
+    app: web.Application | None = None
     tokens: dict[int, str] = field(default_factory=dict)
 
     def token(self, user_id: int) -> str:
@@ -191,7 +193,7 @@ def access_logged_server(app) -> TestServer:
 
 @contextlib.asynccontextmanager
 async def serve(
-    pbx: Sandbox,
+    pbx: Sandbox | None,
     tmp_path: Path,
     *,
     ami_port: int | None = None,
@@ -204,7 +206,8 @@ async def serve(
     directory = demo_directory(tmp_path)
     settings = rel_settings(pbx, tmp_path, ami_port=ami_port, http=http, **ami)
     bridge = Bridge(settings, directory)
-    server = access_logged_server(create_app(settings, directory, bridge))
+    app = create_app(settings, directory, bridge)
+    server = access_logged_server(app)
     await server.start_server()
     try:
         if ready:
@@ -212,7 +215,7 @@ async def serve(
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=0), auto_decompress=False
         ) as session:
-            yield Api(session, str(server.make_url("")).rstrip("/"), bridge, directory)
+            yield Api(session, str(server.make_url("")).rstrip("/"), bridge, directory, app)
     finally:
         await server.close()
 
@@ -317,6 +320,19 @@ class Calls:
             await asyncio.to_thread(self.sandbox.cli, "channel request hangup all")
         for phone in self.phones:
             await phone.stop()
+
+
+async def connect_observer(sandbox: Sandbox) -> EventLog:
+    """The test's own AMI client (`.client`), straight to Asterisk, recording every event;
+    quick to come back after an Asterisk restart."""
+    log = EventLog()
+    client = AmiClient("127.0.0.1", sandbox.ami_port, AMI_USER, AMI_SECRET, backoff_cap=0.5,
+                       ping_interval=2.0, ping_timeout=2.0, connect_timeout=2.0)
+    client.add_event_handler(log)
+    await client.start()
+    await client.wait_connected(10)
+    log.client = client  # type: ignore[attr-defined]
+    return log
 
 
 # --------------------------------------------------------------------------- truth
