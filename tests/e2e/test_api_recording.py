@@ -263,3 +263,23 @@ async def test_frozen_pbx_gives_504_then_recovers(pbx, phones, tmp_path) -> None
                                                  "phoneCallViewId": "01"})
         assert status == 200, body
         await phone.hangup()
+
+
+async def test_star1_follows_the_same_policy_as_the_api(api, phones, pbx, ami_log) -> None:
+    # What the bridge wrote to AstDB from its directory: exactly the extensions whose
+    # phone terminal setup allows on-demand recording.
+    rows = await asyncio.to_thread(pbx.cli, "database show pbx_bridge")
+    keys = set(re.findall(r"/pbx_bridge/rec/(\S+?)\s*:", rows))
+    allowed = {e.number for e in api.directory.all_extensions()
+               if e.recording.enabled and e.recording.trigger == "star1"}
+    assert keys == allowed == {"0003*210", "0003*211", "0004*210"}, rows
+
+    # Jane's 0003*212 has call recording off: *1 does nothing, as the API refuses.
+    jane = await phones("0003*212")
+    await jane.dial("7778888")
+    await jane.wait_event("CALL_ESTABLISHED")
+    await _one_call(api, "0003*212", api.token_for(13))
+    await jane.send_dtmf("*1")
+    await asyncio.sleep(1.5)
+    assert not ami_log.matching("MixMonitorStart")
+    await jane.hangup()
