@@ -7,6 +7,8 @@ to the bridge, so that new or moved devices are tracked without a restart.
 
 Logging: :class:`AccessLogger` logs the path without its query string (a token may be
 in ``accessRequestToken``) and still percent-encoded (no CR/LF can reach the log).
+:class:`NoRawRequestInLogs` keeps the raw bytes of a request aiohttp's HTTP parser
+refuses (which may hold a token too) out of aiohttp's own error log.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
+from aiohttp.http_exceptions import HttpProcessingError
 
 from pbx_bridge.api.context import BRIDGE, DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import error_middleware, error_response
@@ -29,7 +32,7 @@ from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.service import Bridge
 
-__all__ = ["DIRECTORY_POLL", "AccessLogger", "create_app"]
+__all__ = ["DIRECTORY_POLL", "AccessLogger", "NoRawRequestInLogs", "create_app"]
 
 log = logging.getLogger("pbx_bridge.api")
 
@@ -49,6 +52,28 @@ class AccessLogger(AbstractAccessLogger):
             response.body_length,
             time,
         )
+
+
+class NoRawRequestInLogs(logging.Filter):
+    """aiohttp logs a request its HTTP parser refuses (a space or a non-ASCII byte in the
+    URL, a control character in a header, a line over 8 KiB) with the offending raw line,
+    which may hold a bearer token (``?accessRequestToken=...``, ``Authorization: Bearer
+    ...``). Keep the fact and the kind of error; drop the bytes and the traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            record.msg = (
+                f"{record.getMessage()}: unparseable HTTP request "
+                f"({type(exc).__name__}, {exc.code})"
+            )
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_SERVER_LOG = logging.getLogger("aiohttp.server")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -108,6 +133,8 @@ def create_app(
     manage_bridge: bool = True,
 ) -> web.Application:
     """The app. ``manage_bridge=False`` leaves starting/closing the bridge to the caller."""
+    if not any(isinstance(f, NoRawRequestInLogs) for f in _SERVER_LOG.filters):
+        _SERVER_LOG.addFilter(NoRawRequestInLogs())
     metrics = Metrics(bridge)
     app = web.Application(
         middlewares=[metrics.middleware, error_middleware],

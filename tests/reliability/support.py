@@ -181,14 +181,16 @@ class Api:
         return await self.put(ext, call_id, STOP, **kw)
 
 
-def access_logged_server(app) -> TestServer:
-    """The real aiohttp server, with the access log `pbx-bridge serve` writes."""
-    return TestServer(
-        app,
-        host="127.0.0.1",
+async def start_server(app: web.Application) -> TestServer:
+    """The real aiohttp server on a loopback port, with the access log and keep-alive
+    timeout of `pbx-bridge serve` (web.run_app)."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server(
         access_log=logging.getLogger("pbx_bridge.access"),
         access_log_class=AccessLogger,
+        keepalive_timeout=75.0,
     )
+    return server
 
 
 @contextlib.asynccontextmanager
@@ -207,8 +209,7 @@ async def serve(
     settings = rel_settings(pbx, tmp_path, ami_port=ami_port, http=http, **ami)
     bridge = Bridge(settings, directory)
     app = create_app(settings, directory, bridge)
-    server = access_logged_server(app)
-    await server.start_server()
+    server = await start_server(app)
     try:
         if ready:
             await wait_ready(bridge)
