@@ -317,12 +317,17 @@ class Bridge:
                 return
             for ch in chans:
                 try:
-                    resp = await self.ami.send_action("StopMixMonitor", {"Channel": ch.name})
-                    await self.ami.send_action(
-                        "Setvar", {"Channel": ch.name, "Variable": "PBX_REC", "Value": ""}
-                    )
-                    await self.ami.send_action(
-                        "Setvar", {"Channel": ch.name, "Variable": "PBX_REC_FILE", "Value": ""}
+                    # Pipelined, like the start: Asterisk runs one connection's actions in
+                    # the order they arrive, so this is the same sequence in one round trip.
+                    resp, _, _ = await asyncio.gather(
+                        self.ami.send_action("StopMixMonitor", {"Channel": ch.name}),
+                        self.ami.send_action(
+                            "Setvar", {"Channel": ch.name, "Variable": "PBX_REC", "Value": ""}
+                        ),
+                        self.ami.send_action(
+                            "Setvar",
+                            {"Channel": ch.name, "Variable": "PBX_REC_FILE", "Value": ""},
+                        ),
                     )
                 except AmiNotConnected as exc:
                     raise PbxUnavailable(str(exc)) from exc
