@@ -88,6 +88,7 @@ class Bridge:
         self.ready = False
         self._changed = asyncio.Condition()
         self._view_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._started: dict[tuple[str, str], int] = {}  # view -> second of its last start
         self._bg: set[asyncio.Task] = set()
         self._resync_task: asyncio.Task | None = None
         self.ami.add_event_handler(self._on_event)
@@ -242,6 +243,9 @@ class Bridge:
                     k: v for k, v in self._view_locks.items()
                     if k[0] in self.tracker.calls or v.locked()
                 }
+                self._started = {
+                    k: v for k, v in self._started.items() if k in self._view_locks
+                }
             lock = self._view_locks[key] = asyncio.Lock()
         return lock
 
@@ -268,7 +272,7 @@ class Bridge:
             if org is None:
                 raise ViewState("the extension has no organization")
             vid = call.view_ids[ext.number]
-            now = self.clock()
+            now = await self._free_second((call.linkedid, ext.number))
             path = policy.recording_path(
                 organization_id=org.id,
                 extension=ext.number,
@@ -308,6 +312,19 @@ class Bridge:
                                    ch.uniqueid not in self.tracker.channels)
             if ch.uniqueid in self.tracker.channels and ch.recording is None:
                 ch.recording = now  # confirmed by the Success answer; the event is late
+
+    async def _free_second(self, view: tuple[str, str]) -> float:
+        """A start time in a later second than the view's previous start. File names
+        carry the start second (HHMMSS) and MixMonitor truncates an existing file, so a
+        view started, stopped and started again within one second would overwrite its
+        previous recording. Waits (under the view's lock) at most one second."""
+        now = self.clock()
+        last = self._started.get(view)
+        if last is not None and int(now) <= last:
+            await asyncio.sleep(min(1.0, last + 1 - now))
+            now = max(self.clock(), last + 1.0)
+        self._started[view] = int(now)
+        return now
 
     async def stop_recording(self, call: Call, ext: Extension) -> None:
         self.require_ready()
