@@ -89,6 +89,8 @@ class Bridge:
         self._changed = asyncio.Condition()
         self._view_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._started: dict[tuple[str, str], int] = {}  # view -> second of its last start
+        # view -> start time of a StartRecording that timed out: its actions may still run
+        self._in_doubt: dict[tuple[str, str], float] = {}
         self._bg: set[asyncio.Task] = set()
         self._resync_task: asyncio.Task | None = None
         self.ami.add_event_handler(self._on_event)
@@ -150,15 +152,29 @@ class Bridge:
         if not ev.get(_REC_VAR) or not channel:
             return ev
         try:
-            listing = await self.ami.command(f"mixmonitor list {channel}")
+            running = await self._runs_mixmonitor(channel)
         except AmiError:
             return ev  # cannot tell: trust PBX_REC
-        if "MixMonitor ID" not in listing or _MIXMONITOR_ID.search(listing):
+        if running is not False:
             return ev
         log.info("%s: PBX_REC set but no MixMonitor running; releasing it", channel)
         for var in ("PBX_REC", "PBX_REC_FILE"):
             self._spawn(self._setvar(channel, var, ""))
         return {**ev, _REC_VAR: "", _REC_FILE_VAR: ""}
+
+    async def _runs_mixmonitor(self, channel: str) -> bool | None:
+        """Does Asterisk run a MixMonitor on the channel (`mixmonitor list`, over AMI
+        Command)? None if the answer cannot be read (e.g. no `command` write
+        permission). AmiNotConnected / AmiTimeout propagate."""
+        try:
+            listing = await self.ami.command(f"mixmonitor list {channel}")
+        except (AmiNotConnected, AmiTimeout):
+            raise
+        except AmiError:
+            return None
+        if "MixMonitor ID" not in listing:
+            return None
+        return _MIXMONITOR_ID.search(listing) is not None
 
     async def _periodic_resync(self) -> None:
         while True:
@@ -246,6 +262,9 @@ class Bridge:
                 self._started = {
                     k: v for k, v in self._started.items() if k in self._view_locks
                 }
+                self._in_doubt = {
+                    k: v for k, v in self._in_doubt.items() if k in self._view_locks
+                }
             lock = self._view_locks[key] = asyncio.Lock()
         return lock
 
@@ -268,6 +287,8 @@ class Bridge:
             if self._recording(call, ext.number):
                 return
             ch = self._view_channel(call, ext.number)
+            if await self._earlier_start_ran(call, ext, ch):
+                return
             org = self.directory.organization_of_extension(ext)
             if org is None:
                 raise ViewState("the extension has no organization")
@@ -300,6 +321,7 @@ class Bridge:
                 raise PbxUnavailable(str(exc)) from exc
             except AmiTimeout as exc:
                 self.metrics.recordings_failed += 1
+                self._in_doubt[(call.linkedid, ext.number)] = now
                 raise PbxTimeout(str(exc)) from exc
             if not is_success(resp):
                 self.metrics.recordings_failed += 1
@@ -312,6 +334,31 @@ class Bridge:
                                    ch.uniqueid not in self.tracker.channels)
             if ch.uniqueid in self.tracker.channels and ch.recording is None:
                 ch.recording = now  # confirmed by the Success answer; the event is late
+
+    async def _earlier_start_ran(self, call: Call, ext: Extension, ch: Channel) -> bool:
+        """After a StartRecording timed out, its Setvar/MixMonitor actions may still be
+        queued in a slow Asterisk, which runs them in order: starting again blindly would
+        queue a second MixMonitor behind the first. So ask Asterisk first (answered only
+        after whatever is queued before): recording already -> nothing to start; no
+        answer -> 504 again, and nothing new queued."""
+        view = (call.linkedid, ext.number)
+        if view not in self._in_doubt:
+            return False
+        try:
+            running = await self._runs_mixmonitor(ch.name)
+            if running is None:
+                resp = await self.ami.send_action(
+                    "Getvar", {"Channel": ch.name, "Variable": "PBX_REC"}
+                )
+                running = bool(resp.get("Value"))
+        except AmiNotConnected as exc:
+            raise PbxUnavailable(str(exc)) from exc
+        except AmiTimeout as exc:
+            raise PbxTimeout(str(exc)) from exc
+        started = self._in_doubt.pop(view)
+        if running and ch.recording is None:
+            ch.recording = started
+        return running
 
     async def _free_second(self, view: tuple[str, str]) -> float:
         """A start time in a later second than the view's previous start. File names
