@@ -30,7 +30,7 @@ from pbx_bridge.api.context import BRIDGE, DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import ApiError
 from pbx_bridge.calls.tracker import Call
 from pbx_bridge.directory import access
-from pbx_bridge.directory.models import Extension, Principal
+from pbx_bridge.directory.models import Extension, Organization, Principal
 from pbx_bridge.directory.store import Directory
 
 __all__ = ["BACKGROUND", "PREFIXES", "add_routes"]
@@ -91,19 +91,34 @@ def _request_extension(call: Call, target: access.Target) -> Extension:
     return target.extensions[0]
 
 
-def _render(request: web.Request, principal: Principal, target: access.Target, call: Call):
+def _render(
+    request: web.Request,
+    principal: Principal,
+    target: access.Target,
+    call: Call,
+    *,
+    visible: Callable[[str], bool] | None = None,
+    orgs: dict[str, Organization | None] | None = None,
+):
+    """One PhoneCall as JSON. A list passes one ``visible`` and one ``orgs`` memo for all
+    its calls: one directory look-up per extension and request, not several per call."""
     directory = request.app[DIRECTORY]
     settings = request.app[SETTINGS]
     bridge = request.app[BRIDGE]
     ext = _request_extension(call, target)
-    org = directory.organization_of_extension(ext)
+    if orgs is None:
+        org = directory.organization_of_extension(ext)
+    elif ext.number in orgs:
+        org = orgs[ext.number]
+    else:
+        org = orgs[ext.number] = directory.organization_of_extension(ext)
     link = (
         f"{settings.http.public_base_url}/uapi/phoneCalls/{target.user.id}/{ext.number}/{call.id}"
     )
     return bridge.tracker.render(
         call,
         ext.number,
-        visible=_visible(principal, directory),
+        visible=visible or _visible(principal, directory),
         owner_id=str(org.id) if org else None,
         owner_name=org.name if org else None,
         link=link,
@@ -179,7 +194,11 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
     if not calls:
         return web.Response(status=204)
     window = calls[page.start_index : page.start_index + page.count]
-    entries = [_render(request, principal, target, call) for call in window]
+    visible = _visible(principal, directory)
+    orgs: dict[str, Organization | None] = {}
+    entries = [
+        _render(request, principal, target, call, visible=visible, orgs=orgs) for call in window
+    ]
     return web.json_response(
         {
             "startIndex": page.start_index,

@@ -7,6 +7,7 @@ keeps plain slotted objects so that ingesting events stays cheap.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,7 +27,13 @@ def iso(ts: float | None) -> str | None:
     """Epoch seconds -> ISO 8601 with a UTC offset, whole seconds."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(int(ts), UTC).isoformat()
+    return _iso_second(int(ts))
+
+
+@lru_cache(maxsize=16384)
+def _iso_second(second: int) -> str:
+    # Memoized: a list renders the same few start/answer seconds over and over.
+    return datetime.fromtimestamp(second, UTC).isoformat()
 
 
 class _Out(BaseModel):
