@@ -23,3 +23,9 @@ test-unit: bootstrap
 
 lint: bootstrap
 	.venv/bin/ruff check .
+
+# Side-by-side benchmarks (bench/run.py): its own sandbox Asterisk ("bench", ports from
+# PBX_BRIDGE_SANDBOX_PORT_OFFSET), about 3 minutes; results in docs/bench/.
+BENCH_ARGS ?=
+bench: bootstrap
+	.venv/bin/python -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,1208 @@
+"""pbx_bridge side by side with the PBX's own floor and with ARI, on the same Asterisk,
+the same calls and the same machine.
+
+    make bench                      # = .venv/bin/python -m bench.run
+    .venv/bin/python -m bench.run --quick --out /tmp/bench   # a fast, rough pass
+
+What it does: starts the sandbox Asterisk (PBX_BRIDGE_SANDBOX_NAME, default "bench";
+PBX_BRIDGE_SANDBOX_PORT_OFFSET, default 0), runs `pbx-bridge serve` as a subprocess with
+the bench directory (bench/directory.toml: extension 0009*600 on device
+Local/600@from-internal), originates N live calls made of Local channels (the ;2 half
+runs asterisk-conf's echo test 600, the ;1 half waits), and measures, for N = 1, 50,
+200, 500:
+
+1. StartRecording latency: HTTP PUT -> 200 through the bridge, versus (a) the floor, a
+   raw AMI MixMonitor round trip from a minimal client (bench/rawami.py), and (b) ARI
+   snoop + record (bench/ari.py); every recording is stopped after it is measured.
+   Also p99 at 200 calls with 50 concurrent clients.
+2. List latency: GET /uapi/phoneCalls/@me/0009*600 versus ARI GET /channels (and AMI
+   CoreShowChannels).
+3. Throughput: Start/Stop pairs per second at saturation (50 clients), with the CPU time
+   of the bridge process, of Asterisk and of the load generator (/proc/<pid>/stat).
+4. Event ingest: a live burst of Originates and hangups through an in-process bridge,
+   and the same events replayed at saturation from a stand-in AMI server (bench/replay.py)
+   through socket -> parser -> tracker; resync from (re)connect to a consistent state
+   with 1,000 live channels.
+5. Memory: bridge (and Asterisk) RSS per live call at 1,000 channels.
+
+Prints a table, writes docs/bench/<UTC time>.json and .png and docs/bench/latest.{json,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.ari import Ari
+from bench.rawami import RawAmi
+from bench.replay import ReplayServer, rewrite
+from pbx_bridge.calls.tracker import call_id as public_id
+from pbx_bridge.config import Settings
+from pbx_bridge.directory.store import Directory
+from pbx_bridge.pbx.ami import AmiClient
+from pbx_bridge.pbx.framing import AmiParser
+from pbx_bridge.sandbox import Sandbox, SandboxError
+from pbx_bridge.service import Bridge
+
+REPO = Path(__file__).resolve().parent.parent
+DIRECTORY_TOML = Path(__file__).resolve().parent / "directory.toml"
+EXT = "0009*600"
+USER_ID = 90
+DEVICE = "Local/600@from-internal"
+AMI_USER = "pbx-bridge"
+# The demo secrets of asterisk-conf/ (manager.conf, ari.conf); the sandbox uses them.
+AMI_SECRET = os.environ.get("PBX_BRIDGE_AMI__SECRET", "pbx-bridge-demo-secret")
+ARI_PASSWORD = os.environ.get("PBX_BRIDGE_ARI__PASSWORD", "pbx-bridge-demo-secret")
+START = json.dumps({"action": "StartRecording", "format": "wav", "phoneCallViewId": "01"})
+STOP = json.dumps({"action": "StopRecording", "phoneCallViewId": "01"})
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+METHODS = ("bridge", "floor", "ari")
+LABELS = {
+    "bridge": "bridge HTTP StartRecording",
+    "floor": "floor: raw AMI MixMonitor",
+    "ari": "ARI snoop + record",
+}
+
+
+@dataclass
+class Options:
+    calls: tuple[int, ...] = (1, 50, 200, 500)
+    samples: int = 200  # StartRecording samples per method and N
+    few_call_samples: int = 30  # below 10 calls: one round per call and second (Pacer)
+    list_samples: int = 40
+    clients: int = 50  # concurrent clients for the p99 and throughput runs
+    clients_calls: int = 200
+    clients_samples: int = 1000  # samples per method over all the concurrent clients
+    throughput_seconds: float = 8.0
+    resync_rounds: int = 5
+    ingest_calls: int = 500  # live burst; and what the replay is made of
+    ingest_events: int = 150_000  # events replayed at saturation
+    out: Path | None = REPO / "docs" / "bench"
+    profile: bool = False  # py-spy the bridge during the HTTP throughput run
+    idle_seconds: float = 1.0  # CPU of Asterisk and the bridge with N calls and no requests
+    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
+
+    @classmethod
+    def quick(cls, **kw: Any) -> Options:
+        """Tiny N and few samples: a smoke run (seconds), not figures to publish."""
+        base = dict(
+            calls=(1, 4), samples=4, few_call_samples=3, list_samples=3, clients=4,
+            clients_calls=4, clients_samples=4, throughput_seconds=1.5, resync_rounds=2,
+            ingest_calls=4, ingest_events=2_000, idle_seconds=0.2,
+        )
+        base.update(kw)
+        return cls(**base)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def stats(xs: list[float]) -> dict[str, float]:
+    """Milliseconds: p50/p90/p99 (linear interpolation), mean, max, n."""
+    if not xs:
+        return {"n": 0}
+    s = sorted(x * 1000.0 for x in xs)
+
+    def q(p: float) -> float:
+        k = (len(s) - 1) * p
+        lo, hi = math.floor(k), math.ceil(k)
+        return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+    return {
+        "n": len(s), "p50": q(0.5), "p90": q(0.9), "p99": q(0.99),
+        "mean": sum(s) / len(s), "max": s[-1],
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = 0
+    with contextlib.suppress(OSError, ValueError):
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) * 1024
+    return {
+        "nproc": os.cpu_count(), "cpu_model": model, "memory_bytes": mem,
+        "python": platform.python_version(), "kernel": platform.release(),
+        "aiohttp": aiohttp.__version__,
+    }
+
+
+@dataclass
+class BenchCall:
+    linkedid: str
+    id: str  # the PhoneCall id
+    channel: str  # the ;2 half: the channel every method records
+    uid: str
+
+
+# --------------------------------------------------------------------------- the lab
+
+
+class Lab:
+    """The sandbox Asterisk, the bridge subprocess, and the three kinds of clients."""
+
+    def __init__(self, opts: Options, sandbox: Sandbox | None) -> None:
+        self.opts = opts
+        self.log = opts.log
+        self.own_sandbox = sandbox is None
+        self.sandbox = sandbox or Sandbox(
+            name=os.environ.get("PBX_BRIDGE_SANDBOX_NAME", "bench"),
+        )
+        self.tmp = Path(tempfile.mkdtemp(prefix="pbx-bridge-bench-"))
+        self.db_path = self.tmp / "directory.sqlite3"
+        self.proc: subprocess.Popen | None = None
+        self.http_port = free_port()
+        self.base = f"http://127.0.0.1:{self.http_port}"
+        self.http: aiohttp.ClientSession | None = None
+        self.ami: RawAmi | None = None
+        self.ari: Ari | None = None
+        self.calls: list[BenchCall] = []
+        self.token = ""
+        self.headers: dict[str, str] = {}
+
+    # -------------------------------------------------------------- set up, tear down
+    async def start(self) -> None:
+        sb = self.sandbox
+        if self.own_sandbox:
+            self.log(f"starting the sandbox Asterisk '{sb.name}' (AMI port {sb.ami_port})")
+            await asyncio.to_thread(sb.stop)
+            await asyncio.to_thread(sb.start, 90.0)
+        # ARI writes recordings to <spool>/recording, which the sandbox does not create.
+        (sb.instance_dir / "spool" / "recording").mkdir(parents=True, exist_ok=True)
+        directory = Directory.open(self.db_path)
+        directory.load_toml(DIRECTORY_TOML)
+        client_id, _ = directory.create_app(USER_ID, "bench")
+        self.token, _ = directory.issue_token(client_id, ttl=86400)
+        directory.close()
+        self.headers = {
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
+        }
+        self.ami = await RawAmi.connect(
+            "127.0.0.1", sb.ami_port, AMI_USER, AMI_SECRET,
+            events="call", filters=("Event: MixMonitorSt",),
+        )
+        await self.hangup_all()
+        self.ari = Ari(f"http://127.0.0.1:{sb.http_port}/ari", AMI_USER, ARI_PASSWORD)
+        await self.ari.start(limit=200)
+        self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
+        await self.start_bridge()
+
+    def bridge_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
+        sb = self.sandbox
+        env.update(
+            PBX_BRIDGE_HTTP__HOST="127.0.0.1",
+            PBX_BRIDGE_HTTP__PORT=str(self.http_port),
+            PBX_BRIDGE_HTTP__PUBLIC_BASE_URL=self.base,
+            PBX_BRIDGE_AMI__HOST="127.0.0.1",
+            PBX_BRIDGE_AMI__PORT=str(sb.ami_port),
+            PBX_BRIDGE_AMI__SECRET=AMI_SECRET,
+            PBX_BRIDGE_ARI__URL=f"http://127.0.0.1:{sb.http_port}/ari",
+            PBX_BRIDGE_ARI__PASSWORD=ARI_PASSWORD,
+            PBX_BRIDGE_DIRECTORY__DATABASE=str(self.db_path),
+        )
+        return env
+
+    async def start_bridge(self) -> None:
+        self.log(f"starting pbx-bridge serve on {self.base}")
+        logf = open(self.tmp / "bridge.log", "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pbx_bridge.cli", "serve"],
+            env=self.bridge_env(), stdin=subprocess.DEVNULL, stdout=logf,
+            stderr=subprocess.STDOUT, cwd=self.tmp,
+        )
+        logf.close()
+        deadline = time.monotonic() + 30
+        assert self.http is not None
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pbx-bridge serve exited: {self.bridge_log_tail()}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with self.http.get(f"{self.base}/readyz") as r:
+                    if r.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"pbx-bridge serve not ready: {self.bridge_log_tail()}")
+            await asyncio.sleep(0.05)
+
+    def bridge_log_tail(self) -> str:
+        with contextlib.suppress(OSError):
+            lines = (self.tmp / "bridge.log").read_text(errors="replace").splitlines()
+            return " | ".join(lines[-5:])
+        return "(no log)"
+
+    async def stop_bridge(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                await asyncio.to_thread(self.proc.wait, 15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                await asyncio.to_thread(self.proc.wait)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.stop_bridge()
+        with contextlib.suppress(Exception):
+            await self.hangup_all()
+        for closer in (self.http, self.ari, self.ami):
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer.close()
+        self.clean_files()
+        if self.own_sandbox:
+            with contextlib.suppress(SandboxError):
+                await asyncio.to_thread(self.sandbox.stop)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def transmit_silence(self) -> bool:
+        conf = self.sandbox.instance_dir / "etc" / "asterisk.conf"
+        with contextlib.suppress(OSError):
+            return "transmit_silence = yes" in conf.read_text()
+        return False
+
+    def clean_files(self) -> None:
+        """Recordings are only the means: drop them so nothing piles up."""
+        sb = self.sandbox
+        for d in (sb.monitor_dir / "bench", sb.monitor_dir / "9",
+                  sb.instance_dir / "spool" / "recording"):
+            shutil.rmtree(d, ignore_errors=True)
+        (sb.instance_dir / "spool" / "recording").mkdir(parents=True, exist_ok=True)
+
+    # -------------------------------------------------------------- calls
+    async def hangup_all(self) -> None:
+        assert self.ami is not None
+        await self.ami.action("Hangup", {"Channel": "/^Local\\/600@from-internal-/"})
+        deadline = time.monotonic() + 30
+        while await self.live_channels():
+            if time.monotonic() > deadline:
+                raise RuntimeError("bench calls did not hang up")
+            await asyncio.sleep(0.1)
+        self.calls = []
+
+    async def live_channels(self) -> list[dict[str, str]]:
+        assert self.ami is not None
+        _, items = await self.ami.list_action("CoreShowChannels")
+        return [i for i in items if i.get("Channel", "").startswith(DEVICE + "-")]
+
+    async def originate(self, n: int) -> None:
+        assert self.ami is not None
+        for i in range(0, n, 50):  # in batches: Asterisk starts a thread per Originate
+            await asyncio.gather(*(
+                self.ami.action("Originate", {
+                    "Channel": DEVICE, "Application": "Wait", "Data": "3600",
+                    "Async": "true", "CallerID": f"Bench <{1000 + i + j}>",
+                }) for j in range(min(50, n - i))
+            ))
+
+    async def ensure_calls(self, n: int) -> list[BenchCall]:
+        """At least n live, answered bench calls, known to the bridge; the first n."""
+        if len(self.calls) < n:
+            await self.originate(n - len(self.calls))
+            deadline = time.monotonic() + 60
+            while True:
+                chans = await self.live_channels()
+                up = [c for c in chans if c.get("ChannelState") == "6"]
+                if len(up) >= 2 * n:
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"only {len(up)} of {2 * n} bench channels came up")
+                await asyncio.sleep(0.1)
+            known = {c.linkedid for c in self.calls}
+            fresh = [
+                BenchCall(c["Linkedid"], public_id(c["Linkedid"]), c["Channel"], c["Uniqueid"])
+                for c in up if c["Channel"].endswith(";2") and c["Linkedid"] not in known
+            ]
+            fresh.sort(key=lambda c: tuple(int(x) for x in c.uid.split(".")))
+            self.calls += fresh
+            await self.wait_bridge_sees(len(self.calls))
+        return self.calls[:n]
+
+    async def list_calls(self) -> dict[str, Any]:
+        assert self.http is not None
+        async with self.http.get(
+            f"{self.base}/uapi/phoneCalls/@me/{EXT}", params={"count": "5000"},
+            headers=self.headers,
+        ) as r:
+            if r.status == 204:
+                return {"totalResults": 0, "entry": []}
+            r.raise_for_status()
+            return await r.json()
+
+    async def wait_bridge_sees(self, n: int) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            body = await self.list_calls()
+            on_call = [
+                e for e in body["entry"]
+                if all(v["status"] == "5" for v in e["phoneCallView"])
+            ]
+            if body["totalResults"] == n and len(on_call) == n:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the bridge shows {body['totalResults']} calls, not {n}")
+            await asyncio.sleep(0.1)
+
+    # -------------------------------------------------------------- one start, one stop
+    async def put(self, call: BenchCall, body: str) -> float:
+        assert self.http is not None
+        url = f"{self.base}/uapi/phoneCalls/@me/{EXT}/{call.id}"
+        t0 = time.perf_counter()
+        async with self.http.put(url, data=body, headers=self.headers) as r:
+            await r.read()
+            t = time.perf_counter() - t0
+            if r.status != 200:
+                raise RuntimeError(f"PUT {body} -> {r.status}: {await r.text()}")
+        return t
+
+    async def bridge_sees(self, call: BenchCall, *, recording: bool) -> None:
+        """Until the bridge shows the view (not) recording: it has caught up with events
+        of a recording it did not start itself (the floor's), so its next answer is not
+        made from a state a fraction of a millisecond behind the PBX."""
+        assert self.http is not None
+        url = f"{self.base}/uapi/phoneCalls/@me/{EXT}/{call.id}"
+        deadline = time.monotonic() + 10
+        while True:
+            async with self.http.get(url, headers=self.headers) as r:
+                body = await r.json()
+            if ("recording" in body["phoneCallView"][0]) == recording:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the bridge never showed recording={recording}")
+            await asyncio.sleep(0.001)
+
+    async def floor_start(self, call: BenchCall, tag: str) -> float:
+        assert self.ami is not None
+        t0 = time.perf_counter()
+        resp = await self.ami.action(
+            "MixMonitor", {"Channel": call.channel, "File": f"bench/{tag}.wav"}
+        )
+        t = time.perf_counter() - t0
+        if resp.get("Response") != "Success":
+            raise RuntimeError(f"MixMonitor on {call.channel}: {resp.get('Message')}")
+        return t
+
+    async def floor_stop(self, call: BenchCall) -> None:
+        assert self.ami is not None
+        resp = await self.ami.action("StopMixMonitor", {"Channel": call.channel})
+        if resp.get("Response") != "Success":
+            raise RuntimeError(f"StopMixMonitor on {call.channel}: {resp.get('Message')}")
+
+
+# --------------------------------------------------------------------------- measurements
+
+
+class Pacer:
+    """One start per call and wall-clock second. The bridge names files by the second a
+    recording starts, so it delays a view started again within the same second to the
+    next one (commit f437203); a bench that restarted views that fast would measure that
+    deliberate wait, not the path. Every method gets the same pacing where it applies."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, int] = {}  # uid -> second of its last start's answer
+
+    def ready(self, call: BenchCall) -> bool:
+        return int(time.time()) > self.last.get(call.uid, -1)
+
+    def mark(self, call: BenchCall) -> None:
+        self.last[call.uid] = int(time.time())
+
+    async def pick(self, calls: list[BenchCall], start: int) -> tuple[int, BenchCall]:
+        """The first call from ``start`` on (round robin) that may start now."""
+        while True:
+            for k in range(len(calls)):
+                i = (start + k) % len(calls)
+                if self.ready(calls[i]):
+                    return i, calls[i]
+            now = time.time()
+            await asyncio.sleep(math.floor(now) + 1.001 - now)
+
+
+class Recorder:
+    """Start (timed) then stop one recording with a given method; checks that a
+    MixMonitor really started and stopped (the bridge must not answer from a stale view)."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.pacer = Pacer()
+        self.n = 0
+        self.stale = 0  # bridge answers that started nothing (must stay 0)
+        self.confirmed: list[float] = []  # floor: MixMonitor sent -> MixMonitorStart seen
+
+    async def cycle(self, method: str, call: BenchCall, *, checked: bool = True) -> float:
+        lab, ami = self.lab, self.lab.ami
+        assert ami is not None and lab.ari is not None
+        self.n += 1
+        starts = ami.count("MixMonitorStart", call.uid)
+        stops = ami.count("MixMonitorStop", call.uid)
+        if method == "bridge":
+            t = await lab.put(call, START)
+            self.pacer.mark(call)
+            await lab.put(call, STOP)
+            if checked:
+                await ami.wait_count("MixMonitorStop", call.uid, stops + 1, 10)
+                if ami.count("MixMonitorStart", call.uid) <= starts:
+                    self.stale += 1
+        elif method == "floor":
+            t0 = time.perf_counter()
+            t = await lab.floor_start(call, f"{call.uid}-{self.n}")
+            self.pacer.mark(call)
+            if checked:
+                await ami.wait_count("MixMonitorStart", call.uid, starts + 1, 10)
+                self.confirmed.append(time.perf_counter() - t0)
+                await lab.bridge_sees(call, recording=True)
+            await lab.floor_stop(call)
+            if checked:
+                await ami.wait_count("MixMonitorStop", call.uid, stops + 1, 10)
+                await lab.bridge_sees(call, recording=False)
+        else:
+            t0 = time.perf_counter()
+            snoop = await lab.ari.start_recording(call.uid)
+            t = time.perf_counter() - t0
+            self.pacer.mark(call)
+            await lab.ari.stop_recording(snoop)
+        return t
+
+
+async def start_latency(lab: Lab, rec: Recorder, calls: list[BenchCall], samples: int):
+    """``samples`` rounds; a round starts and stops a recording on one call with each
+    method, in rotating order; a call takes one round per second at most (Pacer)."""
+    out: dict[str, list[float]] = {m: [] for m in METHODS}
+    rec.confirmed = []
+    i = 0
+    for r in range(samples):
+        i, call = await rec.pacer.pick(calls, i)
+        i += 1
+        k = r % len(METHODS)
+        for method in METHODS[k:] + METHODS[:k]:  # rotate: no method always goes first
+            out[method].append(await rec.cycle(method, call))
+    res = {m: stats(v) for m, v in out.items()}
+    res["floor_confirmed"] = stats(rec.confirmed)
+    return res
+
+
+async def list_latency(lab: Lab, n: int, samples: int) -> dict[str, Any]:
+    assert lab.http is not None and lab.ari is not None and lab.ami is not None
+    out: dict[str, list[float]] = {"bridge": [], "ari": [], "ami": []}
+    sizes: dict[str, int] = {}
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        body = await lab.list_calls()
+        out["bridge"].append(time.perf_counter() - t0)
+        if body["totalResults"] != n:
+            raise RuntimeError(f"the bridge lists {body['totalResults']} calls, not {n}")
+        t0 = time.perf_counter()
+        chans = await lab.ari.channels()
+        out["ari"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        _, items = await lab.ami.list_action("CoreShowChannels")
+        out["ami"].append(time.perf_counter() - t0)
+        sizes = {"bridge_calls": len(body["entry"]), "ari_channels": len(chans),
+                 "ami_channels": len(items)}
+    res: dict[str, Any] = {k: stats(v) for k, v in out.items()}
+    res["sizes"] = sizes
+    return res
+
+
+async def concurrent(
+    lab: Lab, calls: list[BenchCall], clients: int, *, samples: int | None = None,
+    seconds: float | None = None, method: str, rec: Recorder, paced: bool = True,
+) -> dict[str, Any]:
+    """``clients`` workers, each on its own calls: ``samples`` timed starts in all, or as
+    many start/stop pairs as fit in ``seconds`` (throughput; CPU measured). ``paced``:
+    a call starts once per second at most (Pacer)."""
+    per = [calls[w::clients] for w in range(clients)]
+    lat: list[float] = []
+    pairs = 0
+    deadline = time.perf_counter() + (seconds or 0)
+    quota = [0] * clients
+    if samples is not None:
+        for i in range(samples):
+            quota[i % clients] += 1
+
+    async def worker(w: int) -> None:
+        nonlocal pairs
+        mine = per[w]
+        if not mine:
+            return
+        i = done = 0
+        while (samples is not None and done < quota[w]) or (
+            seconds is not None and time.perf_counter() < deadline
+        ):
+            if paced:
+                i, call = await rec.pacer.pick(mine, i)
+                if seconds is not None and time.perf_counter() >= deadline:
+                    break
+            else:
+                call = mine[i % len(mine)]
+            i += 1
+            lat.append(await rec.cycle(method, call, checked=samples is not None))
+            pairs += 1
+            done += 1
+
+    pids = {"bridge": lab.proc.pid if lab.proc else None, "asterisk": lab.sandbox.pid(),
+            "client": os.getpid()}
+    cpu0 = {k: cpu_seconds(p) for k, p in pids.items() if p}
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(clients)))
+    wall = time.perf_counter() - t0
+    cpu = {k: cpu_seconds(p) - cpu0[k] for k, p in pids.items() if p}
+    res: dict[str, Any] = {"latency": stats(lat), "pairs": pairs, "seconds": wall,
+                           "pairs_per_s": pairs / wall if wall else 0.0, "paced": paced}
+    if seconds is not None:
+        res["cpu_seconds"] = cpu
+        res["cpu_ms_per_pair"] = {k: 1000 * v / max(pairs, 1) for k, v in cpu.items()}
+        res["cpu_percent"] = {k: 100 * v / wall for k, v in cpu.items()}
+    return res
+
+
+async def idle_cpu(lab: Lab, seconds: float) -> dict[str, float]:
+    assert lab.proc is not None
+    pids = {"bridge": lab.proc.pid, "asterisk": lab.sandbox.pid()}
+    cpu0 = {k: cpu_seconds(p) for k, p in pids.items() if p}
+    await asyncio.sleep(seconds)
+    return {f"{k}_percent": 100 * (cpu_seconds(p) - cpu0[k]) / seconds
+            for k, p in pids.items() if p}
+
+
+async def bridge_metric(lab: Lab, name: str) -> float:
+    assert lab.http is not None
+    async with lab.http.get(f"{lab.base}/metrics") as r:
+        text = await r.text()
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return float("nan")
+
+
+async def throughput(lab: Lab, calls: list[BenchCall], clients: int, seconds: float,
+                     rec: Recorder, idle: dict[str, float]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for method in METHODS:
+        started0 = await bridge_metric(lab, "pbx_bridge_recordings_started_total")
+        prof = None
+        if method == "bridge" and lab.opts.profile and lab.proc is not None:
+            prof = await start_profile(lab, seconds)
+        # Only the bridge must be paced (one start per view and second, by design);
+        # the floor and ARI show what the PBX does flat out.
+        out[method] = await concurrent(lab, calls, clients, seconds=seconds, method=method,
+                                       rec=rec, paced=method == "bridge")
+        if method == "bridge":
+            out[method]["pacing_cap_pairs_per_s"] = len(calls)
+        if prof is not None:
+            out[method]["profile"] = await finish_profile(prof)
+        x = out[method]
+        # What the pairs cost on top of what these calls cost anyway (media, timers).
+        x["cpu_ms_per_pair_net"] = {
+            k: 1000 * (x["cpu_seconds"][k] - idle.get(f"{k}_percent", 0) / 100 * x["seconds"])
+            / max(x["pairs"], 1)
+            for k in x["cpu_seconds"]
+        }
+        if method == "bridge":
+            started = await bridge_metric(lab, "pbx_bridge_recordings_started_total") - started0
+            out[method]["recordings_started"] = started
+        lab.clean_files()
+    return out
+
+
+async def start_profile(lab: Lab, seconds: float) -> tuple[subprocess.Popen, Path] | None:
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(spy).exists() or lab.opts.out is None or lab.proc is None:
+        lab.log("py-spy not found: no profile")
+        return None
+    out = lab.opts.out / "profile-bridge.svg"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen(
+        [spy, "record", "--pid", str(lab.proc.pid), "--duration", str(max(1, int(seconds))),
+         "--rate", "250", "--format", "flamegraph", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    await asyncio.sleep(0.5)  # let py-spy attach
+    return proc, out
+
+
+async def finish_profile(prof: tuple[subprocess.Popen, Path]) -> str:
+    proc, out = prof
+    await asyncio.to_thread(proc.wait, 60)
+    return str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out)
+
+
+# --------------------------------------------------------------------------- ingest, resync
+
+
+def bench_settings(lab: Lab, ami_port: int) -> Settings:
+    return Settings(
+        ami={"port": ami_port, "secret": AMI_SECRET, "action_timeout": 10.0},
+        ari={"url": f"http://127.0.0.1:{lab.sandbox.http_port}/ari", "password": ARI_PASSWORD},
+        directory={"database": lab.db_path},
+    )
+
+
+def make_bridge(lab: Lab, ami_port: int) -> tuple[Bridge, Directory, dict[str, Any]]:
+    """An in-process Bridge whose AMI client timestamps (re)connects and resyncs."""
+    settings = bench_settings(lab, ami_port)
+    directory = Directory.open(lab.db_path)
+    marks: dict[str, Any] = {"login": [], "ready": []}
+    s = settings.ami
+    ami = AmiClient(
+        s.host, s.port, s.username, s.secret.get_secret_value(),
+        ping_interval=s.ping_interval, ping_timeout=s.ping_timeout,
+        action_timeout=s.action_timeout, connect_timeout=s.connect_timeout,
+        backoff_base=0.01, backoff_cap=0.1,
+    )
+    ami.add_connect_handler(lambda: marks["login"].append(time.perf_counter()))
+    bridge = Bridge(settings, directory, ami=ami)  # its connect handler runs after ours
+    ami.add_connect_handler(lambda: marks["ready"].append(time.perf_counter()))
+    return bridge, directory, marks
+
+
+async def until(pred: Callable[[], bool], timeout: float, what: str, step: float = 0.002):
+    deadline = time.perf_counter() + timeout
+    while not pred():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(step)
+
+
+async def resync(lab: Lab, n_calls: int, rounds: int) -> dict[str, Any]:
+    """A bridge (re)connecting to Asterisk with n_calls live Local calls (2 channels each)."""
+    assert lab.ami is not None and lab.ari is not None
+    live = {c["Uniqueid"] for c in await lab.live_channels()}
+    bridge, directory, marks = make_bridge(lab, lab.sandbox.ami_port)
+    resync_s, cut_s, consistent = [], [], []
+    try:
+        t_start = time.perf_counter()
+        await bridge.start()
+        await until(lambda: bool(marks["ready"]), 30, "the first resync", 0.001)
+        first = {"connect_to_ready": marks["ready"][0] - t_start,
+                 "login_to_ready": marks["ready"][0] - marks["login"][0]}
+
+        def check() -> bool:
+            t = bridge.tracker
+            ours = {u for u, ch in t.channels.items() if ch.name.startswith(DEVICE + "-")}
+            return (ours == live and len(t.calls_of(EXT)) == n_calls and all(
+                t.recording_channel(c, EXT) is not None for c in t.calls_of(EXT)))
+
+        consistent.append(check())
+        for _ in range(rounds):
+            k = len(marks["ready"])
+            writer = bridge.ami._writer  # cut the link as a network fault would
+            assert writer is not None
+            t_cut = time.perf_counter()
+            writer.transport.abort()
+            await until(lambda k=k: len(marks["ready"]) > k, 30, "the resync", 0.001)
+            resync_s.append(marks["ready"][-1] - marks["login"][-1])
+            cut_s.append(marks["ready"][-1] - t_cut)
+            consistent.append(check())
+    finally:
+        await bridge.close()
+        directory.close()
+    floor, ari = [], []
+    for _ in range(max(rounds, 3)):
+        t0 = time.perf_counter()
+        await lab.ami.list_action("CoreShowChannels")
+        floor.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        await lab.ari.channels()
+        ari.append(time.perf_counter() - t0)
+    return {
+        "channels": len(live), "calls": n_calls, "first_connect": first,
+        "reconnect_login_to_ready": stats(resync_s), "link_cut_to_ready": stats(cut_s),
+        "all_consistent": all(consistent), "rounds": rounds,
+        "floor_coreshowchannels": stats(floor), "ari_get_channels": stats(ari),
+    }
+
+
+async def ingest_live(lab: Lab, n_calls: int) -> tuple[dict[str, Any], list[bytes]]:
+    """A burst of n_calls Originates, then hangups, through an in-process bridge;
+    also captures the events for the replay."""
+    sb = lab.sandbox
+    capture = await RawAmi.connect("127.0.0.1", sb.ami_port, AMI_USER, AMI_SECRET,
+                                   events="on")
+    bridge, directory, _marks = make_bridge(lab, sb.ami_port)
+    backlog: list[int] = []
+    try:
+        await bridge.start()
+        await until(lambda: bridge.ready, 30, "the bridge", 0.01)
+        capture.capture = []
+        e0 = bridge.tracker.events
+        sampling = True
+
+        async def sample() -> None:
+            while sampling:
+                backlog.append(len(capture.capture or ()) - (bridge.tracker.events - e0))
+                await asyncio.sleep(0.01)
+
+        sampler = asyncio.create_task(sample())
+        t0 = time.perf_counter()
+        await lab.originate(n_calls)
+
+        def all_up() -> bool:
+            calls = bridge.tracker.calls_of(EXT)
+            return len(calls) == n_calls and all(
+                len(c.channels) == 2 and all(ch.state == 6 for ch in c.channels.values())
+                for c in calls)
+
+        await until(all_up, 60, "the burst's calls", 0.005)
+        t_up = time.perf_counter()
+        assert lab.ami is not None
+        await lab.ami.action("Hangup", {"Channel": "/^Local\\/600@from-internal-/"})
+        await until(lambda: not bridge.tracker.calls_of(EXT), 60, "the hangups", 0.005)
+        t1 = time.perf_counter()
+        await asyncio.sleep(0.2)  # trailing events (none expected)
+        sampling = False
+        await sampler
+        events = bridge.tracker.events - e0
+        blocks = list(capture.capture or ())
+    finally:
+        await bridge.close()
+        directory.close()
+        await capture.close()
+    lab.calls = []
+    return {
+        "calls": n_calls, "events": events, "captured": len(blocks),
+        "originate_to_all_up_s": t_up - t0, "burst_s": t1 - t0,
+        "events_per_s": events / (t1 - t0), "max_backlog_events": max(backlog or [0]),
+    }, blocks
+
+
+async def ingest_replay(lab: Lab, blocks: list[bytes], target: int) -> dict[str, Any]:
+    reps = max(1, math.ceil(target / max(len(blocks), 1)))
+    stream = rewrite(blocks, reps)
+    server = await asyncio.to_thread(ReplayServer, stream)
+    n = server.events
+    res: dict[str, Any] = {"events": n, "bytes": server.bytes, "repetitions": reps}
+    try:
+        async def raw_reader(parse: bool) -> float:
+            server.accept()
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            await reader.readline()
+            writer.write(b"Action: Login\r\nActionID: 1\r\nUsername: x\r\nSecret: y\r\n\r\n")
+            await reader.readuntil(b"\r\n\r\n")
+            parser = AmiParser(expect_banner=False)
+            seen, tail = 0, b""
+            server.go()
+            t0 = time.perf_counter()
+            while seen < n:
+                data = await reader.read(65536)
+                if not data:
+                    break
+                if parse:
+                    seen += len(parser.feed(data))
+                else:
+                    seen += (tail + data).count(b"\r\n\r\n")
+                    tail = data[-3:]
+            t = time.perf_counter() - t0
+            await asyncio.to_thread(server.sent)
+            writer.close()
+            server.close_conn()
+            return t
+
+        async def full_path() -> tuple[float, int]:
+            server.accept()
+            bridge, directory, _ = make_bridge(lab, server.port)
+            try:
+                await bridge.start()
+                await until(lambda: bridge.ready, 30, "the bridge on the replay", 0.01)
+                e0 = bridge.tracker.events
+                server.go()
+                t0 = time.perf_counter()
+                await until(lambda: bridge.tracker.events - e0 >= n, 300, "the replay", 0.005)
+                t = time.perf_counter() - t0
+                await asyncio.to_thread(server.sent)
+                live = len(bridge.tracker.channels)
+            finally:
+                await bridge.close()
+                directory.close()
+                server.close_conn()
+            return t, live
+
+        best = {"floor": math.inf, "parser": math.inf, "bridge": math.inf}
+        for _ in range(2):
+            best["floor"] = min(best["floor"], await raw_reader(False))
+            best["parser"] = min(best["parser"], await raw_reader(True))
+            t, live = await full_path()
+            best["bridge"] = min(best["bridge"], t)
+        res.update({f"{k}_events_per_s": n / v for k, v in best.items()})
+        res["channels_left"] = live
+    finally:
+        await asyncio.to_thread(server.stop)
+    return res
+
+
+# --------------------------------------------------------------------------- the run
+
+
+async def run(opts: Options, sandbox: Sandbox | None = None) -> dict[str, Any]:
+    log = opts.log
+    # The in-process bridges' link cuts are on purpose: keep their warnings quiet.
+    logging.getLogger("pbx_bridge").setLevel(logging.ERROR)
+    lab = Lab(opts, sandbox)
+    t_run = time.perf_counter()
+    result: dict[str, Any] = {
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "load_average_before": os.getloadavg(),
+        "machine": machine(), "options": {
+            k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()
+            if k not in ("out", "log")
+        },
+        "setup": {"device": DEVICE, "extension": EXT, "call": "Local/600@from-internal "
+                  "(;2 echo test 600, ;1 Wait), recorded on its ;2 half"},
+        "idle": {}, "start": {}, "list": {}, "memory": {},
+    }
+    try:
+        await lab.start()
+        rec = Recorder(lab)
+        result["setup"]["sandbox"] = {"name": lab.sandbox.name, "ami_port": lab.sandbox.ami_port,
+                                      "transmit_silence": lab.transmit_silence()}
+        # Warm-up: connections, code paths, Asterisk's modules.
+        calls = await lab.ensure_calls(1)
+        for _ in range(2):
+            _i, call = await rec.pacer.pick(calls, 0)
+            for m in METHODS:
+                await rec.cycle(m, call)
+        rss0 = {"bridge": rss_bytes(lab.proc.pid), "asterisk": rss_bytes(lab.sandbox.pid())}
+        ncalls0 = len(lab.calls)
+        for n in opts.calls:
+            log(f"N={n}: calls")
+            calls = await lab.ensure_calls(n)
+            if n == max(opts.calls):
+                rss1 = {"bridge": rss_bytes(lab.proc.pid),
+                        "asterisk": rss_bytes(lab.sandbox.pid())}
+                per = max(len(lab.calls) - ncalls0, 1)
+                result["memory"] = {
+                    "calls": len(lab.calls), "channels": 2 * len(lab.calls),
+                    "rss_before": rss0, "rss_after": rss1,
+                    "bridge_bytes_per_call": (rss1["bridge"] - rss0["bridge"]) / per,
+                    "bridge_bytes_per_channel": (rss1["bridge"] - rss0["bridge"]) / (2 * per),
+                    "asterisk_bytes_per_call": (rss1["asterisk"] - rss0["asterisk"]) / per,
+                }
+            result["idle"][str(n)] = await idle_cpu(lab, opts.idle_seconds)
+            samples = opts.samples if n >= 10 else min(opts.samples, opts.few_call_samples)
+            log(f"N={n}: StartRecording latency, {samples} samples per method")
+            result["start"][str(n)] = await start_latency(lab, rec, calls, samples)
+            log(f"N={n}: list latency")
+            result["list"][str(n)] = await list_latency(lab, n, opts.list_samples)
+            lab.clean_files()
+            if n == min(opts.clients_calls, max(opts.calls)):
+                log(f"{n} calls, {opts.clients} concurrent clients: p99")
+                result["concurrent"] = {"calls": n, "clients": opts.clients}
+                for m in METHODS:
+                    result["concurrent"][m] = await concurrent(
+                        lab, calls, opts.clients, samples=opts.clients_samples, method=m,
+                        rec=rec)
+                lab.clean_files()
+            if n == max(opts.calls):
+                log(f"{n} calls, {opts.clients} clients: throughput at saturation, "
+                    f"{opts.throughput_seconds:g} s per method")
+                result["throughput"] = {"calls": n, "clients": opts.clients,
+                                        "asterisk_idle_percent":
+                                        result["idle"][str(n)]["asterisk_percent"]}
+                result["throughput"].update(await throughput(
+                    lab, calls, opts.clients, opts.throughput_seconds, rec,
+                    idle=result["idle"][str(n)]))
+        result["stale_answers"] = rec.stale
+        n_max = len(lab.calls)
+        log(f"resync with {2 * n_max} live channels, {opts.resync_rounds} link cuts")
+        result["resync"] = await resync(lab, n_max, opts.resync_rounds)
+        result["bridge_process"] = {"cpu_seconds_total": cpu_seconds(lab.proc.pid)}
+        await lab.stop_bridge()  # from here on, one bridge at a time, in this process
+        await lab.hangup_all()
+        log(f"ingest: live burst of {opts.ingest_calls} calls")
+        live, blocks = await ingest_live(lab, opts.ingest_calls)
+        log(f"ingest: replaying {opts.ingest_events} events at saturation")
+        replay = await ingest_replay(lab, blocks, opts.ingest_events)
+        result["ingest"] = {"live": live, "replay": replay}
+    except Exception as exc:  # keep what was measured; say what broke
+        result["error"] = f"{type(exc).__name__}: {exc}"
+        log("bench failed:\n" + traceback.format_exc())
+        log(f"bridge log: {lab.bridge_log_tail()}")
+    finally:
+        await lab.close()
+    result["load_average_after"] = os.getloadavg()
+    result["aims"] = aims(result)
+    result["duration_s"] = time.perf_counter() - t_run
+    return result
+
+
+def aims(r: dict[str, Any]) -> dict[str, Any]:
+    """The issue's aims, checked against this run."""
+    out: dict[str, Any] = {}
+    for n, s in r.get("start", {}).items():
+        b, f = s["bridge"], s["floor"]
+        if b.get("n"):
+            out[f"start_p50_N{n}"] = {
+                "value_ms": b["p50"], "limit_ms": 1.5 * f["p50"] + 1.0,
+                "ok": b["p50"] <= 1.5 * f["p50"] + 1.0,
+            }
+    c = r.get("concurrent", {}).get("bridge")
+    if c:
+        out["start_p99_concurrent"] = {
+            "value_ms": c["latency"]["p99"], "limit_ms": 20.0, "ok": c["latency"]["p99"] <= 20.0}
+    for n, s in r.get("list", {}).items():
+        out[f"list_p50_N{n}"] = {"value_ms": s["bridge"]["p50"], "limit_ms": s["ari"]["p50"],
+                                 "ok": s["bridge"]["p50"] <= s["ari"]["p50"]}
+    rs = r.get("resync")
+    if rs:
+        worst = rs["reconnect_login_to_ready"].get("max", math.inf)
+        out["resync_max"] = {"value_ms": worst, "limit_ms": 1000.0, "ok": worst <= 1000.0}
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table(r: dict[str, Any]) -> str:
+    lines: list[str] = []
+    add = lines.append
+    m = r["machine"]
+    add(f"pbx_bridge bench, {r['when']}: {m['nproc']} x {m['cpu_model']}, "
+        f"Python {m['python']}")
+    add("")
+    if r.get("error"):
+        add(f"INCOMPLETE RUN: {r['error']}")
+    add("1. StartRecording latency (ms)       p50      p90      p99   p50/floor")
+    for n, s in r.get("start", {}).items():
+        add(f"  N={n} live calls")
+        for key in METHODS:
+            st = s[key]
+            ratio = st["p50"] / s["floor"]["p50"]
+            add(f"    {LABELS[key]:<30}{st['p50']:>7.2f}  {st['p90']:>7.2f}  {st['p99']:>7.2f}"
+                f"  {ratio:>8.2f}x")
+        fc = s["floor_confirmed"]
+        add(f"    {'  (floor to MixMonitorStart)':<30}{fc['p50']:>7.2f}  {fc['p90']:>7.2f}"
+            f"  {fc['p99']:>7.2f}")
+    c = r.get("concurrent")
+    if c:
+        add(f"  {c['calls']} calls, {c['clients']} concurrent clients")
+        for key in METHODS:
+            st = c[key]["latency"]
+            ratio = st["p50"] / c["floor"]["latency"]["p50"]
+            add(f"    {LABELS[key]:<30}{st['p50']:>7.2f}  {st['p90']:>7.2f}  {st['p99']:>7.2f}"
+                f"  {ratio:>8.2f}x")
+    add("")
+    add("2. List latency (ms)                   p50      p90      p99   vs ARI  (items)")
+    for n, s in r.get("list", {}).items():
+        add(f"  N={n} live calls")
+        for key, label in (("bridge", "bridge GET list"), ("ari", "ARI GET /channels"),
+                           ("ami", "AMI CoreShowChannels")):
+            st = s[key]
+            ratio = st["p50"] / s["ari"]["p50"]
+            size = {"bridge": "bridge_calls", "ari": "ari_channels", "ami": "ami_channels"}[key]
+            add(f"    {label:<30}{st['p50']:>7.2f}  {st['p90']:>7.2f}  {st['p99']:>7.2f}"
+                f"  {ratio:>6.2f}x  ({s['sizes'].get(size, '?')})")
+    t = r.get("throughput")
+    if t:
+        add("")
+        add(f"3. Throughput, {t['clients']} clients on {t['calls']} calls"
+            "        pairs/s   CPU ms per pair: bridge  Asterisk  client")
+        for key in METHODS:
+            x = t[key]
+            cpu = x["cpu_ms_per_pair_net"]
+            add(f"    {LABELS[key]:<40}{x['pairs_per_s']:>8.0f}   {cpu.get('bridge', 0):>20.2f}"
+                f"  {cpu.get('asterisk', 0):>8.2f}  {cpu.get('client', 0):>6.2f}")
+        add(f"    (CPU net of the calls' idle cost: Asterisk {t['asterisk_idle_percent']:.0f}% "
+            f"of a core with no requests; bridge paced to one start per call and second, "
+            f"so at most {t['bridge'].get('pacing_cap_pairs_per_s', '?')} pairs/s)")
+    ing = r.get("ingest")
+    if ing:
+        rp, lv = ing["replay"], ing["live"]  # both or neither
+        add("")
+        add("4. Event ingest (events/s)                    events/s   vs floor")
+        fl = rp["floor_events_per_s"]
+        for key, label in (("floor", "floor: socket + split on blank lines"),
+                           ("parser", "socket + AmiParser"),
+                           ("bridge", "full path: AmiClient -> Bridge -> tracker")):
+            v = rp[f"{key}_events_per_s"]
+            add(f"    {label:<42}{v:>10,.0f}  {v / fl:>8.2f}x")
+        add(f"    live burst: {lv['calls']} Originates + hangups, {lv['events']} events in "
+            f"{lv['burst_s']:.2f} s ({lv['events_per_s']:,.0f}/s, Asterisk-bound); "
+            f"bridge backlog max {lv['max_backlog_events']} events")
+    rs = r.get("resync")
+    if rs:
+        a = rs["reconnect_login_to_ready"]
+        add(f"    resync, {rs['channels']} live channels: login -> consistent p50 "
+            f"{a['p50']:.0f} ms, max {a['max']:.0f} ms; link cut -> consistent p50 "
+            f"{rs['link_cut_to_ready']['p50']:.0f} ms; consistent: {rs['all_consistent']}")
+        add(f"      (CoreShowChannels alone {rs['floor_coreshowchannels']['p50']:.0f} ms; "
+            f"ARI GET /channels {rs['ari_get_channels']['p50']:.0f} ms)")
+    mem = r.get("memory")
+    if mem:
+        add("")
+        add(f"5. Memory at {mem['channels']} live channels: bridge RSS "
+            f"{mem['bridge_bytes_per_call'] / 1024:.1f} KiB per call "
+            f"({mem['bridge_bytes_per_channel'] / 1024:.1f} KiB per channel), "
+            f"{mem['rss_after']['bridge'] / 2**20:.0f} MiB in all; "
+            f"Asterisk {mem['asterisk_bytes_per_call'] / 1024:.1f} KiB per call")
+    if r.get("aims"):
+        add("")
+        add("Aims: " + ", ".join(
+            f"{k} {v['value_ms']:.2f}/{v['limit_ms']:.2f} ms {'ok' if v['ok'] else 'MISSED'}"
+            for k, v in r["aims"].items()))
+    add(f"stale bridge answers (must be 0): {r.get('stale_answers')}; "
+        f"run took {r.get('duration_s', 0):.0f} s")
+    return "\n".join(lines)
+
+
+def chart(r: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    colors = {"bridge": "tab:blue", "floor": "tab:gray", "ari": "tab:orange", "ami": "tab:gray"}
+    ns = [int(n) for n in r["start"]]
+
+    ax = axes[0][0]
+    for key in METHODS:
+        ax.plot(ns, [r["start"][str(n)][key]["p50"] for n in ns], "o-", color=colors[key],
+                label=f"{LABELS[key]} p50")
+        ax.plot(ns, [r["start"][str(n)][key]["p99"] for n in ns], "x--", color=colors[key],
+                alpha=0.6, label="p99")
+    ax.set(title="1. StartRecording latency", xlabel="live calls", ylabel="ms", yscale="log")
+    ax.legend(fontsize=7)
+
+    ax = axes[0][1]
+    for key, label in (("bridge", "bridge GET list"), ("ari", "ARI GET /channels"),
+                       ("ami", "AMI CoreShowChannels")):
+        ax.plot(ns, [r["list"][str(n)][key]["p50"] for n in ns], "o-" if key != "ami" else "o:",
+                color=colors[key], label=f"{label} p50")
+    ax.set(title="2. List latency", xlabel="live calls", ylabel="ms", yscale="log")
+    ax.legend(fontsize=7)
+
+    ax = axes[1][0]
+    t = r.get("throughput")
+    if t:
+        x = range(len(METHODS))
+        ax.bar(x, [t[k]["pairs_per_s"] for k in METHODS],
+               color=[colors[k] for k in METHODS])
+        ax.set_xticks(list(x), [LABELS[k].split(":")[0] for k in METHODS], fontsize=8)
+        for i, k in enumerate(METHODS):
+            cpu = t[k]["cpu_ms_per_pair_net"]
+            note = (f"{t[k]['pairs_per_s']:.0f}/s\nCPU ms/pair\n"
+                    f"bridge {cpu.get('bridge', 0):.2f}\nAsterisk {cpu.get('asterisk', 0):.2f}"
+                    f"\nclient {cpu.get('client', 0):.2f}")
+            ax.annotate(note,
+                        (i, t[k]["pairs_per_s"]), ha="center", va="top", fontsize=7,
+                        color="white")
+        ax.set(title=f"3. Start/Stop pairs per second ({t['clients']} clients)",
+               ylabel="pairs/s")
+
+    ax = axes[1][1]
+    ing = r.get("ingest")
+    if ing:
+        rp = ing["replay"]
+        keys = ("floor", "parser", "bridge")
+        vals = [rp[f"{k}_events_per_s"] for k in keys]
+        ax.bar(range(3), vals, color=["tab:gray", "tab:green", "tab:blue"])
+        ax.set_xticks(range(3), ["socket + split", "socket + AmiParser", "full path"],
+                      fontsize=8)
+        ax.set(title="4. Event ingest at saturation", ylabel="events/s", yscale="log")
+        rs, mem = r.get("resync", {}), r.get("memory", {})
+        text = []
+        if rs:
+            text.append(f"resync {rs['channels']} channels: "
+                        f"{rs['reconnect_login_to_ready']['p50']:.0f} ms p50")
+        if mem:
+            text.append(f"bridge RSS {mem['bridge_bytes_per_call'] / 1024:.1f} KiB/call")
+        ax.text(0.02, 0.02, "\n".join(text), transform=ax.transAxes, fontsize=8)
+    m = r["machine"]
+    fig.suptitle(f"pbx_bridge vs floor vs ARI — {r['when']} — {m['nproc']} x {m['cpu_model']}, "
+                 f"Python {m['python']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def write(r: dict[str, Any], out: Path) -> dict[str, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = r["when"].replace(":", "").replace("+0000", "Z").replace("-", "")
+    paths = {"json": out / f"{stamp}.json", "png": out / f"{stamp}.png"}
+    paths["json"].write_text(json.dumps(r, indent=1, sort_keys=False) + "\n")
+    chart(r, paths["png"])
+    shutil.copyfile(paths["json"], out / "latest.json")
+    shutil.copyfile(paths["png"], out / "latest.png")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench.run", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="tiny N, few samples (smoke)")
+    ap.add_argument("--calls", help="comma-separated N, default 1,50,200,500")
+    ap.add_argument("--samples", type=int, help="StartRecording samples per method and N")
+    ap.add_argument("--seconds", type=float, help="seconds per throughput run")
+    ap.add_argument("--out", default=str(REPO / "docs" / "bench"),
+                    help="where the JSON and the PNG go (default docs/bench)")
+    ap.add_argument("--no-write", action="store_true", help="print the table only")
+    ap.add_argument("--profile", action="store_true",
+                    help="py-spy the bridge during its throughput run (profile-bridge.svg)")
+    args = ap.parse_args(argv)
+    kw: dict[str, Any] = {"out": None if args.no_write else Path(args.out),
+                          "profile": args.profile}
+    if args.calls:
+        kw["calls"] = tuple(int(x) for x in args.calls.split(","))
+    if args.samples:
+        kw["samples"] = args.samples
+    if args.seconds:
+        kw["throughput_seconds"] = args.seconds
+    opts = Options.quick(**kw) if args.quick else Options(**kw)
+    try:
+        result = asyncio.run(run(opts))
+    except SandboxError as exc:
+        print(f"bench: {exc} (another sandbox? set PBX_BRIDGE_SANDBOX_PORT_OFFSET and "
+              "PBX_BRIDGE_SANDBOX_NAME)", file=sys.stderr)
+        return 1
+    print(table(result))
+    if opts.out is not None and "error" not in result:
+        paths = write(result, opts.out)
+        print(f"\nwrote {paths['json']} and {paths['png']} (and latest.json/latest.png)")
+    return 1 if "error" in result else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""The benchmark runner (bench/run.py, `make bench`) in miniature: tiny N, a few samples,
+on the session's sandbox Asterisk. Checks that every part ran and produced well-formed
+results, a JSON file and a PNG chart. No timing is asserted: the figures of a smoke run
+on a busy CI machine mean nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from bench.run import METHODS, Options, run, table, write
+from pbx_bridge.sandbox import Sandbox
+
+
+def _stats_ok(st: dict) -> bool:
+    return st["n"] > 0 and all(
+        math.isfinite(st[k]) and st[k] >= 0 for k in ("p50", "p90", "p99", "mean", "max")
+    )
+
+
+async def test_bench_quick_run(pbx: Sandbox, tmp_path: Path) -> None:
+    result = await run(Options.quick(out=None, log=lambda _msg: None), sandbox=pbx)
+    assert "error" not in result, result.get("error")
+
+    for n in ("1", "4"):
+        for method in METHODS:
+            assert _stats_ok(result["start"][n][method]), (n, method)
+        assert _stats_ok(result["start"][n]["floor_confirmed"])
+        for side in ("bridge", "ari", "ami"):
+            assert _stats_ok(result["list"][n][side]), (n, side)
+        assert result["list"][n]["sizes"]["bridge_calls"] == int(n)
+    for method in METHODS:
+        assert _stats_ok(result["concurrent"][method]["latency"])
+        tp = result["throughput"][method]
+        assert tp["pairs"] >= 1 and tp["pairs_per_s"] > 0
+        assert set(tp["cpu_ms_per_pair"]) == {"bridge", "asterisk", "client"}
+    assert result["stale_answers"] == 0  # the bridge never answered from a stale view
+
+    live, replay = result["ingest"]["live"], result["ingest"]["replay"]
+    assert live["events"] > 0 and live["events"] == live["captured"]
+    for key in ("floor", "parser", "bridge"):
+        assert replay[f"{key}_events_per_s"] > 0
+    assert replay["channels_left"] == 0  # every replayed call hung up again
+    rs = result["resync"]
+    assert rs["all_consistent"] and rs["channels"] == 8 and rs["calls"] == 4
+    assert result["memory"]["calls"] == 4 and result["memory"]["rss_after"]["bridge"] > 0
+
+    text = table(result)
+    assert "StartRecording" in text and "Event ingest" in text
+    paths = write(result, tmp_path)
+    assert json.loads(paths["json"].read_text())["machine"]["nproc"] >= 1
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "latest.json").exists() and (tmp_path / "latest.png").exists()
