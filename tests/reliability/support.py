@@ -391,6 +391,8 @@ def differences(bridge: Bridge, truth: dict[str, PbxChannel]) -> list[str]:
         if recording != (t.mixmonitors > 0):
             out.append(f"{t.name}: bridge says recording={recording}, Asterisk runs "
                        f"{t.mixmonitors} MixMonitor(s) (PBX_REC={t.pbx_rec!r})")
+        if bool(t.pbx_rec) != (t.mixmonitors > 0):
+            out.append(f"{t.name}: PBX_REC={t.pbx_rec!r} but {t.mixmonitors} MixMonitor(s)")
         if mine[uid].linkedid != t.linkedid:
             out.append(f"{t.name}: linkedid {mine[uid].linkedid} != {t.linkedid}")
     return out
