@@ -48,6 +48,10 @@ SNAPSHOT_PREFIXES = (
 _PREFIX_KEYS = tuple((p, p + "Uniqueid") for p in SNAPSHOT_PREFIXES)
 # Events whose snapshots describe a channel that is going away: never create from them.
 _NO_CREATE = frozenset({"Hangup", "HangupRequest", "SoftHangupRequest", "MixMonitorStop"})
+# Events with a Uniqueid that are no channel snapshot. OriginateResponse reports how an
+# Originate ended: its caller id is "<unknown>", and when it failed its Uniqueid is
+# "<unknown>" and its Channel the dialled string ("PJSIP/0003*210"), a ghost channel.
+_NOT_SNAPSHOTS = frozenset({"OriginateResponse"})
 _TOMBSTONES = 50_000
 _STATE_UP = 6
 _RINGING_DIALSTATUS = frozenset({"RINGING", "PROGRESS", "PROCEEDING"})
@@ -220,6 +224,8 @@ class Tracker:
             if uid:
                 self._hangup(uid)
             return
+        if name in _NOT_SNAPSHOTS:
+            return
 
         create = name not in _NO_CREATE
         for prefix, key in _PREFIX_KEYS:
@@ -247,7 +253,7 @@ class Tracker:
 
     def _snapshot(self, ev: Event, p: str, ts: float, create: bool) -> None:
         uid = ev[p + "Uniqueid"]
-        if not uid or uid in self._tombstones:
+        if not uid or uid == "<unknown>" or uid in self._tombstones:
             return
         linkedid = ev.get(p + "Linkedid") or uid
         name = ev.get(p + "Channel", "")
