@@ -12,13 +12,15 @@ runs asterisk-conf's echo test 600, the ;1 half waits), and measures, for N = 1,
 200, 500:
 
 1. StartRecording latency: HTTP PUT -> 200 through the bridge, versus (a) the floor, a
-   raw AMI MixMonitor round trip from a minimal client (bench/rawami.py), and (b) ARI
-   snoop + record (bench/ari.py); every recording is stopped after it is measured.
-   Also p99 at 200 calls with 50 concurrent clients.
+   raw AMI MixMonitor round trip from a minimal client (bench/rawami.py), (b) ARI
+   snoop + record (bench/ari.py), and (c) the minimal client sending the bridge's own
+   actions (what the bridge costs on top of what it asks of Asterisk); every recording
+   is stopped after it is measured, and a call starts at most once per second (the
+   bridge's file-name rule). Also p99 at 200 calls with 50 concurrent clients.
 2. List latency: GET /uapi/phoneCalls/@me/0009*600 versus ARI GET /channels (and AMI
-   CoreShowChannels).
-3. Throughput: Start/Stop pairs per second at saturation (50 clients), with the CPU time
-   of the bridge process, of Asterisk and of the load generator (/proc/<pid>/stat).
+   CoreShowChannels), with each HTTP server's floor.
+3. Throughput: Start/Stop pairs per second at saturation (50 clients, 200 calls), with
+   the CPU time of the bridge, of Asterisk and of the load generator (/proc/<pid>/stat).
 4. Event ingest: a live burst of Originates and hangups through an in-process bridge,
    and the same events replayed at saturation from a stand-in AMI server (bench/replay.py)
    through socket -> parser -> tracker; resync from (re)connect to a consistent state
