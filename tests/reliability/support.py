@@ -34,7 +34,7 @@ from pbx_bridge.api.validation import has_control
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient
-from pbx_bridge.phones import Phone
+from pbx_bridge.phones import MAX_PHONES, Phone
 from pbx_bridge.sandbox import Sandbox
 from pbx_bridge.service import Bridge
 from tests.support.bridge import demo_directory, wait_ready
@@ -239,6 +239,11 @@ class LoadPhone(Phone):
         text = cfg.read_text().replace(
             f"audio_player aufile,{self.inner_dir}/heard.wav", "audio_player aufile,/dev/null"
         )
+        # A Phone's 20 RTP ports hold 10 calls at best, and baresip picks them at random,
+        # so a busy phone fails to set up a call now and then: give it 64, in a region of
+        # its own (30000 + the sandbox's port offset, above every sandbox RTP range).
+        rtp = 30000 + self.sandbox.port_offset + 64 * (self.slot % MAX_PHONES)
+        text = re.sub(r"rtp_ports .*", f"rtp_ports {rtp}-{rtp + 63}", text)
         # Headroom: a call just hung up may still hold its line for a moment.
         cfg.write_text(text + f"call_max_calls {2 * self.max_calls}\n")
 

@@ -441,7 +441,8 @@ async def test_slow_clients_are_cut_off_and_nobody_else_waits(hostile: Hostile) 
         cut_after.append(took)
     for w in half:
         w.transport.abort()
-    assert max(latencies) < 1.0, f"a normal request waited {max(latencies):.2f} s"
+    # Blocked behind the tricklers, a request would wait their whole request_timeout.
+    assert max(latencies) < 1.5, f"a normal request waited {max(latencies):.2f} s"
     assert max(cut_after) < REQUEST_TIMEOUT + 1.5
     report("slow_clients", tricklers=len(slow), half_headers=len(half),
            request_timeout_s=REQUEST_TIMEOUT, cut_after_s=summary(cut_after),
