@@ -983,8 +983,18 @@ async def ingest_replay(lab: Lab, blocks: list[bytes], target: int) -> dict[str,
 
 async def run(opts: Options, sandbox: Sandbox | None = None) -> dict[str, Any]:
     log = opts.log
-    # The in-process bridges' link cuts are on purpose: keep their warnings quiet.
-    logging.getLogger("pbx_bridge").setLevel(logging.ERROR)
+    # The in-process bridges' link cuts are on purpose: keep their warnings quiet, and
+    # give the logger its level back afterwards (the smoke test runs this in-process).
+    quiet = logging.getLogger("pbx_bridge")
+    old_level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return await _run(opts, sandbox, log)
+    finally:
+        quiet.setLevel(old_level)
+
+
+async def _run(opts: Options, sandbox: Sandbox | None, log: Any) -> dict[str, Any]:
     lab = Lab(opts, sandbox)
     t_run = time.perf_counter()
     result: dict[str, Any] = {
