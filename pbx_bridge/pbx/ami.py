@@ -47,6 +47,7 @@ StateHandler = Callable[[], Awaitable[None] | None]
 
 #: A link that stayed up this long resets the reconnect backoff.
 STABLE_LINK_SECONDS: Final = 30.0
+CLOSE_TIMEOUT: Final = 5.0  # how long close() waits for its tasks to stop
 _READ_SIZE: Final = 65536
 _TRUE: Final = frozenset({"1", "yes", "true", "y", "t", "on"})  # Asterisk's ast_true()
 
@@ -235,13 +236,16 @@ class AmiClient:
         self._closing = True
         me = asyncio.current_task()
         try:
-            for task in (self._supervisor, self._dispatcher):
-                if task is not None and task is not me:
-                    task.cancel()
-            for task in (self._supervisor, self._dispatcher):
-                if task is not None and task is not me:
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            tasks = [t for t in (self._supervisor, self._dispatcher) if t and t is not me]
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                # Bounded: a handler that swallows its cancellation must not make
+                # close() (and with it a server's shutdown) hang forever.
+                _, stuck = await asyncio.wait(tasks, timeout=CLOSE_TIMEOUT)
+                if stuck:
+                    log.error("AMI client: %d task(s) ignored cancellation; left behind",
+                              len(stuck))
             self._fail_pending(AmiNotConnected("AMI client closed"))
             self._set_connected(False)
         finally:
