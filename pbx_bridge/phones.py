@@ -89,11 +89,12 @@ class Phone:
 
     @property
     def inner_dir(self) -> str:
-        return f"/{PHONES_DIR}/{self.name}"
+        # Per sandbox instance: kill_stale() of one test run never touches another's.
+        return f"/{PHONES_DIR}/{self.sandbox.name}/{self.name}"
 
     @property
     def dir(self) -> Path:
-        return self.sandbox.root / PHONES_DIR / self.name
+        return self.sandbox.root / PHONES_DIR / self.sandbox.name / self.name
 
     @property
     def heard_file(self) -> Path:
@@ -214,9 +215,9 @@ class Phone:
 
     @staticmethod
     def kill_stale(sandbox: Sandbox) -> int:
-        """Kill baresip processes left in this sandbox root by crashed runs."""
+        """Kill baresip processes left in this sandbox instance by crashed runs."""
         killed = 0
-        marker = f"{PHONES_DIR}/".encode()
+        marker = f"{PHONES_DIR}/{sandbox.name}/".encode()
         for proc in Path("/proc").iterdir():
             if not proc.name.isdigit():
                 continue
