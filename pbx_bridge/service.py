@@ -30,7 +30,10 @@ log = logging.getLogger("pbx_bridge.service")
 ASTDB_FAMILY = "pbx_bridge"
 _REC_VAR = "ChanVariable(PBX_REC)"
 _REC_FILE_VAR = "ChanVariable(PBX_REC_FILE)"
-_MIXMONITOR_ID = re.compile(r"^0x[0-9a-fA-F]+\t", re.MULTILINE)  # `mixmonitor list` rows
+# `mixmonitor list` rows: "<id>\t<file>\t<read file>\t<write file>". Right after the
+# MixMonitor action the file is not open yet (its thread opens it): the row is the id
+# alone once AMI has trimmed the trailing tabs.
+_MIXMONITOR_ID = re.compile(r"^0x[0-9a-fA-F]+(?:\t|$)", re.MULTILINE)
 RESYNC_INTERVAL = 300.0  # a periodic safety net against any event Asterisk never sent
 
 

@@ -376,7 +376,7 @@ class PbxChannel:
     mixmonitors: int  # MixMonitors running on it, from `mixmonitor list`
 
 
-_MIXMON_LINE = re.compile(r"^0x[0-9a-fA-F]+\t", re.M)
+_MIXMON_LINE = re.compile(r"^0x[0-9a-fA-F]+(?:\t|$)", re.M)  # no file yet: the id alone
 
 
 async def pbx_truth(ami: AmiClient, *, mixmonitors: bool = True) -> dict[str, PbxChannel]:
@@ -418,6 +418,8 @@ def differences(bridge: Bridge, truth: dict[str, PbxChannel]) -> list[str]:
         if recording != (t.mixmonitors > 0):
             out.append(f"{t.name}: bridge says recording={recording}, Asterisk runs "
                        f"{t.mixmonitors} MixMonitor(s) (PBX_REC={t.pbx_rec!r})")
+        if t.state == "Up" and mine[uid].state != 6:
+            out.append(f"{t.name}: Up in Asterisk, state {mine[uid].state} in the bridge")
         if bool(t.pbx_rec) != (t.mixmonitors > 0):
             out.append(f"{t.name}: PBX_REC={t.pbx_rec!r} but {t.mixmonitors} MixMonitor(s)")
         if mine[uid].linkedid != t.linkedid:

@@ -118,7 +118,7 @@ async def test_asterisk_stopped_mid_call_and_started_again(pbx, observer, tmp_pa
             with contextlib.suppress(Exception):  # the phone may still be hanging up
                 await calls.phones[0].command("hangup")
             new = await calls.start(A)
-            await until(lambda: api.bridge.tracker.calls, 10, "the new call tracked")
+            await wait_consistent(api.bridge, observer.client)  # tracked, and answered
             r = await api.start(A, call_id(new.uniqueid))
             assert r.status == 200 and "recording" in r.body["phoneCallView"][0], r.text
             await observer.wait_for("MixMonitorStart", Channel=new.channel)
@@ -245,7 +245,10 @@ async def test_start_retried_after_a_timeout_starts_one_mixmonitor(pbx, observer
                 await asyncio.sleep(0.1)
             assert r.status == 200 and "recording" in r.body["phoneCallView"][0], r.text
             await asyncio.sleep(1.0)  # whatever was queued has run by now
-            assert len(watch.starts(call.channel)) == 1, watch.starts(call.channel)
+            starts = watch.starts(call.channel)
+            assert len(starts) == 1, [
+                {k: e.get(k) for k in ("Timestamp", "Uniqueid", "ChanVariable(PBX_REC)",
+                                       "ChanVariable(PBX_REC_FILE)")} for e in starts]
             await wait_consistent(api.bridge, observer.client)
             report("timeout_retry", answers_while_slow=statuses)
     finally:
