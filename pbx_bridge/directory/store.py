@@ -444,7 +444,9 @@ class Directory:
             App(client_id="x", name=name, user_id=user_id, created=datetime.now(UTC))
         except ValidationError as exc:
             raise DirectoryError("app " + "; ".join(validation_messages(exc))) from None
-        client_id = secrets.token_urlsafe(16)
+        # Hex, not urlsafe base64: a urlsafe id can begin with "-", and then
+        # `pbx-bridge token issue --app ID` reads it as an option (1 id in 64).
+        client_id = secrets.token_hex(16)
         client_secret = secrets.token_urlsafe(32)
         with self._lock:
             try:
