@@ -7,6 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# No per-example deadline: a busy CI machine must not turn a slow example into a
+# failure (tests check behaviour, never wall-clock time).
+settings.register_profile("pbx_bridge", deadline=None)
+settings.load_profile("pbx_bridge")
 
 TIERS = {"unit", "integration", "e2e", "reliability"}
 
