@@ -23,7 +23,7 @@ from pbx_bridge.directory import access
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient, AmiError, AmiNotConnected, AmiTimeout, is_success
-from pbx_bridge.recording import policy
+from pbx_bridge.recording import auto, policy
 
 log = logging.getLogger("pbx_bridge.service")
 
@@ -87,6 +87,8 @@ class Bridge:
         )
         self.clock = clock
         self.tracker = Tracker(self._device_map(), clock=clock)
+        self._always = self._always_recorded()
+        self._auto_tried: set[str] = set()  # uniqueids an automatic start was tried on
         self.metrics = Metrics()
         self.ready = False
         self._changed = asyncio.Condition()
@@ -116,10 +118,15 @@ class Bridge:
     def _device_map(self) -> dict[str, str]:
         return {dev: ext.number for dev, ext in self.directory.extensions_by_device().items()}
 
+    def _always_recorded(self) -> dict[str, Extension]:
+        return {e.number: e for e in self.directory.all_extensions() if auto.records_always(e)}
+
     def reload_directory(self) -> None:
         self.tracker.set_devices(self._device_map())
+        self._always = self._always_recorded()
         if self.ami.connected:
             self._spawn(self._sync_policy())
+            self._record_always_sweep()
 
     # ------------------------------------------------------------------ AMI side
     async def _on_connect(self) -> None:
@@ -128,6 +135,9 @@ class Bridge:
         await self._sync_policy()
         self.ready = True
         log.info("AMI ready: %d live calls after resync", len(self.tracker.calls))
+        # Whatever was tried before the link dropped may have been lost with it.
+        self._auto_tried.clear()
+        self._record_always_sweep()
 
     def _on_disconnect(self) -> None:
         self.ready = False
@@ -185,10 +195,15 @@ class Bridge:
             if self.ready:
                 with contextlib.suppress(AmiError):
                     await self.resync()
+                self._record_always_sweep()
 
     async def _on_event(self, ev: dict[str, str]) -> None:
         self.tracker.feed(ev)
         self._flush_effects()
+        if self._always and self.ready:
+            call = auto.touched_call(self.tracker, ev)
+            if call is not None:
+                self._record_always(call)
         await self._notify()
 
     async def _notify(self) -> None:
@@ -339,6 +354,28 @@ class Bridge:
             # under load).
             if ch.uniqueid in self.tracker.channels and ch.recording is None:
                 ch.recording = float(stamp)
+
+    # ------------------------------------------------------------ recording "always"
+    def _record_always_sweep(self) -> None:
+        self._auto_tried &= self.tracker.channels.keys()
+        if self._always and self.ready:
+            for call in list(self.tracker.calls.values()):
+                self._record_always(call)
+
+    def _record_always(self, call: Call) -> None:
+        for ext, ch in auto.due(self.tracker, call, self._always, self._auto_tried):
+            self._auto_tried.add(ch.uniqueid)
+            self._spawn(self._start_always(call, self._always[ext], ch))
+
+    async def _start_always(self, call: Call, ext: Extension, ch: Channel) -> None:
+        try:
+            await self.start_recording(call, ext, ext.recording.format)
+        except (PbxUnavailable, PbxTimeout, ViewState, PbxRefused, AmiError) as exc:
+            log.warning("recording always: %s (%s) not started: %s", ext.number, ch.name, exc)
+        else:
+            log.info("recording always: started on %s (%s)", ext.number, ch.name)
+        if len(self._auto_tried) > 4 * len(self.tracker.channels) + 64:
+            self._auto_tried &= self.tracker.channels.keys()
 
     async def _earlier_start_ran(self, call: Call, ext: Extension, ch: Channel) -> bool:
         """After a StartRecording timed out, its Setvar/MixMonitor actions may still be

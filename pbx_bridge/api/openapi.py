@@ -42,7 +42,7 @@ ERROR_DESCRIPTIONS = {
     "unauthorized": "missing, malformed, unknown or expired bearer token",
     "access_denied": "the user/extension in the path is outside the requester's context",
     "pc_recording_disabled": "the extension's phone terminal setup does not allow "
-    "recording on demand (*1)",
+    "recording on demand (*1); or StopRecording on an extension that records always",
     "pc_phonecallview_state": "the view cannot be recorded now (not answered, or hung up)",
     "body_too_large": "body over the configured limit",
     "request_timeout": "the body did not arrive within `http.request_timeout` (the "

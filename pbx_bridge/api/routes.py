@@ -11,8 +11,9 @@ GET one    auth -> path -> query -> phoneCallId syntax (pc_phonecall_invalid)
 PUT        auth -> path -> query -> body (413 body_too_large, body_invalid,
            pc_action_invalid, pc_recformat_invalid, pc_phonecallview_invalid)
            -> phoneCallId syntax -> ready (503) -> the call (pc_phonecall_invalid)
-           -> the view (pc_phonecallview_invalid) -> policy (403 pc_recording_disabled,
-           StartRecording only) -> the action (409, 503, 504) -> 200
+           -> the view (pc_phonecallview_invalid) -> policy (403 pc_recording_disabled:
+           StartRecording unless on demand by *1, StopRecording on an extension that
+           records always) -> the action (409, 503, 504) -> 200
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pbx_bridge.calls.tracker import Call
 from pbx_bridge.directory import access
 from pbx_bridge.directory.models import Extension, Organization, Principal
 from pbx_bridge.directory.store import Directory
+from pbx_bridge.recording import auto
 
 __all__ = ["BACKGROUND", "PREFIXES", "add_routes"]
 
@@ -242,6 +244,13 @@ async def put_call(request: web.Request) -> web.StreamResponse:
         fmt = action.format or settings.recordings.default_format
         await _run_action(request, bridge.start_recording(call, ext, fmt))
     else:
+        if auto.records_always(ext):
+            # The setup records every call of this extension: no app may stop that.
+            raise ApiError(
+                403,
+                "pc_recording_disabled",
+                "this extension records every call (trigger always); it cannot be stopped",
+            )
         await _run_action(request, bridge.stop_recording(call, ext))
     return web.json_response(_render(request, principal, target, call))
 

@@ -44,6 +44,7 @@ ADMIN, ORG3, JOHN, JANE, OTHER = 1, 2, 12, 13, 20
 OWNER = {"0003*210": JOHN, "0003*211": JOHN, "0003*212": JANE, "0003*213": JANE,
          "0004*210": OTHER}
 RECORDABLE = ("0003*210", "0003*211", "0004*210")  # recording on, triggered by *1
+ALWAYS_RECORDED = ("0003*213",)  # recording on, triggered always: the bridge records it
 START = {"action": "StartRecording", "format": "wav", "phoneCallViewId": "01"}
 STOP = {"action": "StopRecording", "phoneCallViewId": "01"}
 

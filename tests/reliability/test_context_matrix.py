@@ -31,6 +31,7 @@ from pbx_bridge.calls.tracker import call_id
 from pbx_bridge.phones import Phone
 from tests.reliability.support import (
     ADMIN,
+    ALWAYS_RECORDED,
     JANE,
     JOHN,
     ORG3,
@@ -93,7 +94,9 @@ async def matrix(pbx, observer, tmp_path) -> AsyncIterator[tuple[Api, dict[str, 
                 def both_up(cid: str = cid, want: int = want) -> bool:
                     call = api.bridge.tracker.call(cid)
                     return call is not None and len(call.extensions()) == want and all(
-                        ch.state == 6 for ch in call.channels.values() if ch.extension)
+                        ch.state == 6 and (ch.extension not in ALWAYS_RECORDED
+                                           or ch.recording is not None)
+                        for ch in call.channels.values() if ch.extension)
 
                 await until(both_up, 15, f"call {name} answered")
                 call = api.bridge.tracker.call(cid)
@@ -189,6 +192,13 @@ async def test_context_matrix(matrix) -> None:
                                     assert _same(p, ghost), (role, cell, name, p.text)
                                     assert (p.status, p.code) == (400,
                                                                   "pc_phonecallview_invalid")
+                                elif ext in ALWAYS_RECORDED:
+                                    # Recorded by the setup: neither started nor stopped
+                                    # by an app, and the view shows it recording.
+                                    assert (p.status, p.code) == (403, "pc_recording_disabled")
+                                    assert "recording" in next(
+                                        v for v in g.body["phoneCallView"]
+                                        if v["extension"] == ext), g.text
                                 elif action == "StartRecording" and ext not in RECORDABLE:
                                     assert (p.status, p.code) == (403, "pc_recording_disabled")
                                 else:
