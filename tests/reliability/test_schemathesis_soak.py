@@ -15,26 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from pbx_bridge.calls.tracker import call_id
 from tests.reliability.support import ADMIN, Calls, env_int, report, serve, wait_consistent
+from tests.support.metrics import requests_served
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
-
-
-def _served(metrics: str) -> tuple[float, dict[str, float]]:
-    """Requests answered, by status, from /metrics (route labels hold braces: parse the
-    exposition format properly)."""
-    by_status: dict[str, float] = {}
-    for family in text_string_to_metric_families(metrics):
-        if family.name != "pbx_bridge_http_requests":
-            continue
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                status = sample.labels.get("status", "?")
-                by_status[status] = by_status.get(status, 0.0) + sample.value
-    return sum(by_status.values()), by_status
 
 
 @pytest.mark.soak
@@ -67,7 +53,7 @@ async def test_schemathesis_soak(pbx, observer, tmp_path) -> None:
             (tmp_path / "schemathesis.out").write_text(text)
             assert proc.returncode == 0, text[-4000:]
             r = await api.request("GET", "/metrics", user=None)
-            served, by_status = _served(r.text)
+            served, by_status = requests_served(r.text)
             fivexx = {s: n for s, n in by_status.items() if s.startswith("5")}
             assert not fivexx, f"5xx answers: {fivexx}"
             assert served >= minimum, f"only {served:.0f} requests reached the server"
