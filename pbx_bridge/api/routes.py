@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from pbx_bridge.api import validation
@@ -124,7 +125,16 @@ def _render(
         owner_id=str(org.id) if org else None,
         owner_name=org.name if org else None,
         link=link,
-    ).to_json()
+    )
+
+
+def _json(data: dict[str, Any]) -> web.Response:
+    # orjson: the stdlib encoder was a fifth of a 500-call list (bench profile).
+    return web.json_response(data, dumps=_dumps)
+
+
+def _dumps(data: Any) -> str:
+    return orjson.dumps(data).decode()
 
 
 def _no_such_call() -> ApiError:
@@ -201,7 +211,7 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
     entries = [
         _render(request, principal, target, call, visible=visible, orgs=orgs) for call in window
     ]
-    return web.json_response(
+    return _json(
         {
             "startIndex": page.start_index,
             "itemsPerPage": len(entries),
@@ -219,7 +229,7 @@ async def get_call(request: web.Request) -> web.StreamResponse:
     call_id = validation.phone_call_id(request.match_info["phoneCallId"])
     bridge.require_ready()
     call = _find_call(request, target, call_id)
-    return web.json_response(_render(request, principal, target, call))
+    return _json(_render(request, principal, target, call))
 
 
 async def put_call(request: web.Request) -> web.StreamResponse:
@@ -252,7 +262,7 @@ async def put_call(request: web.Request) -> web.StreamResponse:
                 "this extension records every call (trigger always); it cannot be stopped",
             )
         await _run_action(request, bridge.stop_recording(call, ext))
-    return web.json_response(_render(request, principal, target, call))
+    return _json(_render(request, principal, target, call))
 
 
 # --------------------------------------------------------------------------- registration

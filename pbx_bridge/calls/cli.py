@@ -31,7 +31,7 @@ def _dump(tracker: Tracker) -> list[dict]:
     out = []
     for call in sorted(tracker.calls.values(), key=lambda c: (c.published, c.linkedid)):
         exts = call.extensions()
-        out.append(tracker.render(call, exts[0] if exts else "").to_json())
+        out.append(tracker.render(call, exts[0] if exts else ""))
     return out
 
 

@@ -21,7 +21,7 @@ A, B = "0003*210", "0003*211"
 
 
 def rendered(bridge, ext: str = A) -> list[dict]:
-    return [bridge.tracker.render(c, ext).to_json() for c in bridge.tracker.calls_of(ext)]
+    return [bridge.tracker.render(c, ext) for c in bridge.tracker.calls_of(ext)]
 
 
 def asterisk_view(sandbox: Sandbox) -> set[str]:

@@ -150,7 +150,7 @@ def compare(tracker: Tracker, cp: Checkpoint) -> list[str]:
 
     rendered = []
     for call in sorted(tracker.calls.values(), key=lambda c: (c.published, c.linkedid)):
-        views = tracker.render(call, "").to_json()["phoneCallView"]
+        views = tracker.render(call, "")["phoneCallView"]
         if views:
             rendered.append(views)
     if len(rendered) != len(cp.expected):

@@ -18,7 +18,7 @@ def test_non_finite_or_absurd_times_never_break_rendering() -> None:
     t.feed(chan("inf.1", "1e300.1", "PJSIP/0003*210-1", Timestamp="nan",
                 **{"ChanVariable(PBX_VIEW)": "1e300.1|01|99999999999999999999"}))
     (call,) = t.calls.values()
-    doc = t.render(call, "0003*210").to_json()
+    doc = t.render(call, "0003*210")
     assert doc["published"] == doc["answered"] == "2026-11-28T06:56:40+00:00"
 
 

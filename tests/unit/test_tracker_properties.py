@@ -8,9 +8,17 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pbx_bridge.calls.tracker import Tracker
+from pbx_bridge.calls import model
+from pbx_bridge.calls.tracker import Call, Tracker
 from pbx_bridge.calls.transcript import read_events
 from tests.support.scenarios import DEVICES
+
+
+def assert_renders_the_model(tracker: Tracker, call: Call) -> None:
+    """The tracker renders plain dicts for speed; they must be exactly what the pydantic
+    PhoneCall (the OpenAPI schema's source) validates and dumps back."""
+    doc = tracker.render(call, "x", owner_id="3", owner_name="Org", link="http://h/p")
+    assert model.PhoneCall.model_validate(doc).to_json() == doc
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 TRANSCRIPTS = sorted(FIXTURES.glob("*.jsonl"))
@@ -40,7 +48,7 @@ def test_no_call_outlives_its_channels(events: list[dict[str, str]]) -> None:
     for ev in events:
         tracker.feed(ev)
         for call in tracker.calls.values():  # rendering never fails mid-stream either
-            tracker.render(call, "x").to_json()
+            assert_renders_the_model(tracker, call)
     assert not tracker.calls
     assert not tracker.channels
 
@@ -60,4 +68,4 @@ def test_garbage_events_never_raise(events: list[dict[str, str]]) -> None:
         tracker.feed(ev)
     tracker.resync([e for e in events if "Uniqueid" in e])
     for call in tracker.calls.values():
-        tracker.render(call, "x").to_json()
+        assert_renders_the_model(tracker, call)
