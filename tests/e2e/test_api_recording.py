@@ -283,3 +283,41 @@ async def test_star1_follows_the_same_policy_as_the_api(api, phones, pbx, ami_lo
     await asyncio.sleep(1.5)
     assert not ami_log.matching("MixMonitorStart")
     await jane.hangup()
+
+
+async def test_both_views_of_an_internal_call_record_at_once(api, phones, pbx, ami_log):
+    """John's two lines in one call: view 01 (the caller, 0003*210) in wav and view 02
+    (the callee, 0003*211) in wav49, two MixMonitors on two channels, two files."""
+    b = await phones("0003*211", auto_answer=True, tone_hz=800)
+    a = await phones(A, tone_hz=600)
+    await a.dial("0003*211")
+    await a.wait_event("CALL_ESTABLISHED")
+    call = await _one_call(api)
+    assert [v["id"] for v in call["phoneCallView"]] == ["01", "02"]
+    assert [v["extension"] for v in call["phoneCallView"]] == [A, "0003*211"]
+    assert [v["flow"] for v in call["phoneCallView"]] == ["2", "2"]
+    results = await asyncio.gather(
+        api.put(call["id"], {"action": "StartRecording", "format": "wav",
+                             "phoneCallViewId": "01"}),
+        api.put(call["id"], {"action": "StartRecording", "format": "wav49",
+                             "phoneCallViewId": "02"}, "0003*211"),
+    )
+    assert [s for s, _ in results] == [200, 200], results
+    t0 = time.monotonic()
+    body = results[1][1]
+    assert all(ISO.match(v.get("recording", "")) for v in body["phoneCallView"]), body
+    await asyncio.sleep(2.5)
+    await b.hangup()  # the callee hangs up: both recordings end with the call
+    recorded = time.monotonic() - t0
+    await eventually(lambda: not api.bridge.tracker.calls, what="call gone")
+    assert _mixmonitor_starts(ami_log, f"PJSIP/{A}-") == 1
+    assert _mixmonitor_starts(ami_log, "PJSIP/0003*211-") == 1
+
+    wav = _recording_file(pbx, call, "01", "wav")
+    (gsm,) = (pbx.monitor_dir / "3" / "0003*211").glob(f"*/{call['id']}-02-*.WAV")
+    for path, tag in ((wav, WAVE_FORMAT_PCM), (gsm, WAVE_FORMAT_GSM610)):
+        await wait_file_complete(path)
+        info = inspect_wav(path, sandbox_root=pbx.root)
+        assert info.format_tag == tag, path
+        assert abs(info.duration - recorded) <= 0.2 * recorded, (path, info.duration)
+        assert info.rms > 100, f"{path}: silence"
