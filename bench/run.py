@@ -83,8 +83,8 @@ METHODS = ("bridge", "floor", "actions", "ari")
 LABELS = {
     "bridge": "bridge HTTP StartRecording",
     "floor": "floor: raw AMI MixMonitor",
-    # What the bridge asks of Asterisk, from the minimal client: Setvar PBX_REC, Setvar
-    # PBX_REC_FILE and MixMonitor pipelined, until the MixMonitorStart event. The gap
+    # What the bridge asks of Asterisk, from the minimal client: Setvar PBX_REC
+    # ("<epoch>|<file>") and MixMonitor pipelined, until the MixMonitorStart event. The gap
     # between this and the bridge is the bridge's own cost (HTTP, auth, Python).
     "actions": "raw AMI, the bridge's actions",
     "ari": "ARI snoop + record",
@@ -548,12 +548,11 @@ class Recorder:
         elif method == "actions":
             ch = call.channel
             t0 = time.perf_counter()
-            _, _, resp = await asyncio.gather(
+            file = f"bench/{call.uid}-{self.n}.wav"
+            _, resp = await asyncio.gather(
                 ami.action("Setvar", {"Channel": ch, "Variable": "PBX_REC",
-                                      "Value": f"{time.time():.3f}"}),
-                ami.action("Setvar", {"Channel": ch, "Variable": "PBX_REC_FILE",
-                                      "Value": f"bench/{call.uid}-{self.n}.wav"}),
-                ami.action("MixMonitor", {"Channel": ch, "File": f"bench/{call.uid}-{self.n}.wav"}),
+                                      "Value": f"{time.time():.3f}|{file}"}),
+                ami.action("MixMonitor", {"Channel": ch, "File": file}),
             )
             if resp.get("Response") != "Success":
                 raise RuntimeError(f"MixMonitor on {ch}: {resp.get('Message')}")
@@ -565,7 +564,6 @@ class Recorder:
             await asyncio.gather(
                 ami.action("StopMixMonitor", {"Channel": ch}),
                 ami.action("Setvar", {"Channel": ch, "Variable": "PBX_REC", "Value": ""}),
-                ami.action("Setvar", {"Channel": ch, "Variable": "PBX_REC_FILE", "Value": ""}),
             )
             await ami.wait_count("MixMonitorStop", call.uid, stops + 1, 10)
             if checked:

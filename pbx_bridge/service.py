@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pbx_bridge.calls.tracker import Call, Channel, Tracker
+from pbx_bridge.calls.tracker import Call, Channel, Tracker, rec_value
 from pbx_bridge.config import Settings
 from pbx_bridge.directory import access
 from pbx_bridge.directory.models import Extension
@@ -29,7 +29,6 @@ log = logging.getLogger("pbx_bridge.service")
 
 ASTDB_FAMILY = "pbx_bridge"
 _REC_VAR = "ChanVariable(PBX_REC)"
-_REC_FILE_VAR = "ChanVariable(PBX_REC_FILE)"
 # `mixmonitor list` rows: "<id>\t<file>\t<read file>\t<write file>". Right after the
 # MixMonitor action the file is not open yet (its thread opens it): the row is the id
 # alone once AMI has trimmed the trailing tabs.
@@ -171,9 +170,8 @@ class Bridge:
         if running is not False:
             return ev
         log.info("%s: PBX_REC set but no MixMonitor running; releasing it", channel)
-        for var in ("PBX_REC", "PBX_REC_FILE"):
-            self._spawn(self._setvar(channel, var, ""))
-        return {**ev, _REC_VAR: "", _REC_FILE_VAR: ""}
+        self._spawn(self._setvar(channel, "PBX_REC", ""))
+        return {**ev, _REC_VAR: ""}
 
     async def _runs_mixmonitor(self, channel: str) -> bool | None:
         """Does Asterisk run a MixMonitor on the channel (`mixmonitor list`, over AMI
@@ -327,13 +325,11 @@ class Bridge:
             stamp = f"{now:.3f}"
             try:
                 setvar = self.ami.send_action(
-                    "Setvar", {"Channel": ch.name, "Variable": "PBX_REC", "Value": stamp}
-                )
-                setfile = self.ami.send_action(
-                    "Setvar", {"Channel": ch.name, "Variable": "PBX_REC_FILE", "Value": path}
+                    "Setvar",
+                    {"Channel": ch.name, "Variable": "PBX_REC", "Value": rec_value(stamp, path)},
                 )
                 mixmon = self.ami.send_action("MixMonitor", {"Channel": ch.name, "File": path})
-                _, _, resp = await asyncio.gather(setvar, setfile, mixmon)
+                _, resp = await asyncio.gather(setvar, mixmon)
             except AmiNotConnected as exc:
                 self.metrics.recordings_failed += 1
                 raise PbxUnavailable(str(exc)) from exc
@@ -353,7 +349,7 @@ class Bridge:
             # not wait for it (bench profile: the wait was up to a quarter of a start
             # under load).
             if ch.uniqueid in self.tracker.channels and ch.recording is None:
-                ch.recording = float(stamp)
+                ch.recording, ch.rec_file = float(stamp), path
 
     # ------------------------------------------------------------ recording "always"
     def _record_always_sweep(self) -> None:
@@ -425,14 +421,10 @@ class Bridge:
                 try:
                     # Pipelined, like the start: Asterisk runs one connection's actions in
                     # the order they arrive, so this is the same sequence in one round trip.
-                    resp, _, _ = await asyncio.gather(
+                    resp, _ = await asyncio.gather(
                         self.ami.send_action("StopMixMonitor", {"Channel": ch.name}),
                         self.ami.send_action(
                             "Setvar", {"Channel": ch.name, "Variable": "PBX_REC", "Value": ""}
-                        ),
-                        self.ami.send_action(
-                            "Setvar",
-                            {"Channel": ch.name, "Variable": "PBX_REC_FILE", "Value": ""},
                         ),
                     )
                 except AmiNotConnected as exc:

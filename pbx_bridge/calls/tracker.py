@@ -13,9 +13,10 @@ How it stays true to the PBX:
   snapshot, and a hung-up channel is remembered (tombstone) so late or reordered events
   can never resurrect it.
 - What only the bridge knows (view id, answer time) is written back onto the channel as
-  the PBX_VIEW variable (see `take_effects`), and recording state is read from PBX_REC,
-  which MixMonitor's callers set; a resync after a bridge restart or an AMI drop
-  therefore rebuilds the same views with the same ids, times and recordings.
+  the PBX_VIEW variable (see `take_effects`), and recording state is read from PBX_REC
+  (``<start epoch>|<file>``), which MixMonitor's callers set; a resync after a bridge
+  restart or an AMI drop therefore rebuilds the same views with the same ids, times and
+  recordings.
 """
 
 from __future__ import annotations
@@ -58,7 +59,6 @@ _STATE_UP = 6
 _RINGING_DIALSTATUS = frozenset({"RINGING", "PROGRESS", "PROCEEDING"})
 _VIEW_VAR = "ChanVariable(PBX_VIEW)"
 _REC_VAR = "ChanVariable(PBX_REC)"
-_REC_FILE_VAR = "ChanVariable(PBX_REC_FILE)"
 
 
 def call_id(linkedid: str) -> str:
@@ -77,6 +77,22 @@ def _finite(text: str | None) -> float | None:
     except ValueError:
         return None
     return value if 0 < value < 1e11 else None
+
+
+def rec_value(started: str, file: str) -> str:
+    """PBX_REC as whoever starts a recording writes it: ``<epoch>|<file>``. One variable,
+    so reserving a view costs Asterisk one Setvar (the stamp never holds a "|")."""
+    return f"{started}|{file}"
+
+
+def parse_rec(value: str | None) -> tuple[float | None, str | None]:
+    """PBX_REC -> (start epoch, file). A bare epoch (bridges before the file joined the
+    stamp) still reads; an empty or garbled value is no recording."""
+    if not value:
+        return None, None
+    stamp, _, file = value.partition("|")
+    started = _finite(stamp)
+    return started, (file or None) if started is not None else None
 
 
 def _epoch_of(uniqueid: str) -> float | None:
@@ -244,7 +260,8 @@ class Tracker:
         if name == "MixMonitorStart":
             # Whoever starts a recording stamps PBX_REC first (the API and *1 alike); that
             # stamp, not the event's time, is what a resync reads back, so use it here too.
-            ch.recording = _finite(ev.get(_REC_VAR)) or ts
+            started, ch.rec_file = parse_rec(ev.get(_REC_VAR))
+            ch.recording = started or ts
         elif name == "MixMonitorStop":
             ch.recording = None
             ch.rec_file = None
@@ -420,8 +437,7 @@ class Tracker:
                 continue
             rec = ev.get(_REC_VAR)
             if rec is not None:
-                ch.recording = _finite(rec)
-                ch.rec_file = ev.get(_REC_FILE_VAR) or None
+                ch.recording, ch.rec_file = parse_rec(rec)
             if not known and ch.state == _STATE_UP and ch.answered is None:
                 # Answer time unknown (never tagged): the channel's creation is the
                 # closest truthful bound we have.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from pbx_bridge.calls.tracker import parse_rec
 from pbx_bridge.sandbox import Sandbox
 from tests.support.audio import WAVE_FORMAT_PCM, inspect_wav
 from tests.support.bridge import (
@@ -77,7 +78,7 @@ async def test_bridge_restart_keeps_call_ids_views_and_recording(pbx, phones, tm
         assert after == before, f"a restarted bridge must show the same calls:\n{after}\n{before}"
         call = second.tracker.calls_of(A)[0]
         channel = second.tracker.recording_channel(call, A)
-        rel = await _getvar(second, channel.name, "PBX_REC_FILE")
+        rel = parse_rec(await _getvar(second, channel.name, "PBX_REC"))[1] or ""
         assert rel.startswith("3/0003*210/"), rel
         path = pbx.monitor_dir / rel
         await asyncio.sleep(1.0)  # recording on, with no bridge watching for a moment

@@ -31,7 +31,7 @@ from tests.reliability.support import (
 )
 from tests.support.audio import WAVE_FORMAT_PCM, inspect_wav
 from tests.support.bridge import demo_directory
-from tests.support.pbx import AMI_SECRET
+from tests.support.pbx import AMI_SECRET, recording_file
 
 A, B = "0003*210", "0003*211"
 PBX_BRIDGE = Path(sys.executable).with_name("pbx-bridge")
@@ -102,7 +102,7 @@ async def serve_env(pbx, tmp_path) -> AsyncIterator[tuple[dict[str, str], str, i
 
 async def _file_of(pbx, observer, channel: str) -> Path:
     ev = await observer.wait_for("MixMonitorStart", Channel=channel)
-    return pbx.monitor_dir / ev["ChanVariable(PBX_REC_FILE)"]
+    return pbx.monitor_dir / recording_file(ev)
 
 
 async def test_sigkill_while_recording(pbx, observer, serve_env, tmp_path) -> None:

@@ -39,7 +39,7 @@ from tests.reliability.support import (
     wait_consistent,
 )
 from tests.support.audio import inspect_wav
-from tests.support.pbx import EventLog
+from tests.support.pbx import EventLog, recording_file
 
 
 @dataclass
@@ -206,7 +206,7 @@ async def _files_are_whole(rig: Rig, watch: MixMonitorWatch) -> None:
     starts = watch.starts()
     await rig.calls.close()
     await until(lambda: not rig.bridge.tracker.calls, 15, "every call gone")
-    files = [e.get("ChanVariable(PBX_REC_FILE)", "") for e in starts]
+    files = [recording_file(e) for e in starts]
     assert all(files), "every MixMonitor of the API carries its file name"
     assert len(set(files)) == len(files), "two recordings share (overwrite) one file"
     monitor = rig.calls.sandbox.monitor_dir

@@ -40,7 +40,7 @@ from tests.reliability.support import (
     wait_consistent,
 )
 from tests.support.audio import inspect_wav
-from tests.support.pbx import EventLog
+from tests.support.pbx import EventLog, recording_file
 
 EXTS = ("0003*210", "0003*211", "0004*210", "0003*212")  # 0003*212: recording disabled
 WHO = {"0003*210": (ADMIN, JOHN, ORG3), "0003*211": (ADMIN, JOHN, ORG3),
@@ -172,7 +172,7 @@ async def _run(ld: Load, n_calls: int, clients: int, seconds: float, churn_every
     starts = watch.starts()
     await ld.calls.close()
     await until(lambda: not ld.api.bridge.tracker.calls, 30, "every call gone")
-    files = [e.get("ChanVariable(PBX_REC_FILE)", "") for e in starts]
+    files = [recording_file(e) for e in starts]
     assert all(files)
     same = [f for f, k in Counter(files).items() if k > 1]
     assert not same, f"{len(same)} files were written by two recordings, e.g. {same[:3]}"

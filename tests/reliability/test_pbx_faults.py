@@ -33,6 +33,7 @@ from tests.reliability.support import (
     wait_consistent,
 )
 from tests.support.audio import inspect_wav
+from tests.support.pbx import recording_file
 
 A, B = "0003*210", "0003*211"
 
@@ -109,7 +110,7 @@ async def test_asterisk_stopped_mid_call_and_started_again(pbx, observer, tmp_pa
             assert (r.status, r.code) == (400, "pc_phonecall_invalid"), r.text
             assert (await api.request("GET", "/readyz")).status == 200
             # The recording running when Asterisk stopped was closed properly.
-            path = pbx.monitor_dir / recorded["ChanVariable(PBX_REC_FILE)"]
+            path = pbx.monitor_dir / recording_file(recorded)
             assert inspect_wav(path).duration > 0.5
 
             # New calls are tracked and recorded.
@@ -247,8 +248,8 @@ async def test_start_retried_after_a_timeout_starts_one_mixmonitor(pbx, observer
             await asyncio.sleep(1.0)  # whatever was queued has run by now
             starts = watch.starts(call.channel)
             assert len(starts) == 1, [
-                {k: e.get(k) for k in ("Timestamp", "Uniqueid", "ChanVariable(PBX_REC)",
-                                       "ChanVariable(PBX_REC_FILE)")} for e in starts]
+                {k: e.get(k) for k in ("Timestamp", "Uniqueid", "ChanVariable(PBX_REC)")}
+                for e in starts]
             await wait_consistent(api.bridge, observer.client)
             report("timeout_retry", answers_while_slow=statuses)
     finally:

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pbx_bridge.calls.tracker import parse_rec
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.sandbox import Sandbox
 
@@ -95,3 +96,9 @@ async def wait_no_channels(sandbox: Sandbox, timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"channels still up after {timeout} s: {list(chans)}")
         await asyncio.sleep(0.1)
+
+
+def recording_file(ev: Event) -> str:
+    """The file (relative to the monitor folder) an event's channel records to, from
+    PBX_REC ("<start epoch>|<file>", set before MixMonitor by the bridge and *1)."""
+    return parse_rec(ev.get("ChanVariable(PBX_REC)"))[1] or ""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pbx_bridge.calls.tracker import Tracker, call_id
+import pytest
+
+from pbx_bridge.calls.tracker import Tracker, call_id, parse_rec, rec_value
 
 DEV = {"PJSIP/0003*210": "0003*210", "PJSIP/0003*211": "0003*211"}
 
@@ -67,3 +69,37 @@ def test_resync_drops_what_asterisk_no_longer_has_and_keeps_view_ids() -> None:
     assert set(t.channels) == {"100.2"}
     (call,) = t.calls.values()
     assert call.view_ids["0003*211"] == "02"  # the id it had, not renumbered
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1795849232.250|3/0003*210/2026-11-28/abc-01-062032.wav",
+         (1795849232.25, "3/0003*210/2026-11-28/abc-01-062032.wav")),
+        ("1795849232", (1795849232.0, None)),  # a bare epoch, as bridges wrote it before
+        ("1795849232|", (1795849232.0, None)),
+        ("", (None, None)),
+        (None, (None, None)),
+        ("nan|x.wav", (None, None)),
+        ("garbage|x.wav", (None, None)),
+        ("1|/a|b.wav", (1.0, "/a|b.wav")),  # only the first "|" separates
+    ],
+)
+def test_pbx_rec_values(value: str | None, expected: tuple) -> None:
+    assert parse_rec(value) == expected
+    if expected[1] is not None:
+        assert parse_rec(rec_value(value.partition("|")[0], expected[1])) == expected
+
+
+def test_recording_and_its_file_come_from_pbx_rec_on_events_and_resync() -> None:
+    rec = {"ChanVariable(PBX_REC)": "1795849240.000|3/0003*210/d/f-01-062040.wav"}
+    live = Tracker(DEV)
+    live.feed(chan("100.1", "100.1", "PJSIP/0003*210-1"))
+    live.feed({**chan("100.1", "100.1", "PJSIP/0003*210-1"), "Event": "MixMonitorStart", **rec})
+    (ch,) = live.channels.values()
+    assert (ch.recording, ch.rec_file) == (1795849240.0, "3/0003*210/d/f-01-062040.wav")
+    fresh = Tracker(DEV)
+    fresh.resync([{**chan("100.1", "100.1", "PJSIP/0003*210-1"), "Event": "CoreShowChannel",
+                   **rec}])
+    (ch,) = fresh.channels.values()
+    assert (ch.recording, ch.rec_file) == (1795849240.0, "3/0003*210/d/f-01-062040.wav")
