@@ -28,6 +28,9 @@ MAX_PHONES = 40  # at once per sandbox: their ports stay inside the sandbox's po
 _ports = itertools.count(0)
 
 
+_MENU_TONES = ("ring", "callwaiting", "ringback")  # the ones that play while a call rings
+
+
 class PhoneError(RuntimeError):
     pass
 
@@ -123,6 +126,13 @@ class Phone:
                     f"audio_player aufile,{self.inner_dir}/heard.wav",
                     f"audio_source {source}",
                     "audio_alert aufile,/dev/null",
+                    # No ring or ringback tones: each is a player on its own aufile
+                    # thread, and stopping one while the call's audio starts hung
+                    # baresip 1.1's main loop (accept / CALL_ESTABLISHED never came) in
+                    # about one of two ten-scenario capture runs. A missing ring file is
+                    # only logged. (Not the hangup tone: its failure fails `hangup`.)
+                    "ringback_disabled yes",
+                    *(f"{tone}_aufile none" for tone in _MENU_TONES),
                     "ausrc_srate 48000",  # ausine needs 48 kHz (resampled to the codec)
                     "auplay_srate 8000",
                     f"rtp_ports {rtp}-{rtp + 19}",
@@ -230,7 +240,21 @@ class Phone:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(proc.name), signal.SIGKILL)
                     killed += 1
+        Phone._prune(sandbox)
         return killed
+
+    @staticmethod
+    def _prune(sandbox: Sandbox) -> None:
+        """Delete the folders (config, log, heard.wav) of phones whose test process is
+        gone: each run leaves its own, and a development root grew by 150 MB in a day.
+        A live process's folders stay, so a failing run's baresip logs can be read."""
+        base = sandbox.root / PHONES_DIR / sandbox.name
+        if not base.is_dir():
+            return
+        for folder in base.iterdir():
+            pid = folder.name.rsplit("-", 2)[-2] if folder.name.count("-") >= 2 else ""
+            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(folder, ignore_errors=True)
 
     async def stop(self) -> None:
         if self._read_task:
