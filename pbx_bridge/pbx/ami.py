@@ -24,6 +24,7 @@ import inspect
 import logging
 import random
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -134,6 +135,7 @@ class AmiClient:
         self.__secret = secret  # never logged, never in repr
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
+        self._last_answer = 0.0  # time.monotonic() of the last action response read
         self.action_timeout = action_timeout
         self.connect_timeout = connect_timeout
         self.backoff_base = backoff_base
@@ -528,12 +530,27 @@ class AmiClient:
                 self._queue.put_nowait(_DISCONNECTED)
 
     async def _ping_loop(self, writer: asyncio.StreamWriter) -> None:
-        """Watchdog: an unanswered Ping means a half-open link; drop it."""
+        """Watchdog: an unanswered Ping means a half-open link; drop it. Unless Asterisk
+        answered other actions after the Ping left: then both directions work and it is
+        only slow (it runs one connection's actions in order, and the Ping waits behind
+        a backlog), and dropping the link would add a reconnect and a resync to an
+        overloaded PBX. Events alone do not count: they flow even when our writes are
+        lost. A frozen PBX or a half-open link answers nothing at all."""
         while True:
             await asyncio.sleep(self.ping_interval)
+            sent = time.monotonic()
             try:
                 await self._request("Ping", None, self.ping_timeout)
             except AmiTimeout:
+                if self._last_answer > sent:
+                    log.info(
+                        "AMI at %s:%d answered no Ping within %.1fs but still answers "
+                        "actions; keeping the link",
+                        self.host,
+                        self.port,
+                        self.ping_timeout,
+                    )
+                    continue
                 log.warning(
                     "AMI at %s:%d did not answer Ping within %.1fs; dropping the link",
                     self.host,
@@ -576,6 +593,7 @@ class AmiClient:
         # An Event may carry a Response header too (OriginateResponse does): it is an
         # event all the same, never the answer to an action.
         if "Response" in msg and "Event" not in msg:
+            self._last_answer = time.monotonic()
             pending = self._pending.get(action_id) if action_id else None
             if action_id is not None and action_id == self._login_id and is_success(msg):
                 # Queue the marker now, before any event read after it.

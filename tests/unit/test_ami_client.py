@@ -337,6 +337,39 @@ async def test_unanswered_ping_drops_the_link_and_reconnects(
     assert is_success(await client.send_action("Ping"))
 
 
+async def test_a_busy_pbx_that_still_sends_keeps_its_link(
+    ami: FakeAmi, make_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A backlog: the Ping is not answered in time, but other actions still are (late):
+    both directions work, so the link stays. Events alone prove nothing (they flow
+    even when our writes are lost): with only events, and then silence, it is dropped."""
+    caplog.set_level(logging.INFO, logger="pbx_bridge.ami")
+    client = make_client(ami, ping_interval=0.05, ping_timeout=0.15, action_timeout=5.0)
+    ami.handlers["ping"] = lambda conn, action: None  # Pings wait behind the backlog
+    ami.handlers["setvar"] = lambda conn, action: conn.send_later(
+        0.1, {"Response": "Success", "ActionID": action["ActionID"]})
+    await started(client)
+    first = ami.current
+    deadline = time.monotonic() + 0.8
+    while time.monotonic() < deadline:  # a steady stream of slow answers
+        assert is_success(await client.send_action("Setvar", {"Variable": "A", "Value": "1"}))
+    assert ami.current is first and client.connected and client.reconnects == 0
+    assert any("still answers actions; keeping the link" in r.getMessage()
+               for r in caplog.records)
+
+    async def chatter() -> None:
+        while True:
+            await first.send({"Event": "Newexten", "Channel": "PJSIP/x-1", "Uniqueid": "1.1"})
+            await asyncio.sleep(0.02)
+
+    talking = asyncio.create_task(chatter())  # events only: not proof enough
+    try:
+        await ami.wait_logged_in(2)
+    finally:
+        talking.cancel()
+    assert ami.current is not first and client.reconnects >= 1
+
+
 # -- panoramisk defect 6: wrong credentials retried every 2 s forever -----------------
 
 
