@@ -14,8 +14,9 @@ Path resolution for ``/uapi/phoneCalls/{userId}/{extension}``, in this order:
    extension in the path (``@owner`` with ``@self`` is ``user_invalid``: there is no
    extension to take the owner from); an unknown numeric id is ``user_invalid``.
 4. A user outside the requester's context is ``access_denied``.
-5. An extension that does not belong to that user is ``extension_invalid``.
-6. An extension outside the requester's context is ``access_denied``.
+5. An extension outside the requester's context is ``access_denied``, whoever the path
+   names (``@me/<someone else's extension>`` is as forbidden as under its owner's id).
+6. An extension that does not belong to that user is ``extension_invalid``.
 
 ``resolve_target`` runs all of it; the smaller functions are its parts.
 """
@@ -183,11 +184,13 @@ def resolve_user(
 def check_extension_of_user(
     principal: Principal, user: User, extension: Extension, directory: Directory
 ) -> None:
-    """ExtensionInvalid if the extension is not the user's; AccessDenied if outside context."""
-    if extension.owner != user.id:
-        raise ExtensionInvalid(f"extension {extension.number!r} does not belong to user {user.id}")
+    """AccessDenied if the extension is outside the principal's context (whoever the path
+    names: ``@me/<a foreign extension>`` is as forbidden as ``<its owner>/<it>``);
+    otherwise ExtensionInvalid if it is not the user's."""
     if not can_act_on(principal, extension, directory):
         raise AccessDenied(f"extension {extension.number!r} is outside your context")
+    if extension.owner != user.id:
+        raise ExtensionInvalid(f"extension {extension.number!r} does not belong to user {user.id}")
 
 
 def visible_extensions(principal: Principal, user: User, directory: Directory) -> list[Extension]:

@@ -106,12 +106,12 @@ CASES = [
     (JOHN, "@owner", "0003*210", ["0003*210"]),
     (JOHN, "@me", "@self", ["0003*210", "0003*211"]),
     (JOHN, "12", "@self", ["0003*210", "0003*211"]),
-    (JOHN, "@me", "0003*212", ExtensionInvalid),  # sibling's extension, not @me's
+    (JOHN, "@me", "0003*212", AccessDenied),  # sibling's extension: outside the context
     (JOHN, "@owner", "0003*212", AccessDenied),  # owner 13 is outside the context
     (JOHN, "13", "0003*212", AccessDenied),
     (JOHN, "13", "@self", AccessDenied),
-    (JOHN, "12", "0003*212", ExtensionInvalid),
-    (JOHN, "@me", "0004*210", ExtensionInvalid),
+    (JOHN, "12", "0003*212", AccessDenied),
+    (JOHN, "@me", "0004*210", AccessDenied),
     (JOHN, "@owner", "0004*210", AccessDenied),
     (JOHN, "20", "0004*210", AccessDenied),
     (JOHN, "2", "@self", AccessDenied),  # the organization account is not John's to see
@@ -123,7 +123,7 @@ CASES = [
     (ORG3, "13", "@self", ["0003*212", "0003*213"]),
     (ORG3, "@me", "@self", []),  # owns no extension itself
     (ORG3, "@me", "0003*210", ExtensionInvalid),  # 0003*210 is user 12's, not @me's
-    (ORG3, "12", "0003*212", ExtensionInvalid),
+    (ORG3, "12", "0003*212", ExtensionInvalid),  # within the context, not user 12's
     (ORG3, "@owner", "0004*210", AccessDenied),
     (ORG3, "20", "0004*210", AccessDenied),
     (ORG3, "20", "@self", AccessDenied),

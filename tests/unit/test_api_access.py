@@ -92,12 +92,23 @@ async def test_self_of_another_user(api: Api, calls: dict[str, str], who: str, t
         assert await error_of(resp) == (403, "access_denied")
 
 
-@pytest.mark.parametrize("who", ["john", "org3", "admin"])
-async def test_me_with_an_extension_that_is_not_mine(api: Api, calls, who: str) -> None:
-    """``@me`` names the token's user: another user's extension under it is
-    extension_invalid (org3 and admin own no extension at all)."""
-    resp = await api.get("/uapi/phoneCalls/@me/0003*213", who=who)
-    assert await error_of(resp) == (400, "extension_invalid")
+@pytest.mark.parametrize(
+    ("who", "expected"),
+    [("john", (403, "access_denied")), ("org3", (400, "extension_invalid")),
+     ("admin", (400, "extension_invalid"))],
+)
+async def test_me_with_an_extension_that_is_not_mine(api: Api, calls, who: str,
+                                                     expected: tuple[int, str]) -> None:
+    """``@me`` names the token's user. Jane's 0003*213 under it: outside John's context,
+    so access_denied (as under its owner's id); within the organization's and the
+    admin's, but not theirs (they own no extension), so extension_invalid."""
+    for method in ("get", "put"):
+        if method == "get":
+            resp = await api.get("/uapi/phoneCalls/@me/0003*213", who=who)
+        else:
+            resp = await api.put(f"/uapi/phoneCalls/@me/0003*213/{calls['sibling']}",
+                                 {"action": "StopRecording", "phoneCallViewId": "01"}, who=who)
+        assert await error_of(resp) == expected, method
 
 
 async def test_a_foreign_call_is_indistinguishable_from_a_missing_one(

@@ -47,7 +47,6 @@ async def test_user_invalid(api: Api, user: str) -> None:
     [
         "abc",
         "0003*999",  # well-formed, unknown
-        "0003*212",  # Jane's, not @me's (John)
         "0003**210",
         "*210",
         "@SELF",
