@@ -253,7 +253,7 @@ class Phone:
             return
         for folder in base.iterdir():
             pid = folder.name.rsplit("-", 2)[-2] if folder.name.count("-") >= 2 else ""
-            if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            if pid.isascii() and pid.isdigit() and not Path(f"/proc/{pid}").exists():
                 shutil.rmtree(folder, ignore_errors=True)
 
     async def stop(self) -> None:

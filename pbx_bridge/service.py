@@ -289,6 +289,8 @@ class Bridge:
             raise ViewState("the call has ended")
         ch = self.tracker.recording_channel(call, extension)
         if ch is None:
+            if not call.channels_of(extension):
+                raise ViewState("the view has hung up")
             raise ViewState("the view is not answered")
         return ch
 

@@ -151,10 +151,12 @@ def _find_call(request: web.Request, target: access.Target, call_id: str) -> Cal
 
 
 def _find_view(request: web.Request, principal: Principal, call: Call, view_id: str) -> Extension:
+    """The extension of a view of the call the requester may act on. A view whose leg
+    has hung up while the call goes on is still found: recording it is then 409
+    (pc_phonecallview_state, "already hung up"), stopping it a no-op."""
     directory = request.app[DIRECTORY]
-    present = set(call.extensions())
     for number, vid in call.view_ids.items():
-        if vid != view_id or number not in present:
+        if vid != view_id:
             continue
         ext = directory.extension(number)
         if ext is not None and access.can_act_on(principal, ext, directory):

@@ -316,7 +316,7 @@ class Tracker:
 
     def _update(self, ch: Channel, ev: Event, p: str, ts: float) -> None:
         state = ev.get(p + "ChannelState")
-        if state is not None and state.isdigit():
+        if state is not None and state.isascii() and state.isdigit():  # not "²"
             ch.state = int(state)
             if ch.state == _STATE_UP and ch.answered is None:
                 ch.answered = ts
@@ -390,7 +390,7 @@ class Tracker:
             linked, _, rest = ch.view_tag.partition("|")
             tagged = rest.partition("|")[0]
             free = tagged not in call.view_ids.values()
-            if linked == call.linkedid and tagged.isdigit() and free:
+            if linked == call.linkedid and tagged.isascii() and tagged.isdigit() and free:
                 vid = tagged
                 call.next_view = max(call.next_view, int(tagged) + 1)
             if vid is None:

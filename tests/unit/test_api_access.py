@@ -159,10 +159,31 @@ async def test_a_view_the_requester_may_not_act_on(api: Api) -> None:
 
 
 async def test_a_view_that_left_the_call(api: Api) -> None:
-    """A view whose extension hung up is no longer one that can be acted on."""
-    call = api.pbx.call("PJSIP/0003*210", "PJSIP/0003*211")
+    """A view whose leg hung up while the call goes on: recording it is 409
+    pc_phonecallview_state ("already hung up", CONTRACT section 2), stopping it a no-op
+    (200); no AMI action either way. Under a requester who may not act on it, it stays
+    indistinguishable from a view that never was (400)."""
+    call = api.pbx.call("PJSIP/0003*210", "PJSIP/0003*212")  # John calls Jane
+    _a, b = api.pbx.last
+    api.pbx.hangup(b)  # Jane's leg ends; John's channel is still there
+    url = f"/uapi/phoneCalls/12/0003*210/{call.id}"
+    resp = await api.put(url, {"action": "StartRecording", "phoneCallViewId": "02"}, who="org3")
+    assert await error_of(resp) == (403, "pc_recording_disabled")  # Jane's 0003*212: off
+    resp = await api.put(url, {"action": "StopRecording", "phoneCallViewId": "02"}, who="org3")
+    assert resp.status == 200
+    assert [v["id"] for v in (await resp.json())["phoneCallView"]] == ["01"]
+    resp = await api.put(url, {"action": "StopRecording", "phoneCallViewId": "02"}, who="john")
+    assert await error_of(resp) == (400, "pc_phonecallview_invalid")  # not John's to see
+
+    call = api.pbx.call("PJSIP/0003*210", "PJSIP/0003*211")  # John's two lines
     _a, b = api.pbx.last
     api.pbx.hangup(b)
-    body = {"action": "StopRecording", "phoneCallViewId": "02"}
-    resp = await api.put(f"/uapi/phoneCalls/@me/0003*210/{call.id}", body)
-    assert await error_of(resp) == (400, "pc_phonecallview_invalid")
+    url = f"/uapi/phoneCalls/@me/0003*210/{call.id}"
+    resp = await api.put(url, {"action": "StartRecording", "phoneCallViewId": "02"})
+    assert await error_of(resp) == (409, "pc_phonecallview_state")
+    assert "hung up" in (await resp.json())["error"]["message"]
+    resp = await api.put(url, {"action": "StopRecording", "phoneCallViewId": "02"})
+    assert resp.status == 200
+    resp = await api.put(url, {"action": "StopRecording", "phoneCallViewId": "03"})
+    assert await error_of(resp) == (400, "pc_phonecallview_invalid")  # never a view
+    assert api.spy.calls == []

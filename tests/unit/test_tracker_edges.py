@@ -103,3 +103,14 @@ def test_recording_and_its_file_come_from_pbx_rec_on_events_and_resync() -> None
                    **rec}])
     (ch,) = fresh.channels.values()
     assert (ch.recording, ch.rec_file) == (1795849240.0, "3/0003*210/d/f-01-062040.wav")
+
+
+def test_non_ascii_digits_in_numeric_fields_are_ignored() -> None:
+    """"²".isdigit() is True but int("²") raises: found by the hypothesis test."""
+    t = Tracker(DEV)
+    t.feed(chan("100.1", "100.1", "PJSIP/0003*210-1", state="²",
+                **{"ChanVariable(PBX_VIEW)": "100.1|٠²|1795849232"}))
+    (ch,) = t.channels.values()
+    assert ch.state == 0
+    (call,) = t.calls.values()
+    assert call.view_ids == {"0003*210": "01"}
