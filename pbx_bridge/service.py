@@ -34,6 +34,10 @@ _REC_VAR = "ChanVariable(PBX_REC)"
 # alone once AMI has trimmed the trailing tabs.
 _MIXMONITOR_ID = re.compile(r"^0x[0-9a-fA-F]+(?:\t|$)", re.MULTILINE)
 RESYNC_INTERVAL = 300.0  # a periodic safety net against any event Asterisk never sent
+# A refused or timed-out automatic ("always") start is retried after 5, 10, 20... s,
+# at most a minute apart, for as long as the channel lives.
+AUTO_RETRY_FIRST = 5.0
+AUTO_RETRY_CAP = 60.0
 
 
 class PbxUnavailable(Exception):
@@ -88,6 +92,7 @@ class Bridge:
         self.tracker = Tracker(self._device_map(), clock=clock)
         self._always = self._always_recorded()
         self._auto_tried: set[str] = set()  # uniqueids an automatic start was tried on
+        self._auto_failures: dict[str, int] = {}  # uniqueid -> failed automatic starts
         self.metrics = Metrics()
         self.ready = False
         self._changed = asyncio.Condition()
@@ -123,6 +128,9 @@ class Bridge:
     def reload_directory(self) -> None:
         self.tracker.set_devices(self._device_map())
         self._always = self._always_recorded()
+        # A setup switched to "always" (again) applies to the calls already up, whatever
+        # was tried on them before; views that record already are left alone by due().
+        self._auto_tried.clear()
         if self.ami.connected:
             self._spawn(self._sync_policy())
             self._record_always_sweep()
@@ -145,8 +153,14 @@ class Bridge:
         resp, items = await self.ami.send_list_action("CoreShowChannels")
         if not is_success(resp):
             raise AmiError(f"CoreShowChannels refused: {resp.get('Message')}")
-        if check_recordings:
-            items = [await self._checked_recording(ev) for ev in items]
+        if check_recordings or self._in_doubt:
+            # After a reconnect every PBX_REC is checked; otherwise those of views whose
+            # start timed out (the reservation may stand without a MixMonitor behind it).
+            items = [
+                await self._checked_recording(ev)
+                if check_recordings or self._doubtful(ev) else ev
+                for ev in items
+            ]
         self.tracker.set_devices(self._device_map())
         self.tracker.resync(items)
         self.metrics.resyncs += 1
@@ -172,6 +186,10 @@ class Bridge:
         log.info("%s: PBX_REC set but no MixMonitor running; releasing it", channel)
         self._spawn(self._setvar(channel, "PBX_REC", ""))
         return {**ev, _REC_VAR: ""}
+
+    def _doubtful(self, ev: dict[str, str]) -> bool:
+        ext = self.tracker.extension_of(ev.get("Channel", ""))
+        return ext is not None and (ev.get("Linkedid", ""), ext) in self._in_doubt
 
     async def _runs_mixmonitor(self, channel: str) -> bool | None:
         """Does Asterisk run a MixMonitor on the channel (`mixmonitor list`, over AMI
@@ -369,11 +387,30 @@ class Bridge:
         try:
             await self.start_recording(call, ext, ext.recording.format)
         except (PbxUnavailable, PbxTimeout, ViewState, PbxRefused, AmiError) as exc:
-            log.warning("recording always: %s (%s) not started: %s", ext.number, ch.name, exc)
+            failures = self._auto_failures.get(ch.uniqueid, 0) + 1
+            self._auto_failures[ch.uniqueid] = failures
+            delay = min(AUTO_RETRY_CAP, AUTO_RETRY_FIRST * 2 ** (failures - 1))
+            log.warning(
+                "recording always: %s (%s) not started: %s; retrying in %.0f s",
+                ext.number, ch.name, exc, delay,
+            )
+            await asyncio.sleep(delay)
+            # Retry while the channel lives: a mandatory recording must not stay lost
+            # to one refused or timed-out start (after a timeout, start_recording asks
+            # Asterisk first, so a start that did run is never doubled).
+            self._auto_tried.discard(ch.uniqueid)
+            current = self.tracker.calls.get(ch.linkedid)
+            if current is not None and self.ready:
+                self._record_always(current)
         else:
+            self._auto_failures.pop(ch.uniqueid, None)
             log.info("recording always: started on %s (%s)", ext.number, ch.name)
         if len(self._auto_tried) > 4 * len(self.tracker.channels) + 64:
             self._auto_tried &= self.tracker.channels.keys()
+        if len(self._auto_failures) > 4 * len(self.tracker.channels) + 64:
+            self._auto_failures = {
+                k: v for k, v in self._auto_failures.items() if k in self.tracker.channels
+            }
 
     async def _earlier_start_ran(self, call: Call, ext: Extension, ch: Channel) -> bool:
         """After a StartRecording timed out, its Setvar/MixMonitor actions may still be

@@ -210,6 +210,10 @@ class Tracker:
                     self._attach(ch)
 
     # ------------------------------------------------------------------ queries
+    def extension_of(self, channel_name: str) -> str | None:
+        """The local extension a channel name belongs to, if any."""
+        return self._devices.get(device_of(channel_name))
+
     def call(self, public_id: str) -> Call | None:
         return self._by_id.get(public_id)
 

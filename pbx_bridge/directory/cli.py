@@ -152,7 +152,13 @@ def register(sub: argparse._SubParsersAction) -> None:
             "TOKEN=$(pbx-bridge token issue --app ID) works). Its expiry goes to stderr."
         ),
     )
-    issue.add_argument("--app", required=True, metavar="CLIENT_ID", help="the app's client id")
+    issue.add_argument(
+        "--app",
+        required=True,
+        metavar="CLIENT_ID",
+        help="the app's client id (an id that begins with '-', from before ids were hex: "
+        "--app=ID)",
+    )
     issue.add_argument(
         "--ttl",
         type=_positive_int,

@@ -1,0 +1,122 @@
+"""The bridge's "always" recording loop under injected faults (tests/fakeami.py stands in
+for Asterisk only to refuse a MixMonitor; that recording works at all is proven on the
+real Asterisk in tests/e2e/test_record_always.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from pbx_bridge import service
+from pbx_bridge.directory.models import DirectoryFile, RecordingSetup
+from pbx_bridge.service import Bridge
+from tests.fakeami import FakeAmi, FakeConnection
+from tests.unit.api_support import make_directory, make_settings
+
+JANE = "0003*213"  # recording on, triggered always (config/directory.example.toml)
+UID = "1795849232.7"
+
+
+def _channel(event: str, name: str, uid: str, state: str) -> dict[str, str]:
+    return {"Event": event, "Channel": name, "ChannelState": state, "CallerIDNum": JANE,
+            "CallerIDName": "Jane", "Exten": "7778888", "Context": "from-internal",
+            "Uniqueid": uid, "Linkedid": UID, "Timestamp": "1795849232.5"}
+
+
+async def _no_channels(conn: FakeConnection, action: dict[str, str]) -> None:
+    aid = action["ActionID"]
+    await conn.send({"Response": "Success", "ActionID": aid, "EventList": "start"})
+    await conn.send({"Event": "CoreShowChannelsComplete", "ActionID": aid,
+                     "EventList": "Complete", "ListItems": "0"})
+
+
+class RefuseFirst:
+    """MixMonitor: an Error the first ``n`` times, then Success."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.seen = 0
+
+    async def __call__(self, conn: FakeConnection, action: dict[str, str]) -> None:
+        self.seen += 1
+        ok = self.seen > self.n
+        await conn.send({"Response": "Success" if ok else "Error",
+                         "ActionID": action["ActionID"],
+                         "Message": "Started" if ok else "Cannot start MixMonitor"})
+
+
+@pytest.fixture
+async def rig(tmp_path, monkeypatch) -> AsyncIterator[tuple[Bridge, FakeAmi, RefuseFirst]]:
+    monkeypatch.setattr(service, "AUTO_RETRY_FIRST", 0.05)
+    fake = FakeAmi(username="pbx-bridge", secret="test-secret")
+    refuse = RefuseFirst(2)
+    fake.handlers["coreshowchannels"] = _no_channels
+    fake.handlers["mixmonitor"] = refuse
+    await fake.start()
+    base = make_settings(tmp_path)
+    settings = base.model_copy(update={"ami": base.ami.model_copy(update={"port": fake.port})})
+    bridge = Bridge(settings, make_directory(settings))
+    await bridge.start()
+    try:
+        async with asyncio.timeout(5):
+            while not bridge.ready:
+                await asyncio.sleep(0.01)
+        yield bridge, fake, refuse
+    finally:
+        await bridge.close()
+        await fake.close()
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_refused_automatic_start_is_retried_until_it_runs(rig) -> None:
+    bridge, fake, refuse = rig
+    await fake.send_event(_channel("Newchannel", f"PJSIP/{JANE}-00000007", UID, "4"))
+    await _until(lambda: bridge.tracker.channels)
+    (ch,) = bridge.tracker.channels.values()
+    await asyncio.sleep(0.1)
+    assert not fake.actions_named("MixMonitor")  # ringing: nothing to record yet
+    await fake.send_event(_channel("Newstate", f"PJSIP/{JANE}-00000007", UID, "6"))
+    await _until(lambda: ch.recording is not None)
+    assert refuse.seen == 3  # refused twice, then started
+    # Every attempt reserved the view first and the refused ones released it again.
+    rec = [a for a in fake.actions_named("Setvar") if a.get("Variable") == "PBX_REC"]
+    assert [bool(a.get("Value")) for a in rec] == [True, False, True, False, True]
+    await asyncio.sleep(0.3)
+    assert refuse.seen == 3  # recording now: no more starts
+    assert bridge.metrics.recordings_started == 1 and bridge.metrics.recordings_failed == 2
+
+
+async def test_no_retry_once_the_channel_is_gone(rig) -> None:
+    bridge, fake, refuse = rig
+    refuse.n = 10**6
+    await fake.send_event(_channel("Newchannel", f"PJSIP/{JANE}-00000007", UID, "6"))
+    await _until(lambda: refuse.seen >= 1)
+    await fake.send_event({**_channel("Hangup", f"PJSIP/{JANE}-00000007", UID, "6"),
+                           "Cause": "16"})
+    await _until(lambda: not bridge.tracker.channels)
+    seen = refuse.seen
+    await asyncio.sleep(0.5)  # several retry delays
+    assert refuse.seen == seen
+
+
+async def test_switching_a_setup_to_always_records_calls_already_up(rig) -> None:
+    bridge, fake, refuse = rig
+    refuse.n = 0
+    await fake.send_event(_channel("Newchannel", "PJSIP/0003*212-00000009", "1795849232.9",
+                                   "6") | {"Linkedid": "1795849232.9", "CallerIDNum": "0003*212"})
+    await asyncio.sleep(0.2)
+    assert refuse.seen == 0  # 0003*212: call recording off
+    ext = bridge.directory.extension("0003*212")
+    bridge.directory.load(DirectoryFile(extensions=[ext.model_copy(update={
+        "recording": RecordingSetup(enabled=True, trigger="always", format="wav49")})]))
+    bridge.reload_directory()
+    await _until(lambda: refuse.seen == 1)
+    (mixmonitor,) = fake.actions_named("MixMonitor")
+    assert mixmonitor["File"].endswith(".WAV")  # the extension's own format: wav49
