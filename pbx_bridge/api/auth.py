@@ -39,9 +39,11 @@ def _unauthorized(message: str, *, invalid_token: bool) -> ApiError:
 def extract_token(request: web.Request) -> str | None:
     """The token the request carries (not yet checked), or None if it carries none.
 
-    Raises 401 if the first place holding credentials holds something that is not a
-    Bearer token (another scheme, several query values, ...).
+    The places are tried in order. A header with another scheme (say, Basic auth a proxy
+    added) is passed over for the next place; if no place holds a token, that is the
+    401's message. Several values in one place are ambiguous: 401.
     """
+    other_scheme: str | None = None
     for name in TOKEN_HEADERS:
         values = request.headers.getall(name, [])
         if not values:
@@ -50,14 +52,17 @@ def extract_token(request: web.Request) -> str | None:
             raise _unauthorized(f"more than one {name} header", invalid_token=False)
         match = _SCHEME.fullmatch(values[0])
         if match is None:
-            raise _unauthorized(f"the {name} header is not a Bearer token", invalid_token=False)
+            other_scheme = other_scheme or f"the {name} header is not a Bearer token"
+            continue
         return match.group(1)
     values = request.rel_url.query.getall(QUERY_TOKEN, [])
-    if not values:
-        return None
     if len(values) > 1:
         raise _unauthorized(f"more than one {QUERY_TOKEN} parameter", invalid_token=False)
-    return values[0]
+    if values:
+        return values[0]
+    if other_scheme:
+        raise _unauthorized(other_scheme, invalid_token=False)
+    return None
 
 
 def authenticate(request: web.Request, directory: Directory) -> Principal:

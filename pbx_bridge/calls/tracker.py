@@ -535,6 +535,8 @@ class Tracker:
         name = call.origin_name if call.origin_name not in ("", "<unknown>") else ""
         if not num and not name:
             return None
+        if not num:
+            return name  # "Name <>" would promise a number there is none of
         return f"{name} <{num}>" if name else f"<{num}>"
 
     def _ends(self, call: Call, ext: str) -> tuple[list[str] | None, list[str] | None]:

@@ -62,6 +62,23 @@ async def test_authorization_wins_over_the_query(api: Api) -> None:
     assert resp.status == 401
 
 
+async def test_another_scheme_is_passed_over_for_the_other_places(api: Api) -> None:
+    """A Basic Authorization header (say, from a proxy) does not hide the bearer token
+    in Authentication or accessRequestToken; a bad Bearer token is not passed over."""
+    basic = {"Authorization": "Basic am9objpzZWNyZXQ="}
+    token = api.apps.token["john"]
+    resp = await api.get(LIST, who=None, headers={**basic, "Authentication": f"Bearer {token}"})
+    assert resp.status == 204
+    resp = await api.get(LIST, who=None, headers=basic, params={"accessRequestToken": token})
+    assert resp.status == 204
+    resp = await api.get(LIST, who=None, headers={**basic, "Authentication": "Bearer nope"},
+                         params={"accessRequestToken": token})
+    assert await error_of(resp) == (401, "unauthorized")
+    resp = await api.get(LIST, who=None, headers=basic)
+    assert await error_of(resp) == (401, "unauthorized")
+    assert "not a Bearer token" in (await resp.json())["error"]["message"]
+
+
 @pytest.mark.parametrize(
     "headers",
     [

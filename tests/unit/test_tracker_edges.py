@@ -114,3 +114,16 @@ def test_non_ascii_digits_in_numeric_fields_are_ignored() -> None:
     assert ch.state == 0
     (call,) = t.calls.values()
     assert call.view_ids == {"0003*210": "01"}
+
+
+@pytest.mark.parametrize(
+    ("num", "name", "expected"),
+    [("0003*210", "John", "John <0003*210>"), ("7778888", "", "<7778888>"),
+     ("", "Bob", "Bob"), ("<unknown>", "Bob", "Bob"), ("", "", None),
+     ("<unknown>", "<unknown>", None)],
+)
+def test_caller_id(num: str, name: str, expected: str | None) -> None:
+    t = Tracker(DEV)
+    t.feed(chan("100.1", "100.1", "PJSIP/pstn-1", CallerIDNum=num, CallerIDName=name))
+    (call,) = t.calls.values()
+    assert Tracker._caller_id(call) == expected
