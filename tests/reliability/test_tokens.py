@@ -117,8 +117,8 @@ async def test_bad_tokens(rig: Rig) -> None:
             r = await api.request(route, path.replace("@me", "12"), token=token,
                                   json_body=START if route == "PUT" else None)
             assert (r.status, r.code) == (403, "access_denied"), r.text
-        r = await api.request("GET", LIST, token=token)  # @me is *their* user
-        assert (r.status, r.code) == (400, "extension_invalid"), r.text
+        r = await api.request("GET", LIST, token=token)  # @me is *their* user, and
+        assert (r.status, r.code) == (403, "access_denied"), r.text  # 0003*210 not theirs
     # A second app of John's is John: same context.
     second, _ = directory.create_app(JOHN, "second app")
     r = await api.request("GET", LIST, token=directory.issue_token(second)[0])
