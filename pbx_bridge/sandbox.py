@@ -284,16 +284,20 @@ class Sandbox:
     def running(self) -> bool:
         return self.pid() is not None
 
+    def busy_ports(self) -> list[int]:
+        """This instance's TCP ports (AMI, HTTP) that something else listens on."""
+        return [port for port in (self.ami_port, self.http_port) if _port_busy(port)]
+
     def start(self, timeout: float = 60.0, *, fresh: bool = True) -> None:
         """Start Asterisk and return once it is fully booted and AMI answers."""
         if self.running():
             raise SandboxError(f"sandbox '{self.name}' already running (pid {self.pid()})")
-        for port in (self.ami_port, self.http_port):
-            if _port_busy(port):
-                raise SandboxError(
-                    f"port {port} on 127.0.0.1 is in use: another Asterisk running? "
-                    "(pbx-bridge sandbox stop)"
-                )
+        busy = self.busy_ports()
+        if busy:
+            raise SandboxError(
+                f"port {busy[0]} on 127.0.0.1 is in use: another Asterisk running? "
+                "(pbx-bridge sandbox stop)"
+            )
         if fresh or not (self.instance_dir / "etc" / "asterisk.conf").exists():
             self.prepare()
         log = open(self.log_file, "ab")

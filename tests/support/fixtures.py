@@ -18,12 +18,22 @@ from pbx_bridge.phones import Phone
 from pbx_bridge.sandbox import Sandbox, SandboxError
 from tests.support.pbx import EventLog, connect_ami, wait_no_channels
 
+# Port offsets tried when the default ports are taken and none was given.
+_FALLBACK_OFFSETS = (1000, 2000, 3000, 4000)
+
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
     sb = Sandbox(name=os.environ.get("PBX_BRIDGE_SANDBOX_NAME", "test"))
     try:
         sb.stop()  # a previous run that died may have left it running
+        if sb.busy_ports() and "PBX_BRIDGE_SANDBOX_PORT_OFFSET" not in os.environ:
+            # Something else (say, `make demo`) holds the default ports: move aside
+            # rather than fail, as a newcomer running the README's two commands would.
+            for offset in _FALLBACK_OFFSETS:
+                sb.port_offset = offset
+                if not sb.busy_ports():
+                    break
         sb.start(timeout=90)
     except SandboxError as exc:
         pytest.fail(f"the real Asterisk sandbox could not start: {exc}", pytrace=False)
