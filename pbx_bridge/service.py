@@ -372,8 +372,13 @@ class Bridge:
                 ch.recording, ch.rec_file = float(stamp), path
 
     # ------------------------------------------------------------ recording "always"
+    def _forget_gone_channels(self) -> None:
+        live = self.tracker.channels.keys()
+        self._auto_tried &= live
+        self._auto_failures = {k: v for k, v in self._auto_failures.items() if k in live}
+
     def _record_always_sweep(self) -> None:
-        self._auto_tried &= self.tracker.channels.keys()
+        self._forget_gone_channels()
         if self._always and self.ready:
             for call in list(self.tracker.calls.values()):
                 self._record_always(call)
@@ -405,12 +410,9 @@ class Bridge:
         else:
             self._auto_failures.pop(ch.uniqueid, None)
             log.info("recording always: started on %s (%s)", ext.number, ch.name)
+        # Bounded between sweeps too (they come every RESYNC_INTERVAL).
         if len(self._auto_tried) > 4 * len(self.tracker.channels) + 64:
-            self._auto_tried &= self.tracker.channels.keys()
-        if len(self._auto_failures) > 4 * len(self.tracker.channels) + 64:
-            self._auto_failures = {
-                k: v for k, v in self._auto_failures.items() if k in self.tracker.channels
-            }
+            self._forget_gone_channels()
 
     async def _earlier_start_ran(self, call: Call, ext: Extension, ch: Channel) -> bool:
         """After a StartRecording timed out, its Setvar/MixMonitor actions may still be
