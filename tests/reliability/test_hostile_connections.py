@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import statistics
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -345,3 +346,31 @@ async def test_put_content_type(tmp_path: Path, ctype: str | None, status: int) 
         async with s.http.put(s.base + f"/uapi/phoneCalls/@me/{A}/0123abc", data=body,
                               headers={"Content-Type": "text/plain"}) as r:
             assert r.status == 401
+
+
+# --------------------------------------------------------------------------- item 1
+
+
+async def test_redos_header_costs_what_a_bad_token_costs(tmp_path: Path) -> None:
+    """`Bearer` + 8,000 spaces + `a b` in the token headers, over a real socket: answered
+    401 like any bad token, in about the time of one (it took 0.1-0.85 s per request with
+    the old regex, ~500 times a bad token)."""
+    async with served(tmp_path) as s:
+        url = s.base + f"/uapi/phoneCalls/@me/{A}"
+        cases = {
+            "bad_token": {"Authorization": "Bearer nope"},
+            "authorization_8000_spaces": {"Authorization": "Bearer" + " " * 8000 + "a b"},
+            "authentication_8000_spaces": {"Authentication": "Bearer" + " " * 8000 + "a b"},
+        }
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(30):
+            for name, headers in cases.items():
+                t0 = time.perf_counter()
+                async with s.http.get(url, headers=headers) as r:
+                    await r.read()
+                    assert r.status == 401
+                times[name].append(time.perf_counter() - t0)
+        medians = {name: statistics.median(t) for name, t in times.items()}
+        for name in ("authorization_8000_spaces", "authentication_8000_spaces"):
+            assert medians[name] < 20 * medians["bad_token"], medians
+    report("redos_header", **{f"{k}_median_ms": round(v * 1000, 3) for k, v in medians.items()})
