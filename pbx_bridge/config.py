@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -95,13 +96,59 @@ class _Section(BaseModel):
 # --------------------------------------------------------------------------- sections
 
 
+def _base_url(value: str) -> str:
+    return _http_url(value) if value else ""
+
+
+def _unset_if_empty(value: Any) -> Any:
+    return None if value == "" else value
+
+
+def _wildcard(host: str) -> bool:
+    return host in ("0.0.0.0", "::", "")
+
+
 class HttpSettings(_Section):
     host: Text = "127.0.0.1"
     port: Port = 8080
-    # Absolute base of the `link.self` URLs (no trailing slash; one is stripped).
-    public_base_url: HttpUrl = "http://127.0.0.1:8080"
+    # Absolute base of the `link.self` URLs (no trailing slash; one is stripped). ""
+    # (the default): follows the listener, `http(s)://<host>:<port>` (127.0.0.1 for a
+    # wildcard host), https when tls_cert is set.
+    public_base_url: Annotated[str, AfterValidator(_base_url)] = ""
     body_limit: Annotated[int, Field(gt=0)] = 16384
     request_timeout: Seconds = 10.0
+    # Hostile clients (issue 9): the request line and headers must be complete within
+    # header_timeout of the connection's start (or of the first byte of a later request
+    # on a kept-alive connection); an idle kept-alive connection is closed after
+    # keepalive_timeout; at most max_connections are open at once (more are closed at
+    # once). TLS handshakes must finish within header_timeout too.
+    header_timeout: Seconds = 10.0
+    keepalive_timeout: Seconds = 30.0
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    # Native HTTPS: PEM certificate chain and private key (both or neither). Re-read on
+    # SIGHUP (new connections get the new certificate).
+    tls_cert: Annotated[Path | None, BeforeValidator(_unset_if_empty)] = None
+    tls_key: Annotated[Path | None, BeforeValidator(_unset_if_empty)] = None
+
+    @model_validator(mode="after")
+    def _tls_and_base_url(self) -> HttpSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        for path in (self.tls_cert, self.tls_key):
+            if path is not None:
+                _no_control(str(path))
+        if not self.public_base_url:
+            scheme = "https" if self.tls_cert is not None else "http"
+            host = "127.0.0.1" if _wildcard(self.host) else self.host
+            if ":" in host:
+                host = f"[{host}]"  # an IPv6 literal
+            # frozen model: set the derived default the way pydantic itself stores fields
+            object.__setattr__(self, "public_base_url", _http_url(f"{scheme}://{host}:{self.port}"))
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
 
 class AmiSettings(_Section):

@@ -28,6 +28,7 @@ from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import token_handler
 from pbx_bridge.api.openapi import OPENAPI, build_document, openapi_handler
 from pbx_bridge.api.routes import BACKGROUND, add_routes
+from pbx_bridge.api.routing import finish_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.service import Bridge
@@ -152,6 +153,7 @@ def create_app(
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", metrics_handler, allow_head=False)
     app.router.add_post("/oauth/token", token_handler)
+    finish_routes(app)  # after every route: trailing-slash twins, Expect after auth
     app.on_response_prepare.append(_security_headers)
     if manage_bridge:
         app.cleanup_ctx.append(_bridge_lifetime)

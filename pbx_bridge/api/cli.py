@@ -1,22 +1,28 @@
 """``pbx-bridge serve [--config FILE]``: run the HTTP service and its AMI connection.
 
-Binds to ``http.host``:``http.port`` (loopback unless configured otherwise). SIGTERM and
-SIGINT shut down gracefully: the listener closes, requests in flight get
-``SHUTDOWN_TIMEOUT`` seconds to finish, the AMI connection is closed. Recordings in
-progress are Asterisk's (MixMonitor) and keep running.
+Binds to ``http.host``:``http.port`` (loopback unless configured otherwise), over TLS
+when ``http.tls_cert``/``tls_key`` are set (see :mod:`pbx_bridge.api.server` for the
+deadlines and caps on connections). SIGTERM and SIGINT shut down gracefully: the listener
+closes, requests in flight get ``SHUTDOWN_TIMEOUT`` seconds to finish, the AMI connection
+is closed. SIGHUP reloads the TLS certificate and key. Recordings in progress are
+Asterisk's (MixMonitor) and keep running.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
+import signal
 import sys
 import time
-
-from aiohttp import web
+from typing import TYPE_CHECKING
 
 from pbx_bridge.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from pbx_bridge.directory.store import Directory
 
 __all__ = ["SHUTDOWN_TIMEOUT", "register"]
 
@@ -49,46 +55,59 @@ def setup_logging(settings: Settings) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pbx_bridge.api.app import AccessLogger, create_app
     from pbx_bridge.directory.store import Directory
-    from pbx_bridge.service import Bridge
 
     settings = load_settings(args.config)
     setup_logging(settings)
-    log = logging.getLogger("pbx_bridge.serve")
     directory = Directory.open(
         settings.directory.database,
         token_ttl=settings.auth.token_ttl,
         max_token_ttl=settings.auth.max_token_ttl,
     )
-
-    async def make_app() -> web.Application:
-        # Built inside the running loop: the bridge creates asyncio objects.
-        return create_app(settings, directory, Bridge(settings, directory))
-
-    log.info(
-        "serving on http://%s:%d (AMI %s:%d, directory %s)",
-        settings.http.host,
-        settings.http.port,
-        settings.ami.host,
-        settings.ami.port,
-        settings.directory.database,
-    )
     try:
-        web.run_app(
-            make_app(),
-            host=settings.http.host,
-            port=settings.http.port,
-            access_log=logging.getLogger("pbx_bridge.access"),
-            access_log_class=AccessLogger,
-            shutdown_timeout=SHUTDOWN_TIMEOUT,
-            handle_signals=True,
-            print=None,
-        )
+        asyncio.run(_run(settings, directory))
     finally:
         directory.close()
-    log.info("stopped")
+    logging.getLogger("pbx_bridge.serve").info("stopped")
     return 0
+
+
+async def _run(settings: Settings, directory: Directory) -> None:
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."""
+    from pbx_bridge.api.app import AccessLogger, create_app
+    from pbx_bridge.api.server import HttpService
+    from pbx_bridge.service import Bridge
+
+    log = logging.getLogger("pbx_bridge.serve")
+    # Built inside the running loop: the bridge creates asyncio objects.
+    app = create_app(settings, directory, Bridge(settings, directory))
+    service = HttpService(
+        app,
+        settings.http,
+        shutdown_timeout=SHUTDOWN_TIMEOUT,
+        access_log=logging.getLogger("pbx_bridge.access"),
+        access_log_class=AccessLogger,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, service.reload_tls)
+    try:
+        await service.start()
+        log.info(
+            "serving on %s (AMI %s:%d, directory %s)",
+            service.url,
+            settings.ami.host,
+            settings.ami.port,
+            settings.directory.database,
+        )
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await service.close()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -98,7 +117,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=(
             "Run the UAPI PhoneCalls HTTP service next to Asterisk: connect to AMI, follow "
             "the calls, serve /uapi/phoneCalls, /healthz, /readyz, /metrics and "
-            "/oauth/token on http.host:http.port. Stops gracefully on SIGTERM/SIGINT."
+            "/oauth/token on http.host:http.port (HTTPS with http.tls_cert/tls_key). Stops "
+            "gracefully on SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."
         ),
     )
     serve.add_argument(

@@ -45,6 +45,8 @@ ERROR_DESCRIPTIONS = {
     "recording on demand (*1); or StopRecording on an extension that records always",
     "pc_phonecallview_state": "the view cannot be recorded now (not answered, or hung up)",
     "body_too_large": "body over the configured limit",
+    "unsupported_media_type": "`Content-Type` given and not `application/json` "
+    "(parameters such as `charset` are accepted; no `Content-Type` at all is too)",
     "request_timeout": "the body did not arrive within `http.request_timeout` (the "
     "connection is closed)",
     "not_found": "no such resource",
@@ -132,6 +134,8 @@ def _uapi_errors(*, put: bool = False, one: bool = False) -> dict[str, Schema]:
         out["408"] = _error("The body arrived too slowly", "request_timeout")
         out["409"] = _error("Conflict with the view's state", "pc_phonecallview_state")
         out["413"] = _error("Body too large", "body_too_large")
+        out["415"] = _error("The body is declared as something else than JSON",
+                            "unsupported_media_type")
     out["500"] = _error("Internal error", "internal_error")
     out["503"] = _error("The PBX is not available", "pbx_unavailable")
     if put:
@@ -467,7 +471,8 @@ def build_document(public_base_url: str | None = None) -> dict[str, Any]:
                 "VoipNow-style UAPI PhoneCalls served next to an Asterisk PBX. Every 4xx/5xx "
                 'answer has the body `{"error": {"code", "message"}}`. Any path not listed '
                 "here answers 404 `not_found`; a listed path with another method answers "
-                "405 `method_not_allowed` with an `Allow` header."
+                "405 `method_not_allowed` with an `Allow` header. Every path is served "
+                "with and without a trailing `/` (no redirect)."
             ),
         },
         "paths": {**_uapi_paths(), **_service_paths()},

@@ -8,7 +8,8 @@ GET list   auth (401) -> path (user_invalid, extension_invalid, access_denied)
            -> query (request_invalid) -> ready (503) -> 200 / 204
 GET one    auth -> path -> query -> phoneCallId syntax (pc_phonecall_invalid)
            -> ready (503) -> the call (pc_phonecall_invalid) -> 200
-PUT        auth -> path -> query -> body (413 body_too_large, body_invalid,
+PUT        auth -> path -> query -> Content-Type (415 unsupported_media_type)
+           -> body (413 body_too_large, body_invalid,
            pc_action_invalid, pc_recformat_invalid, pc_phonecallview_invalid)
            -> phoneCallId syntax -> ready (503) -> the call (pc_phonecall_invalid)
            -> the view (pc_phonecallview_invalid) -> policy (403 pc_recording_disabled:
@@ -30,6 +31,7 @@ from pbx_bridge.api import validation
 from pbx_bridge.api.auth import authenticate
 from pbx_bridge.api.context import BRIDGE, DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import ApiError
+from pbx_bridge.api.media import require_json
 from pbx_bridge.calls.tracker import Call
 from pbx_bridge.directory import access
 from pbx_bridge.directory.models import Extension, Organization, Principal
@@ -240,6 +242,7 @@ async def put_call(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     principal = authenticate(request, directory)
     target = _target(request, principal)
+    require_json(request)  # 415
     raw = await validation.read_body(request, settings.http.request_timeout)  # 408, 413
     action = validation.parse_action(raw)
     call_id = validation.phone_call_id(request.match_info["phoneCallId"])
