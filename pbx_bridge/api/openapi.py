@@ -399,13 +399,16 @@ def _service_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getMetrics",
                 "tags": ["service"],
-                "summary": "Prometheus metrics",
-                "security": [],
+                "summary": "Prometheus metrics (every tenant's figures): a token of an admin "
+                "user's app, unless the service runs with `[metrics] auth = \"none\"`",
+                "security": _UAPI_SECURITY,
                 "responses": {
                     "200": {
                         "description": "Prometheus text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
+                    "401": _error("Not authenticated", "unauthorized", headers=_BEARER_HEADERS),
+                    "403": _error("Not an admin token", "access_denied"),
                     **internal,
                 },
             }
