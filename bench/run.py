@@ -70,6 +70,7 @@ REPO = Path(__file__).resolve().parent.parent
 DIRECTORY_TOML = Path(__file__).resolve().parent / "directory.toml"
 EXT = "0009*600"
 USER_ID = 90
+ADMIN_ID = 91  # reads /metrics
 DEVICE = "Local/600@from-internal"
 AMI_USER = "pbx-bridge"
 # The demo secrets of asterisk-conf/ (manager.conf, ari.conf); the sandbox uses them.
@@ -232,6 +233,7 @@ class Lab:
         self.ari: Ari | None = None
         self.calls: list[BenchCall] = []
         self.token = ""
+        self.metrics_token = ""
         self.headers: dict[str, str] = {}
 
     # -------------------------------------------------------------- set up, tear down
@@ -247,6 +249,8 @@ class Lab:
         directory.load_toml(DIRECTORY_TOML)
         client_id, _ = directory.create_app(USER_ID, "bench")
         self.token, _ = directory.issue_token(client_id, ttl=86400)
+        admin_app, _ = directory.create_app(ADMIN_ID, "bench metrics")  # /metrics needs an admin
+        self.metrics_token, _ = directory.issue_token(admin_app, ttl=86400)
         directory.close()
         self.headers = {
             "Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
@@ -400,7 +404,8 @@ class Lab:
     async def list_calls(self) -> dict[str, Any]:
         assert self.http is not None
         async with self.http.get(
-            f"{self.base}/uapi/phoneCalls/@me/{EXT}", params={"count": "5000"},
+            # 4999: VoipNow's largest page (the bench's 500 calls fit in one).
+            f"{self.base}/uapi/phoneCalls/@me/{EXT}", params={"count": "4999"},
             headers=self.headers,
         ) as r:
             if r.status == 204:
@@ -702,7 +707,8 @@ async def idle_cpu(lab: Lab, seconds: float) -> dict[str, float]:
 
 async def bridge_metric(lab: Lab, name: str) -> float:
     assert lab.http is not None
-    async with lab.http.get(f"{lab.base}/metrics") as r:
+    admin = {"Authorization": f"Bearer {lab.metrics_token}"}
+    async with lab.http.get(f"{lab.base}/metrics", headers=admin) as r:
         text = await r.text()
     for line in text.splitlines():
         if line.startswith(name + " ") or line.startswith(name + "{"):

@@ -44,6 +44,7 @@ __all__ = [
     "DirectorySettings",
     "HttpSettings",
     "LoggingSettings",
+    "MetricsSettings",
     "RecordingsSettings",
     "Settings",
     "load_settings",
@@ -213,6 +214,12 @@ class LoggingSettings(_Section):
         return value.strip().upper() if isinstance(value, str) else value
 
 
+class MetricsSettings(_Section):
+    # Who may read GET /metrics (it shows every tenant's figures): "admin" = a bearer
+    # token of an admin user's app; "none" = anyone who can reach the port.
+    auth: Literal["admin", "none"] = "admin"
+
+
 # --------------------------------------------------------------------------- settings
 
 # The parsed TOML of the file being loaded by load_settings(); read by _FileSource.
@@ -247,6 +254,7 @@ class Settings(BaseSettings):
     recordings: RecordingsSettings = RecordingsSettings()
     auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     _config_file: Path | None = PrivateAttr(default=None)
 

@@ -8,6 +8,11 @@
 - Read at scrape time from the bridge: ``pbx_bridge_ami_connected``, ``pbx_bridge_ready``,
   ``pbx_bridge_live_calls``, ``pbx_bridge_recordings_{started,failed,stopped}_total``,
   ``pbx_bridge_resyncs_total``.
+
+Who may read them (``[metrics] auth``): ``admin`` (the default) = a bearer token of an
+admin user's app, as on the UAPI routes (401 without a valid token, 403
+``access_denied`` with another user's: the figures cover every tenant); ``none`` =
+anyone who reaches the port.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from pbx_bridge.api.errors import Handler
+from pbx_bridge.api.auth import authenticate
+from pbx_bridge.api.context import DIRECTORY, SETTINGS
+from pbx_bridge.api.errors import ApiError, Handler
 from pbx_bridge.service import Bridge
 
 __all__ = ["REGISTRY", "Metrics", "metrics_handler"]
@@ -102,6 +109,16 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def _check_reader(request: web.Request) -> None:
+    """401/403 unless ``[metrics] auth`` lets this request read the metrics."""
+    if request.app[SETTINGS].metrics.auth == "none":
+        return
+    principal = authenticate(request, request.app[DIRECTORY])
+    if principal.role != "admin":
+        raise ApiError(403, "access_denied", "the metrics need an admin token")
+
+
 async def metrics_handler(request: web.Request) -> web.Response:
+    _check_reader(request)
     metrics: Metrics = request.app[REGISTRY]  # type: ignore[assignment]
     return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from pbx_bridge import __version__
-from pbx_bridge.api import validation
+from pbx_bridge.api import collection, validation
 from pbx_bridge.api.routes import PREFIXES
 
 __all__ = ["OPENAPI", "build_document", "openapi_handler"]
@@ -35,8 +35,19 @@ ERROR_DESCRIPTIONS = {
     "pc_action_invalid": "`action` missing or not `StartRecording`/`StopRecording`",
     "body_invalid": "body not UTF-8, not a JSON object, with duplicate or unknown keys, "
     "or fields that are not strings",
-    "request_invalid": "a query parameter is malformed (`startIndex`/`count` not a whole "
-    "number in range, given twice, or any parameter with a control character)",
+    "request_invalid": "a query parameter the resource does not take (the list: "
+    "`startIndex`, `count`, `filterBy`, `filterOp`, `filterValue`, `sortOrder`, `fields`; "
+    "one call: `fields`; PUT: none; all: `accessRequestToken`), `sortOrder` not "
+    "`ascending`/`descending`, or any parameter with a control character or over 1 KiB",
+    "startindex_invalid": "`startIndex` not a whole number from 0 to 4999, or given twice",
+    "count_invalid": "`count` not a whole number from 1 to 4999, or given twice",
+    "filterby_invalid": "`filterBy` not `id`/`published`, missing while `filterOp` or "
+    "`filterValue` is given, or given twice",
+    "filterop_invalid": "`filterOp` not one of the operations, or given twice",
+    "filtervalue_invalid": "`filterValue` missing (or given with `present`), empty, over "
+    "512 characters, not an ISO 8601 date-time where `published` is compared in time, "
+    "an `inArray` list with an empty item or over 100 items, or given twice",
+    "fields_invalid": "`fields` names something that is not a PhoneCall field, or given twice",
     "user_invalid": "path `userId` malformed or unknown",
     "extension_invalid": "path `extension` malformed, unknown, or not the user's",
     "unauthorized": "missing, malformed, unknown or expired bearer token",
@@ -110,8 +121,16 @@ _ALLOW = {
 }
 
 
+_LIST_QUERY_CODES = ["startindex_invalid", "count_invalid", "filterby_invalid",
+                     "filterop_invalid", "filtervalue_invalid", "fields_invalid"]
+
+
 def _uapi_errors(*, put: bool = False, one: bool = False) -> dict[str, Schema]:
     bad = ["user_invalid", "extension_invalid", "request_invalid"]
+    if not (one or put):
+        bad += _LIST_QUERY_CODES
+    elif one and not put:
+        bad.append("fields_invalid")
     if one or put:
         bad.append("pc_phonecall_invalid")
     if put:
@@ -178,7 +197,17 @@ _CALL_ID_PARAM = {
     "description": "the `id` of a PhoneCall",
     "schema": {"type": "string", "pattern": "^[0-9a-f]{1,40}$"},
 }
-_PAGE_PARAMS = [
+_FIELD_NAMES = "|".join(collection.FIELDS)
+_FIELDS_PARAM = {
+    "name": "fields",
+    "in": "query",
+    "required": False,
+    "description": "a comma-separated list (no spaces) of the PhoneCall fields to return; "
+    "`id` is always returned; a view's fields cannot be named (`phoneCallView` comes "
+    "whole). Default: every field",
+    "schema": {"type": "string", "pattern": f"^({_FIELD_NAMES})(,({_FIELD_NAMES}))*$"},
+}
+_LIST_PARAMS = [
     {
         "name": "startIndex",
         "in": "query",
@@ -187,7 +216,7 @@ _PAGE_PARAMS = [
         "schema": {
             "type": "integer",
             "minimum": 0,
-            "maximum": validation.MAX_START_INDEX,
+            "maximum": collection.MAX_START_INDEX,
             "default": 0,
         },
     },
@@ -198,11 +227,44 @@ _PAGE_PARAMS = [
         "description": "largest number of calls in the page",
         "schema": {
             "type": "integer",
-            "minimum": 0,
-            "maximum": validation.MAX_COUNT,
-            "default": validation.DEFAULT_COUNT,
+            "minimum": collection.MIN_COUNT,
+            "maximum": collection.MAX_COUNT,
+            "default": collection.DEFAULT_COUNT,
         },
     },
+    {
+        "name": "filterBy",
+        "in": "query",
+        "required": False,
+        "description": "the field to filter on; required with `filterOp` / `filterValue`",
+        "schema": {"type": "string", "enum": list(collection.FILTER_FIELDS)},
+    },
+    {
+        "name": "filterOp",
+        "in": "query",
+        "required": False,
+        "description": "how to compare (default `contains`). `published` with `equals`, "
+        "`greaterThan`, `lessThan`, `inArray`: in time (whole seconds); otherwise on the "
+        "text. `present` takes no `filterValue`",
+        "schema": {"type": "string", "enum": list(collection.FILTER_OPS), "default": "contains"},
+    },
+    {
+        "name": "filterValue",
+        "in": "query",
+        "required": False,
+        "description": "the value to compare with; `inArray`: comma-separated values; "
+        "`published` in time: an ISO 8601 date-time (UTC without an offset)",
+        "schema": {"type": "string", "minLength": 1, "maxLength": collection.VALUE_MAX},
+    },
+    {
+        "name": "sortOrder",
+        "in": "query",
+        "required": False,
+        "description": "by `published`: `ascending` (oldest first) or `descending`",
+        "schema": {"type": "string", "enum": list(collection.SORT_ORDERS),
+                   "default": "ascending"},
+    },
+    _FIELDS_PARAM,
 ]
 
 SCHEMAS: dict[str, Schema] = {
@@ -260,7 +322,7 @@ SCHEMAS: dict[str, Schema] = {
             "startIndex": {"type": "integer", "minimum": 0},
             "itemsPerPage": {"type": "integer", "minimum": 0},
             "totalResults": {"type": "integer", "minimum": 1},
-            "entry": {"type": "array", "items": {"$ref": _REF + "PhoneCall"}},
+            "entry": {"type": "array", "items": {"$ref": _REF + "PhoneCallFields"}},
         },
     },
     "PhoneCallAction": {
@@ -309,6 +371,15 @@ SCHEMAS: dict[str, Schema] = {
 }
 
 
+# A PhoneCall as GET answers it: with `fields`, only the named fields (and `id`).
+SCHEMAS["PhoneCallFields"] = {
+    **copy.deepcopy(SCHEMAS["PhoneCall"]),
+    "required": ["id"],
+    "description": "A PhoneCall; every field of it unless the request's `fields` named "
+    "some (`id` is always there)",
+}
+
+
 def _uapi_paths() -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for prefix in PREFIXES:
@@ -323,7 +394,7 @@ def _uapi_paths() -> dict[str, Any]:
                 "summary": "List the live calls of an extension (or of every extension of "
                 "the user with `@self`)" + note,
                 "security": _UAPI_SECURITY,
-                "parameters": [*_PATH_PARAMS, *_PAGE_PARAMS],
+                "parameters": [*_PATH_PARAMS, *_LIST_PARAMS],
                 "responses": {
                     "200": _json("A page of calls", {"$ref": _REF + "PhoneCallList"}),
                     "204": {"description": "No live calls"},
@@ -337,9 +408,9 @@ def _uapi_paths() -> dict[str, Any]:
                 "tags": [tag],
                 "summary": "One live call" + note,
                 "security": _UAPI_SECURITY,
-                "parameters": [*_PATH_PARAMS, _CALL_ID_PARAM],
+                "parameters": [*_PATH_PARAMS, _CALL_ID_PARAM, _FIELDS_PARAM],
                 "responses": {
-                    "200": _json("The call", {"$ref": _REF + "PhoneCall"}),
+                    "200": _json("The call", {"$ref": _REF + "PhoneCallFields"}),
                     **_uapi_errors(one=True),
                 },
             },
@@ -403,13 +474,16 @@ def _service_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getMetrics",
                 "tags": ["service"],
-                "summary": "Prometheus metrics",
-                "security": [],
+                "summary": "Prometheus metrics (every tenant's figures): a token of an admin "
+                "user's app, unless the service runs with `[metrics] auth = \"none\"`",
+                "security": _UAPI_SECURITY,
                 "responses": {
                     "200": {
                         "description": "Prometheus text exposition format",
                         "content": {"text/plain": {"schema": {"type": "string"}}},
                     },
+                    "401": _error("Not authenticated", "unauthorized", headers=_BEARER_HEADERS),
+                    "403": _error("Not an admin token", "access_denied"),
                     **internal,
                 },
             }

@@ -4,17 +4,26 @@ singular alias ``/uapi/phoneCall``.
 Checks run in a fixed order, so that one request always gets the same error whatever
 else is wrong with it, and a request learns nothing about what it may not see:
 
-GET list   auth (401) -> path (user_invalid, extension_invalid, access_denied)
-           -> query (request_invalid) -> ready (503) -> 200 / 204
-GET one    auth -> path -> query -> phoneCallId syntax (pc_phonecall_invalid)
-           -> ready (503) -> the call (pc_phonecall_invalid) -> 200
-PUT        auth -> path -> query -> Content-Type (415 unsupported_media_type)
-           -> body (413 body_too_large, body_invalid,
-           pc_action_invalid, pc_recformat_invalid, pc_phonecallview_invalid)
-           -> phoneCallId syntax -> ready (503) -> the call (pc_phonecall_invalid)
-           -> the view (pc_phonecallview_invalid) -> policy (403 pc_recording_disabled:
+GET list   auth (401) -> path (user_invalid, extension_invalid, access_denied; another
+           tenant's user or extension is user_invalid / extension_invalid like an
+           unknown one) -> query (request_invalid: a control character, an unknown
+           parameter, a bad sortOrder; then startindex_invalid, count_invalid,
+           filterby_invalid, filterop_invalid, filtervalue_invalid, fields_invalid)
+           -> ready (503) -> 200 / 204 (no call left after the filter)
+GET one    auth -> path -> query (request_invalid, fields_invalid) -> phoneCallId
+           syntax (pc_phonecall_invalid) -> ready (503) -> the call
+           (pc_phonecall_invalid) -> 200
+PUT        auth -> path -> query (request_invalid: any parameter but the token)
+           -> Content-Type (415 unsupported_media_type) -> body (413 body_too_large,
+           body_invalid, pc_action_invalid, pc_recformat_invalid,
+           pc_phonecallview_invalid) -> phoneCallId syntax
+           -> ready (503) -> the call (pc_phonecall_invalid) -> the view
+           (pc_phonecallview_invalid) -> policy (403 pc_recording_disabled:
            StartRecording unless on demand by *1, StopRecording on an extension that
            records always) -> the action (409, 503, 504) -> 200
+
+The query parameters themselves (VoipNow's collection parameters) are
+:mod:`pbx_bridge.api.collection`'s.
 """
 
 from __future__ import annotations
@@ -27,7 +36,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from pbx_bridge.api import validation
+from pbx_bridge.api import collection, validation
 from pbx_bridge.api.auth import authenticate
 from pbx_bridge.api.context import BRIDGE, DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import ApiError
@@ -204,25 +213,36 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
     bridge = request.app[BRIDGE]
     principal = authenticate(request, directory)
     target = _target(request, principal)
-    page = validation.parse_page(request.rel_url.query)
+    query = collection.parse_list_query(request.rel_url.query)
     bridge.require_ready()
     calls = bridge.calls_for(list(target.extensions))
-    if not calls:
+    total, window = collection.select(query, calls, _call_id, _published)
+    if not total:
         return web.Response(status=204)
-    window = calls[page.start_index : page.start_index + page.count]
     visible = _visible(principal, directory)
     orgs: dict[str, Organization | None] = {}
     entries = [
-        _render(request, principal, target, call, visible=visible, orgs=orgs) for call in window
+        collection.project(
+            _render(request, principal, target, call, visible=visible, orgs=orgs), query.fields
+        )
+        for call in window
     ]
     return _json(
         {
-            "startIndex": page.start_index,
+            "startIndex": query.start_index,
             "itemsPerPage": len(entries),
-            "totalResults": len(calls),
+            "totalResults": total,
             "entry": entries,
         }
     )
+
+
+def _call_id(call: Call) -> str:
+    return call.id
+
+
+def _published(call: Call) -> float | None:
+    return call.published
 
 
 async def get_call(request: web.Request) -> web.StreamResponse:
@@ -230,10 +250,11 @@ async def get_call(request: web.Request) -> web.StreamResponse:
     bridge = request.app[BRIDGE]
     principal = authenticate(request, directory)
     target = _target(request, principal)
+    fields = collection.parse_one_query(request.rel_url.query)
     call_id = validation.phone_call_id(request.match_info["phoneCallId"])
     bridge.require_ready()
     call = _find_call(request, target, call_id)
-    return _json(_render(request, principal, target, call))
+    return _json(collection.project(_render(request, principal, target, call), fields))
 
 
 async def put_call(request: web.Request) -> web.StreamResponse:
@@ -242,6 +263,7 @@ async def put_call(request: web.Request) -> web.StreamResponse:
     settings = request.app[SETTINGS]
     principal = authenticate(request, directory)
     target = _target(request, principal)
+    collection.check_put_query(request.rel_url.query)
     require_json(request)  # 415
     raw = await validation.read_body(request, settings.http.request_timeout)  # 408, 413
     action = validation.parse_action(raw)

@@ -10,7 +10,9 @@ CR, LF, NUL or any other control character is always a 400 (CONTRACT section 2).
   field a string (``body_invalid``); then ``action`` (``pc_action_invalid``), ``format``
   (``pc_recformat_invalid``), ``phoneCallViewId`` (``pc_phonecallview_invalid``), in this
   order.
-- List query parameters ``startIndex`` and ``count`` (``request_invalid``).
+- Query parameters: no control character and nothing absurdly long in any of them
+  (``request_invalid``), checked before their meaning; what each parameter means, and
+  which ones a route takes, is :mod:`pbx_bridge.api.collection`'s.
 """
 
 from __future__ import annotations
@@ -30,18 +32,14 @@ from pbx_bridge.directory import access
 
 __all__ = [
     "ACTIONS",
-    "DEFAULT_COUNT",
     "FORMATS",
-    "MAX_COUNT",
     "MAX_SEGMENT",
     "PHONE_CALL_ID_RE",
     "VIEW_ID_RE",
     "Action",
-    "Page",
     "check_query",
     "extension_segment",
     "parse_action",
-    "parse_page",
     "phone_call_id",
     "read_body",
     "user_segment",
@@ -52,11 +50,7 @@ PHONE_CALL_ID_RE = re.compile(r"[0-9a-f]{1,40}")
 VIEW_ID_RE = re.compile(r"[0-9]{2}")
 ACTIONS = ("StartRecording", "StopRecording")
 FORMATS = ("wav", "wav49")
-DEFAULT_COUNT = 100
-MAX_COUNT = 5000
-MAX_START_INDEX = 10**9
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_DECIMAL = re.compile(r"[0-9]{1,10}")
 _QUERY_MAX = 1024
 
 
@@ -99,37 +93,11 @@ def phone_call_id(value: str) -> str:
 # --------------------------------------------------------------------------- query
 
 
-@dataclass(frozen=True)
-class Page:
-    start_index: int = 0
-    count: int = DEFAULT_COUNT
-
-
 def check_query(query: MultiMapping[str]) -> None:
     """No control character, and nothing absurdly long, in any query parameter."""
     for key, value in query.items():
         if has_control(key) or has_control(value) or len(key) + len(value) > _QUERY_MAX:
             raise ApiError(400, "request_invalid", "a query parameter is malformed")
-
-
-def _int_param(query: MultiMapping[str], name: str, default: int, maximum: int) -> int:
-    values = query.getall(name, [])
-    if not values:
-        return default
-    if len(values) > 1:
-        raise ApiError(400, "request_invalid", f"{name} is given more than once")
-    raw = values[0]
-    if _DECIMAL.fullmatch(raw) is None or int(raw) > maximum:
-        raise ApiError(400, "request_invalid", f"{name} must be a whole number from 0 to {maximum}")
-    return int(raw)
-
-
-def parse_page(query: MultiMapping[str]) -> Page:
-    """``startIndex`` (default 0) and ``count`` (default 100, 0..5000)."""
-    return Page(
-        start_index=_int_param(query, "startIndex", 0, MAX_START_INDEX),
-        count=_int_param(query, "count", DEFAULT_COUNT, MAX_COUNT),
-    )
 
 
 # --------------------------------------------------------------------------- body

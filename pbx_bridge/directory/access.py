@@ -5,17 +5,28 @@ Contexts:
 - ``organization``: every extension of the users of its organization;
 - ``admin``: everything.
 
+What a requester may *know exists* is wider than what it may act on: the users and
+extensions of its own organization (the admin: everything). Outside that, a user or an
+extension is indistinguishable from one that does not exist: the same status, code and
+message (``user_invalid`` / ``extension_invalid``, "no such user" / "no such
+extension", no id echoed), so a tenant cannot enumerate another tenant's extensions or
+users, nor learn who owns one through ``@owner``. Inside it, ``access_denied`` (403)
+says what the requester may not touch (a colleague's extension for a ``user`` token).
+
 Path resolution for ``/uapi/phoneCalls/{userId}/{extension}``, in this order:
 
 1. ``userId`` syntax: ``@me``, ``@viewer``, ``@owner`` or a decimal id, else ``user_invalid``.
 2. ``extension`` syntax: ``@self`` or an extension number, else ``extension_invalid``;
-   an unknown number is ``extension_invalid`` too.
+   an unknown number, or one outside the requester's organization, is
+   ``extension_invalid`` ("no such extension") too.
 3. The user: ``@me``/``@viewer`` = the token's user; ``@owner`` = the owner of the
    extension in the path (``@owner`` with ``@self`` is ``user_invalid``: there is no
-   extension to take the owner from); an unknown numeric id is ``user_invalid``.
-4. A user outside the requester's context is ``access_denied``.
-5. An extension outside the requester's context is ``access_denied``, whoever the path
-   names (``@me/<someone else's extension>`` is as forbidden as under its owner's id).
+   extension to take the owner from); an unknown numeric id, or one outside the
+   requester's organization, is ``user_invalid`` ("no such user").
+4. A user outside the requester's context (but in its organization) is ``access_denied``.
+5. An extension outside the requester's context (but in its organization) is
+   ``access_denied``, whoever the path names (``@me/<a colleague's extension>`` is as
+   forbidden as under its owner's id).
 6. An extension that does not belong to that user is ``extension_invalid``.
 
 ``resolve_target`` runs all of it; the smaller functions are its parts.
@@ -33,6 +44,8 @@ if TYPE_CHECKING:
     from pbx_bridge.directory.store import Directory
 
 __all__ = [
+    "NO_SUCH_EXTENSION",
+    "NO_SUCH_USER",
     "SELF",
     "USER_ALIASES",
     "AccessDenied",
@@ -42,6 +55,7 @@ __all__ = [
     "UserInvalid",
     "can_act_on",
     "can_act_on_user",
+    "can_know_user",
     "check_extension_of_user",
     "parse_extension_ref",
     "recording_allowed",
@@ -52,6 +66,10 @@ __all__ = [
 ]
 
 SELF = "@self"
+# The answers for an unknown user or extension, and for one the requester may not know
+# exists: one text each, echoing nothing, so that both are byte-identical.
+NO_SUCH_USER = "no such user"
+NO_SUCH_EXTENSION = "no such extension"
 USER_ALIASES = ("@me", "@viewer", "@owner")
 _USER_ID = re.compile(r"[0-9]{1,15}")
 
@@ -96,6 +114,23 @@ def can_act_on_user(principal: Principal, user: User) -> bool:
     return user.id == principal.user_id
 
 
+def can_know_user(principal: Principal, user: User) -> bool:
+    """May the principal know that ``user`` exists? Its own organization (and itself);
+    the admin: everyone."""
+    if principal.role == "admin" or user.id == principal.user_id:
+        return True
+    return principal.organization_id is not None and user.organization == (
+        principal.organization_id
+    )
+
+
+def _can_know_extension(principal: Principal, extension: Extension, directory: Directory) -> bool:
+    if principal.role == "admin" or extension.owner == principal.user_id:
+        return True
+    owner = directory.user(extension.owner)
+    return owner is not None and can_know_user(principal, owner)
+
+
 def can_act_on(principal: Principal, extension: Extension, directory: Directory) -> bool:
     """May the principal see and act on this extension (and its calls' views)?"""
     if principal.role == "admin":
@@ -137,14 +172,22 @@ def parse_extension_ref(extension_ref: str) -> str | None:
     return extension_ref
 
 
-def resolve_extension(extension_ref: str, directory: Directory) -> Extension | None:
-    """``@self`` -> None; a known extension -> it; malformed or unknown -> ExtensionInvalid."""
+def resolve_extension(
+    extension_ref: str, directory: Directory, principal: Principal | None = None
+) -> Extension | None:
+    """``@self`` -> None; a known extension -> it; malformed or unknown -> ExtensionInvalid.
+
+    With a ``principal``, an extension it may not know exists (outside its organization)
+    is unknown, with the very same message.
+    """
     number = parse_extension_ref(extension_ref)
     if number is None:
         return None
     extension = directory.extension(number)
-    if extension is None:
-        raise ExtensionInvalid(f"extension {number!r} does not exist")
+    if extension is None or (
+        principal is not None and not _can_know_extension(principal, extension, directory)
+    ):
+        raise ExtensionInvalid(NO_SUCH_EXTENSION)
     return extension
 
 
@@ -158,26 +201,29 @@ def resolve_user(
 
     ``extension`` is the resolved path extension (None for ``@self``). Raises
     UserInvalid (malformed, unknown, or ``@owner`` without an extension) or AccessDenied
-    (user outside the principal's context). Does not check that the extension belongs to
+    (user outside the principal's context, inside its organization); a user outside the
+    organization is UserInvalid like an unknown one. Does not check that the extension belongs to
     the user: see :func:`check_extension_of_user` / :func:`resolve_target`.
     """
     _check_user_ref(user_ref)
     if user_ref in ("@me", "@viewer"):
         user = directory.user(principal.user_id)
         if user is None:  # the token's user vanished from the directory
-            raise UserInvalid(f"user {principal.user_id} does not exist")
+            raise UserInvalid(NO_SUCH_USER)
     elif user_ref == "@owner":
         if extension is None:
             raise UserInvalid("@owner needs an extension number, not @self")
         user = directory.user(extension.owner)
         if user is None:
-            raise UserInvalid(f"the owner of extension {extension.number!r} does not exist")
+            raise UserInvalid(NO_SUCH_USER)
     else:
         user = directory.user(int(user_ref))
-        if user is None:
-            raise UserInvalid(f"user {user_ref} does not exist")
+        if user is None or not can_know_user(principal, user):
+            raise UserInvalid(NO_SUCH_USER)
     if not can_act_on_user(principal, user):
-        raise AccessDenied(f"user {user.id} is outside your context")
+        # Inside the organization only (see above); @owner names no id it was not given.
+        shown = "the owner of that extension" if user_ref == "@owner" else f"user {user.id}"
+        raise AccessDenied(f"{shown} is outside your context")
     return user
 
 
@@ -224,7 +270,7 @@ def resolve_target(
     or AccessDenied. With ``@self`` the tuple may be empty (a user with no extension).
     """
     _check_user_ref(user_ref)
-    extension = resolve_extension(extension_ref, directory)
+    extension = resolve_extension(extension_ref, directory, principal)
     user = resolve_user(principal, user_ref, extension, directory)
     if extension is None:
         return Target(user, None, tuple(visible_extensions(principal, user, directory)))

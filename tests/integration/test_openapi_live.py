@@ -58,7 +58,10 @@ async def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(pbx, phones, tmp
         text = out.decode(errors="replace")
         assert proc.returncode == 0, text[-4000:]
 
-        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics") as r:
+        admin = {"Authorization": f"Bearer {token}"}  # [metrics] auth = "admin" (default)
+        async with aiohttp.ClientSession() as http, http.get(f"{base}/metrics",
+                                                             headers=admin) as r:
+            assert r.status == 200
             metrics = await r.text()
         served, counts = requests_served(metrics)
         fivexx = [s for s in counts if s.startswith("5")]

@@ -163,7 +163,10 @@ class Api:
             return Reply(r.status, body, text, elapsed, dict(r.headers))
 
     async def list(self, ext: str, *, owner: int | str | None = None, **kw: Any) -> Reply:
-        return await self.request("GET", f"/uapi/phoneCalls/{owner or OWNER[ext]}/{ext}", **kw)
+        """Every call of the extension: one page of VoipNow's largest size (the default
+        page holds 20)."""
+        path = f"/uapi/phoneCalls/{owner or OWNER[ext]}/{ext}?count=4999"
+        return await self.request("GET", path, **kw)
 
     async def get(self, ext: str, call_id: str, *, owner: int | str | None = None,
                   **kw: Any) -> Reply:

@@ -7,7 +7,9 @@ Nothing leaks: a list holds exactly the calls of the extension in the path, each
 only the views the requester may see; a call the path's extension is not in, or a view
 the requester may not act on, is answered exactly like one that does not exist (same
 status, same body); outside the requester's context every route says 403 whatever the
-call id.
+call id, as long as the extension or user is in the requester's own organization;
+outside it, every route answers exactly like an unknown extension or user (400, the
+same body byte for byte, under @owner, @me, a numeric id or with @self).
 
 The calls (directory: John 12 owns 0003*210/211, Jane 13 owns 0003*212/213, both in
 organization 3; user 20 owns 0004*210 in organization 4):
@@ -52,6 +54,16 @@ PRINCIPALS = {"user": JOHN, "organization": ORG3, "admin": ADMIN, "other tenant"
 TENANT = {"0003*210": "own", "0003*211": "own", "0003*212": "sibling",
           "0003*213": "sibling", "0004*210": "foreign"}  # as seen from John
 MISSING = "0123456789abcdef0123"  # well-formed, no such call
+UNKNOWN_EXT = "0003*299"  # well-formed, no such extension
+UNKNOWN_USER = "99"
+
+
+def org_of(principal: int) -> int | None:
+    return {ORG3: 3, ADMIN: None}.get(principal, ORG_OF.get(principal))
+
+
+def same_org(principal: int, ext: str) -> bool:
+    return org_of(principal) == ORG_OF[OWNER[ext]]
 
 
 def visible(principal: int, ext: str) -> bool:
@@ -109,9 +121,14 @@ async def matrix(pbx, observer, tmp_path) -> AsyncIterator[tuple[Api, dict[str, 
         await calls.close()
 
 
+HEADERS_THAT_MATTER = ("Content-Type", "Content-Length", "Cache-Control", "WWW-Authenticate")
+
+
 def _same(a: Reply, b: Reply) -> bool:
-    return (a.status, a.text, a.headers.get("Content-Type")) == (
-        b.status, b.text, b.headers.get("Content-Type"))
+    """Byte-identical to a client: status, body and every header but Date."""
+    def seen(r: Reply) -> tuple:
+        return r.status, r.text, tuple(r.headers.get(h) for h in HEADERS_THAT_MATTER)
+    return seen(a) == seen(b)
 
 
 def _check_no_leak(principal: int, target: str, body: dict, live: dict[str, LiveView]) -> None:
@@ -152,10 +169,24 @@ async def test_context_matrix(matrix) -> None:
                     n += 3
                     r = await req("GET", base)
                     n += 1
-                    if not allowed:
+                    if not allowed and same_org(principal, target):
                         assert (r.status, r.code) == (403, "access_denied"), (role, cell, r.text)
                         for m in missing.values():
                             assert _same(m, r), (role, cell, m.text)
+                    elif not allowed:
+                        # Another tenant's extension: exactly an unknown one, every route.
+                        ghost = f"{prefix}/{user}/{UNKNOWN_EXT}"
+                        u = await req("GET", ghost)
+                        n += 1
+                        assert (r.status, r.code) == (400, "extension_invalid"), (role, cell)
+                        assert _same(r, u), (role, cell, r.text, u.text)
+                        for key, m in missing.items():
+                            body = None if key == "get" else {
+                                "action": "StartRecording" if key == "start" else
+                                "StopRecording", "phoneCallViewId": "01"}
+                            um = await req("PUT" if body else "GET", f"{ghost}/{MISSING}", body)
+                            n += 1
+                            assert _same(m, um) and _same(m, r), (role, cell, key, m.text)
                     elif r.status == 200:
                         _check_no_leak(principal, target, r.body, live)
                         assert {e["id"] for e in r.body["entry"]} == {
@@ -219,5 +250,28 @@ async def test_context_matrix(matrix) -> None:
             c.id for c in live.values() if set(c.exts) & set(exts)}
         for e in r.body["entry"]:
             assert all(visible(principal, v["extension"]) for v in e["phoneCallView"])
+    # Another tenant's users and extensions through @me and @self: like unknown ones.
+    for principal, foreign_users, foreign_exts in (
+        (JOHN, (OTHER,), ("0004*210",)),
+        (ORG3, (OTHER,), ("0004*210",)),
+        (OTHER, (JOHN, JANE, ORG3, ADMIN), ("0003*210", "0003*212", "0003*213")),
+    ):
+        for uid in foreign_users:
+            r = await api.request("GET", f"/uapi/phoneCalls/{uid}/@self", user=principal)
+            u = await api.request("GET", f"/uapi/phoneCalls/{UNKNOWN_USER}/@self",
+                                  user=principal)
+            n += 2
+            assert (r.status, r.code) == (400, "user_invalid") and _same(r, u), (principal, uid)
+        for ext in foreign_exts:
+            for user in ("@me", "@owner"):
+                call = next(c.id for c in live.values() if ext in c.exts)
+                for suffix in ("", f"/{call}"):
+                    r = await api.request("GET", f"/uapi/phoneCalls/{user}/{ext}{suffix}",
+                                          user=principal)
+                    u = await api.request("GET", f"/uapi/phoneCalls/{user}/{UNKNOWN_EXT}{suffix}",
+                                          user=principal)
+                    n += 2
+                    assert (r.status, r.code) == (400, "extension_invalid"), (principal, ext)
+                    assert _same(r, u) and "outside" not in r.text, (principal, ext, r.text)
     await asyncio.sleep(0)
     report("context_matrix", requests=n, list_status=outcome)

@@ -52,7 +52,7 @@ async def test_schemathesis_soak(pbx, observer, tmp_path) -> None:
             text = out.decode(errors="replace")
             (tmp_path / "schemathesis.out").write_text(text)
             assert proc.returncode == 0, text[-4000:]
-            r = await api.request("GET", "/metrics", user=None)
+            r = await api.request("GET", "/metrics", user=ADMIN)  # [metrics] auth = "admin"
             served, by_status = requests_served(r.text)
             fivexx = {s: n for s, n in by_status.items() if s.startswith("5")}
             assert not fivexx, f"5xx answers: {fivexx}"

@@ -110,15 +110,17 @@ async def test_bad_tokens(rig: Rig) -> None:
     assert len(alike) == 1, alike
 
     # Another app's token is a valid token: it acts in its own user's context only.
+    # Jane (John's organization) is refused; to user 20 (another tenant) John's 0003*210
+    # is an unknown extension (docs/contract.md, "Unknown and foreign are one answer").
     jane, other = api.token(JANE), api.token(OTHER)
-    for token in (jane, other):
+    for token, refusal in ((jane, (403, "access_denied")), (other, (400, "extension_invalid"))):
         for route in ("GET", "PUT"):
             path = LIST if route == "GET" else f"{LIST}/{rig.call}"
             r = await api.request(route, path.replace("@me", "12"), token=token,
                                   json_body=START if route == "PUT" else None)
-            assert (r.status, r.code) == (403, "access_denied"), r.text
+            assert (r.status, r.code) == refusal, r.text
         r = await api.request("GET", LIST, token=token)  # @me is *their* user, and
-        assert (r.status, r.code) == (403, "access_denied"), r.text  # 0003*210 not theirs
+        assert (r.status, r.code) == refusal, r.text  # 0003*210 not theirs
     # A second app of John's is John: same context.
     second, _ = directory.create_app(JOHN, "second app")
     r = await api.request("GET", LIST, token=directory.issue_token(second)[0])

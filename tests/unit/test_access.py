@@ -12,6 +12,7 @@ from pbx_bridge.directory.access import (
     UserInvalid,
     can_act_on,
     can_act_on_user,
+    can_know_user,
     recording_allowed,
     resolve_extension,
     resolve_target,
@@ -111,11 +112,14 @@ CASES = [
     (JOHN, "13", "0003*212", AccessDenied),
     (JOHN, "13", "@self", AccessDenied),
     (JOHN, "12", "0003*212", AccessDenied),
-    (JOHN, "@me", "0004*210", AccessDenied),
-    (JOHN, "@owner", "0004*210", AccessDenied),
-    (JOHN, "20", "0004*210", AccessDenied),
+    # another organization's extension or user: as if it did not exist
+    (JOHN, "@me", "0004*210", ExtensionInvalid),
+    (JOHN, "@owner", "0004*210", ExtensionInvalid),  # and its owner's id does not leak
+    (JOHN, "20", "0004*210", ExtensionInvalid),
+    (JOHN, "20", "@self", UserInvalid),
+    (JOHN, "20", "0003*210", UserInvalid),
     (JOHN, "2", "@self", AccessDenied),  # the organization account is not John's to see
-    (JOHN, "1", "@self", AccessDenied),
+    (JOHN, "1", "@self", UserInvalid),  # the admin belongs to no organization
     # --- an organization account: its organization, another organization
     (ORG3, "@owner", "0003*210", ["0003*210"]),
     (ORG3, "12", "0003*210", ["0003*210"]),
@@ -124,12 +128,13 @@ CASES = [
     (ORG3, "@me", "@self", []),  # owns no extension itself
     (ORG3, "@me", "0003*210", ExtensionInvalid),  # 0003*210 is user 12's, not @me's
     (ORG3, "12", "0003*212", ExtensionInvalid),  # within the context, not user 12's
-    (ORG3, "@owner", "0004*210", AccessDenied),
-    (ORG3, "20", "0004*210", AccessDenied),
-    (ORG3, "20", "@self", AccessDenied),
-    (ORG3, "1", "@self", AccessDenied),
+    (ORG3, "@owner", "0004*210", ExtensionInvalid),
+    (ORG3, "20", "0004*210", ExtensionInvalid),
+    (ORG3, "20", "@self", UserInvalid),
+    (ORG3, "1", "@self", UserInvalid),
     (ORG4, "@owner", "0004*210", ["0004*210"]),
-    (ORG4, "@owner", "0003*210", AccessDenied),
+    (ORG4, "@owner", "0003*210", ExtensionInvalid),
+    (ORG4, "12", "@self", UserInvalid),
     # --- an admin: everything
     (ADMIN, "@owner", "0003*210", ["0003*210"]),
     (ADMIN, "@owner", "0004*210", ["0004*210"]),
@@ -183,6 +188,76 @@ def test_resolve_target(
             resolve_target(principal, user_ref, ext_ref, directory)
         assert type(err.value) is expected
         assert err.value.message == str(err.value)
+
+
+# --------------------------------------------------------------------------- unknown = foreign
+
+NON_ADMINS = (JOHN, JANE, ORG3, OTHER, ORG4)
+UNKNOWN_USER = "99"
+UNKNOWN_EXTENSION = "0003*299"
+
+
+def _refusal(principal: Principal, user_ref: str, ext_ref: str, directory: Directory):
+    """What resolve_target refuses with, all of it: (class, status, code, message)."""
+    with pytest.raises(AccessError) as err:
+        resolve_target(principal, user_ref, ext_ref, directory)
+    e = err.value
+    return type(e), e.status, e.code, e.message
+
+
+@pytest.mark.parametrize("principal", NON_ADMINS, ids=lambda p: f"{p.role}{p.user_id}")
+def test_a_foreign_extension_is_answered_like_an_unknown_one(
+    principal: Principal, directory: Directory
+) -> None:
+    """Outside the requester's organization an extension is unknown, whatever the path's
+    user (@me, @viewer, @owner, its owner's id, the requester's own id)."""
+    foreign = [
+        e for e in directory.all_extensions()
+        if directory.user(e.owner).organization != principal.organization_id
+    ]
+    assert foreign
+    for ext in foreign:
+        for user_ref in ("@me", "@viewer", "@owner", str(ext.owner), str(principal.user_id)):
+            unknown = _refusal(principal, user_ref, UNKNOWN_EXTENSION, directory)
+            assert unknown[:3] == (ExtensionInvalid, 400, "extension_invalid")
+            assert _refusal(principal, user_ref, ext.number, directory) == unknown, (
+                user_ref, ext.number)
+
+
+@pytest.mark.parametrize("principal", NON_ADMINS, ids=lambda p: f"{p.role}{p.user_id}")
+def test_a_foreign_user_is_answered_like_an_unknown_one(
+    principal: Principal, directory: Directory
+) -> None:
+    """Outside the requester's organization a user is unknown, with @self and with an
+    extension of the requester's own organization."""
+    foreign = [u for u in directory.all_users() if u.organization != principal.organization_id]
+    assert foreign
+    own_org_ext = next(
+        e.number for e in directory.all_extensions()
+        if directory.user(e.owner).organization == principal.organization_id
+    )
+    for user in foreign:
+        for ext_ref in ("@self", own_org_ext):
+            unknown = _refusal(principal, UNKNOWN_USER, ext_ref, directory)
+            assert unknown[:3] == (UserInvalid, 400, "user_invalid")
+            assert _refusal(principal, str(user.id), ext_ref, directory) == unknown, (
+                user.id, ext_ref)
+
+
+def test_inside_the_organization_refusals_stay_access_denied(directory: Directory) -> None:
+    """What a user may know exists (a colleague, a colleague's extension) is 403; through
+    @owner the colleague's id is not named."""
+    for user_ref in ("@me", "@owner", "13", "12"):
+        assert _refusal(JOHN, user_ref, "0003*212", directory)[:3] == (
+            AccessDenied, 403, "access_denied")
+    assert "13" not in _refusal(JOHN, "@owner", "0003*212", directory)[3]
+
+
+def test_the_admin_knows_everyone(directory: Directory) -> None:
+    for user in directory.all_users():
+        assert can_know_user(ADMIN, user)
+    assert _refusal(ADMIN, UNKNOWN_USER, "@self", directory)[:3] == (
+        UserInvalid, 400, "user_invalid")
 
 
 def test_error_codes() -> None:

@@ -1,5 +1,9 @@
 """Who may see and act on what, through every route: user / organization / admin x own /
-sibling (same organization, another user) / other organization."""
+sibling (same organization, another user) / other organization.
+
+Refusals: inside the requester's organization 403 ``access_denied``; outside it, the
+extension or user is answered exactly like an unknown one (400, same body byte for
+byte), so a tenant cannot enumerate another's extensions and users."""
 
 from __future__ import annotations
 
@@ -30,6 +34,16 @@ ALLOWED = {
     "admin": {"own", "sibling", "other_org"},
 }
 MATRIX = [(who, target) for who in ALLOWED for target in TARGETS]
+ORG_OF_WHO = {"john": 3, "jane": 3, "other": 4, "org3": 3, "org4": 4, "admin": None}
+ORG_OF_TARGET = {"own": 3, "sibling": 3, "other_org": 4}
+
+
+def refused(who: str, target: str, unknown: str = "extension_invalid") -> tuple[int, str]:
+    """The refusal for a target outside the requester's context: 403 within its own
+    organization; outside it, what an unknown extension (or user) gets."""
+    if ORG_OF_WHO[who] == ORG_OF_TARGET[target]:
+        return 403, "access_denied"
+    return 400, unknown
 
 
 @pytest.fixture
@@ -48,7 +62,7 @@ async def test_list(api: Api, calls: dict[str, str], who: str, target: str) -> N
             body = await resp.json()
             assert [e["id"] for e in body["entry"]] == [calls[target]]
         else:
-            assert await error_of(resp) == (403, "access_denied"), (who, target, user_ref)
+            assert await error_of(resp) == refused(who, target), (who, target, user_ref)
 
 
 @pytest.mark.parametrize(("who", "target"), MATRIX)
@@ -59,7 +73,7 @@ async def test_get_one(api: Api, calls: dict[str, str], who: str, target: str) -
         assert resp.status == 200
         assert (await resp.json())["id"] == calls[target]
     else:
-        assert await error_of(resp) == (403, "access_denied")
+        assert await error_of(resp) == refused(who, target)
 
 
 @pytest.mark.parametrize(("who", "target"), MATRIX)
@@ -77,7 +91,7 @@ async def test_put(api: Api, calls: dict[str, str], who: str, target: str) -> No
         assert got["id"] == calls[target]
         assert "recording" not in got["phoneCallView"][0]
     else:
-        assert await error_of(resp) == (403, "access_denied")
+        assert await error_of(resp) == refused(who, target)
     assert api.spy.calls == []
 
 
@@ -89,7 +103,7 @@ async def test_self_of_another_user(api: Api, calls: dict[str, str], who: str, t
         assert resp.status == 200
         assert [e["id"] for e in (await resp.json())["entry"]] == [calls[target]]
     else:
-        assert await error_of(resp) == (403, "access_denied")
+        assert await error_of(resp) == refused(who, target, "user_invalid")
 
 
 @pytest.mark.parametrize(
@@ -109,6 +123,82 @@ async def test_me_with_an_extension_that_is_not_mine(api: Api, calls, who: str,
             resp = await api.put(f"/uapi/phoneCalls/@me/0003*213/{calls['sibling']}",
                                  {"action": "StopRecording", "phoneCallViewId": "01"}, who=who)
         assert await error_of(resp) == expected, method
+
+
+# --------------------------------------------------------------------------- unknown = foreign
+
+UNKNOWN_EXT = "0003*299"  # well-formed, in no directory
+UNKNOWN_USER = "99"
+HEADERS_THAT_MATTER = ("Content-Type", "Content-Length", "Cache-Control", "WWW-Authenticate")
+
+
+async def _reply(resp) -> tuple:
+    """Everything a client sees of an answer, but the Date header."""
+    headers = tuple(resp.headers.get(h) for h in HEADERS_THAT_MATTER)
+    return resp.status, headers, await resp.read()
+
+
+async def _all_routes(api: Api, who: str, user_ref: str, ext_ref: str, call: str) -> list:
+    base = f"/uapi/phoneCalls/{user_ref}/{ext_ref}"
+    body = {"action": "StartRecording", "phoneCallViewId": "01"}
+    return [
+        await _reply(await api.get(base, who=who)),
+        await _reply(await api.get(f"{base}/{call}", who=who)),
+        await _reply(await api.put(f"{base}/{call}", body, who=who)),
+        await _reply(await api.get(f"/uapi/phoneCall/{user_ref}/{ext_ref}", who=who)),
+    ]
+
+
+@pytest.mark.parametrize("who", ["john", "jane", "org3"])
+async def test_another_tenants_extension_is_answered_like_an_unknown_one(
+    api: Api, calls: dict[str, str], who: str
+) -> None:
+    """Organization 4's 0004*210, a live call on it, under every kind of userId: status,
+    headers and body byte-identical to an extension that does not exist. (Before: 403
+    and, through @owner, "user 20 is outside your context".)"""
+    call = calls["other_org"]
+    for user_ref in ("@me", "@viewer", "@owner", "20", "12"):
+        foreign = await _all_routes(api, who, user_ref, "0004*210", call)
+        unknown = await _all_routes(api, who, user_ref, UNKNOWN_EXT, call)
+        assert foreign == unknown, (who, user_ref)
+        assert foreign[0][0] == 400 and b'"extension_invalid"' in foreign[0][2]
+        assert b"20" not in foreign[0][2]
+
+
+@pytest.mark.parametrize("who", ["other", "org4"])
+async def test_another_tenants_user_is_answered_like_an_unknown_one(
+    api: Api, calls: dict[str, str], who: str
+) -> None:
+    """Users 12 and 13 (and the organization account 2, and the admin 1) seen from
+    organization 4: with @self and with one of organization 4's own extensions, like the
+    unknown user 99."""
+    for uid in ("12", "13", "2", "1"):
+        for ext_ref in ("@self", "0004*210"):
+            foreign = await _all_routes(api, who, uid, ext_ref, calls["own"])
+            unknown = await _all_routes(api, who, UNKNOWN_USER, ext_ref, calls["own"])
+            assert foreign == unknown, (who, uid, ext_ref)
+            assert foreign[0][0] == 400 and b'"user_invalid"' in foreign[0][2]
+
+
+async def test_within_the_organization_a_refusal_is_403_and_owner_names_no_id(
+    api: Api, calls: dict[str, str]
+) -> None:
+    """John may know Jane and her extensions exist (same organization): 403. Through
+    @owner the answer does not name her id."""
+    resp = await api.get("/uapi/phoneCalls/@owner/0003*213", who="john")
+    assert await error_of(resp) == (403, "access_denied")
+    assert "13" not in (await resp.json())["error"]["message"]
+    resp = await api.get("/uapi/phoneCalls/13/@self", who="john")
+    assert await error_of(resp) == (403, "access_denied")
+
+
+async def test_the_admin_sees_every_tenant(api: Api, calls: dict[str, str]) -> None:
+    for uid, ext, _ in TARGETS.values():
+        for user_ref in (uid, "@owner"):
+            resp = await api.get(f"/uapi/phoneCalls/{user_ref}/{ext}", who="admin")
+            assert resp.status == 200
+    resp = await api.get(f"/uapi/phoneCalls/{UNKNOWN_USER}/@self", who="admin")
+    assert await error_of(resp) == (400, "user_invalid")
 
 
 async def test_a_foreign_call_is_indistinguishable_from_a_missing_one(

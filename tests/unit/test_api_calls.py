@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime, timedelta, timezone
+from urllib.parse import quote
 
 import pytest
 
@@ -87,9 +89,111 @@ async def test_list_and_pagination(api: Api) -> None:
         3,
         [],
     )
-    page = await (await api.get("/uapi/phoneCalls/@me/0003*210?count=0")).json()
-    assert (page["itemsPerPage"], page["totalResults"]) == (0, 3)
-    assert (await api.get("/uapi/phoneCalls/@me/0003*210?count=5000")).status == 200
+    assert (await api.get("/uapi/phoneCalls/@me/0003*210?count=4999")).status == 200
+    assert (await api.get("/uapi/phoneCalls/@me/0003*210?startIndex=4999")).status == 200
+    for query in ("count=0", "count=5000"):  # VoipNow's range is 1..4999
+        resp = await api.get(f"/uapi/phoneCalls/@me/0003*210?{query}")
+        assert await error_of(resp) == (400, "count_invalid")
+
+
+async def test_a_list_holds_20_calls_unless_count_says_otherwise(api: Api) -> None:
+    """VoipNow's default page (was 100)."""
+    ids = [api.pbx.call("PJSIP/0003*210", "PJSIP/pstn").id for _ in range(25)]
+    everything = await (await api.get("/uapi/phoneCalls/@me/0003*210?count=25")).json()
+    order = [e["id"] for e in everything["entry"]]
+    assert sorted(order) == sorted(ids)
+    page = await (await api.get("/uapi/phoneCalls/@me/0003*210")).json()
+    assert (page["itemsPerPage"], page["totalResults"]) == (20, 25)
+    assert [e["id"] for e in page["entry"]] == order[:20]
+    page = await (await api.get("/uapi/phoneCalls/@me/0003*210?startIndex=20")).json()
+    assert [e["id"] for e in page["entry"]] == order[20:]
+
+
+# --------------------------------------------------------------------------- collection
+
+
+LIST = "/uapi/phoneCalls/@me/0003*210"
+
+
+async def _ids(api: Api, query: str) -> list[str]:
+    resp = await api.get(f"{LIST}?{query}")
+    if resp.status == 204:
+        return []
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["totalResults"] == len(body["entry"])  # one page in these tests
+    return [e["id"] for e in body["entry"]]
+
+
+@pytest.fixture
+def three(api: Api) -> list[str]:
+    """Three calls of 0003*210 started one minute apart: EPOCH, EPOCH+60, EPOCH+120."""
+    calls = [api.pbx.call("PJSIP/0003*210", "PJSIP/pstn") for _ in range(3)]
+    for k, call in enumerate(calls):
+        call.published = EPOCH + 60 * k
+    return [c.id for c in calls]
+
+
+async def test_filter_by_id(api: Api, three: list[str]) -> None:
+    """The issue's example: filterBy=id&filterOp=equals&filterValue=abc answered a call
+    whose id is not abc."""
+    a, b, c = three
+    assert await _ids(api, "filterBy=id&filterOp=equals&filterValue=abc") == []
+    assert await _ids(api, f"filterBy=id&filterOp=equals&filterValue={b}") == [b]
+    assert await _ids(api, f"filterBy=id&filterOp=inArray&filterValue={c},{a},ffff") == [a, c]
+    assert await _ids(api, f"filterBy=id&filterOp=startsWith&filterValue={a[:12]}") == [a]
+    assert await _ids(api, f"filterBy=id&filterValue={b[3:15]}") == [b]  # default: contains
+    assert await _ids(api, "filterBy=id&filterOp=present") == three
+    assert await _ids(api, f"filterBy=id&filterOp=greaterThan&filterValue={min(three)}") == [
+        i for i in three if i > min(three)]
+
+
+async def test_filter_by_published_compares_instants(api: Api, three: list[str]) -> None:
+    a, b, c = three
+    second = datetime.fromtimestamp(EPOCH + 60, UTC)
+    paris = second.astimezone(timezone(timedelta(hours=1))).isoformat()  # same instant
+    for value in (second.isoformat(), paris, second.strftime("%Y-%m-%dT%H:%M:%SZ")):
+        q = quote(value, safe="")
+        assert await _ids(api, f"filterBy=published&filterOp=equals&filterValue={q}") == [b]
+        assert await _ids(api, f"filterBy=published&filterOp=greaterThan&filterValue={q}") == [c]
+        assert await _ids(api, f"filterBy=published&filterOp=lessThan&filterValue={q}") == [a]
+    day = quote(second.strftime("%Y-%m-%dT"), safe="")
+    assert await _ids(api, f"filterBy=published&filterOp=startsWith&filterValue={day}") == three
+    early = quote(datetime.fromtimestamp(EPOCH - 3600, UTC).isoformat(), safe="")
+    assert await _ids(api, f"filterBy=published&filterOp=lessThan&filterValue={early}") == []
+    resp = await api.get(f"{LIST}?filterBy=published&filterOp=lessThan&filterValue={early}")
+    assert resp.status == 204  # nothing left after the filter, like no call at all
+
+
+async def test_sort_order(api: Api, three: list[str]) -> None:
+    assert await _ids(api, "") == three  # oldest first, as before
+    assert await _ids(api, "sortOrder=ascending") == three
+    assert await _ids(api, "sortOrder=descending") == three[::-1]
+    page = await (await api.get(f"{LIST}?sortOrder=descending&count=1&startIndex=1")).json()
+    assert [e["id"] for e in page["entry"]] == [three[1]]
+
+
+async def test_fields(api: Api, three: list[str]) -> None:
+    """fields=id,extension answered every field."""
+    body = await (await api.get(f"{LIST}?fields=id,extension")).json()
+    assert [set(e) for e in body["entry"]] == [{"id", "extension"}] * 3
+    body = await (await api.get(f"{LIST}?fields=published")).json()
+    assert [set(e) for e in body["entry"]] == [{"id", "published"}] * 3  # id always kept
+    one = await (await api.get(f"{LIST}/{three[0]}?fields=phoneCallView,link")).json()
+    assert set(one) == {"id", "phoneCallView", "link"}
+    assert one["phoneCallView"][0]["extension"] == "0003*210"  # a view comes whole
+    full = await (await api.get(f"{LIST}/{three[0]}")).json()
+    assert {"extension", "ownerId", "published", "phoneCallView", "link"} <= set(full)
+
+
+async def test_filter_sort_fields_and_paging_together(api: Api, three: list[str]) -> None:
+    _a, b, _c = three
+    since = quote(datetime.fromtimestamp(EPOCH, UTC).isoformat(), safe="")
+    resp = await api.get(f"{LIST}?filterBy=published&filterOp=greaterThan&filterValue={since}"
+                         "&sortOrder=descending&fields=id&count=1&startIndex=1")
+    body = await resp.json()
+    assert (body["startIndex"], body["itemsPerPage"], body["totalResults"]) == (1, 1, 2)
+    assert body["entry"] == [{"id": b}]
 
 
 async def test_hung_up_calls_leave_the_list(api: Api) -> None:

@@ -135,6 +135,10 @@ async def test_real_answers_match_the_document(api: Api, monkeypatch) -> None:
     check("/readyz", "get", 503, await resp.json())
     resp = await api.client.get("/healthz")
     check("/healthz", "get", 200, await resp.json())
+    resp = await api.client.get("/metrics")
+    check("/metrics", "get", 401, await resp.json())
+    resp = await api.get("/metrics", who="org3")
+    check("/metrics", "get", 403, await resp.json())
 
 
 # --------------------------------------------------------------------------- health
@@ -164,7 +168,7 @@ async def test_metrics(api: Api, monkeypatch) -> None:
     await api.get("/uapi/phoneCalls/@me/0003*210")
     await api.get("/uapi/phoneCalls/@you/0003*210")
     await api.client.get("/no/such/path")
-    resp = await api.client.get("/metrics")
+    resp = await api.get("/metrics", who="admin")
     assert resp.status == 200
     assert resp.content_type == "text/plain"
     text = await resp.text()
@@ -183,9 +187,35 @@ async def test_metrics_registry_is_per_app(aiohttp_client, tmp_path) -> None:
     a = await Api.start(aiohttp_client, tmp_path / "a")
     b = await Api.start(aiohttp_client, tmp_path / "b")
     await a.client.get("/healthz")
-    text_b = await (await b.client.get("/metrics")).text()
+    text_b = await (await b.get("/metrics", who="admin")).text()
     assert 'route="/healthz"' not in text_b
     assert "pbx_bridge_ami_connected 0.0" in text_b
+
+
+async def test_metrics_need_an_admin_token(api: Api) -> None:
+    """They show every tenant's figures (live calls, recordings): no token 401, another
+    user's token 403, the admin's 200; the query-parameter token works too."""
+    resp = await api.client.get("/metrics")
+    assert await error_of(resp) == (401, "unauthorized")
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
+    assert "pbx_bridge" not in await resp.text()
+    for who in ("john", "org3", "other", "org4"):
+        resp = await api.get("/metrics", who=who)
+        assert await error_of(resp) == (403, "access_denied"), who
+        assert "pbx_bridge" not in await resp.text()
+    resp = await api.get("/metrics", who=None, headers={"Authorization": "Bearer nope"})
+    assert await error_of(resp) == (401, "unauthorized")
+    assert (await api.get("/metrics", who="admin")).status == 200
+    resp = await api.client.get(f"/metrics?accessRequestToken={api.apps.token['admin']}")
+    assert resp.status == 200
+
+
+async def test_metrics_auth_none_serves_anyone(aiohttp_client, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PBX_BRIDGE_METRICS__AUTH", "none")
+    api = await Api.start(aiohttp_client, tmp_path)
+    assert api.settings.metrics.auth == "none"
+    resp = await api.client.get("/metrics")
+    assert resp.status == 200 and "pbx_bridge_ready" in await resp.text()
 
 
 # --------------------------------------------------------------------------- errors

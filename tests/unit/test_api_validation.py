@@ -168,30 +168,57 @@ async def test_phonecallview_invalid(api: Api, call_id: str, view: str | None) -
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "code"),
     [
-        "count=5001",
-        "count=-1",
-        "count=abc",
-        "count=",
-        "count=1e3",
-        "count=%2B5",
-        "count=1&count=2",
-        "startIndex=1.5",
-        "startIndex=-0",
-        "startIndex=99999999999",
-        "startIndex=%00",
-        "other=%0D%0A",
-        "x%0A=1",
+        ("count=5000", "count_invalid"),  # VoipNow's range: 1..4999
+        ("count=0", "count_invalid"),
+        ("count=-1", "count_invalid"),
+        ("count=abc", "count_invalid"),
+        ("count=", "count_invalid"),
+        ("count=1e3", "count_invalid"),
+        ("count=%2B5", "count_invalid"),
+        ("count=1&count=2", "count_invalid"),
+        ("startIndex=1.5", "startindex_invalid"),
+        ("startIndex=-0", "startindex_invalid"),
+        ("startIndex=5000", "startindex_invalid"),
+        ("startIndex=99999999999", "startindex_invalid"),
+        ("startIndex=%00", "request_invalid"),  # a control character: before its meaning
+        ("other=%0D%0A", "request_invalid"),
+        ("x%0A=1", "request_invalid"),
+        ("sortBy=published", "request_invalid"),  # unknown: never silently ignored
+        ("Count=5", "request_invalid"),  # names are case-sensitive
+        ("sortOrder=up", "request_invalid"),
+        ("filterBy=extension&filterOp=equals&filterValue=1", "filterby_invalid"),
+        ("filterOp=equals&filterValue=1", "filterby_invalid"),
+        ("filterBy=id&filterOp=like&filterValue=1", "filterop_invalid"),
+        ("filterBy=id&filterOp=equals", "filtervalue_invalid"),
+        ("filterBy=id&filterOp=present&filterValue=1", "filtervalue_invalid"),
+        ("filterBy=published&filterOp=greaterThan&filterValue=yesterday", "filtervalue_invalid"),
+        ("fields=id,nope", "fields_invalid"),
+        ("fields=id,phoneCallView.status", "fields_invalid"),
+        ("fields=id,%20extension", "fields_invalid"),
+        ("fields=", "fields_invalid"),
     ],
 )
-async def test_request_invalid(api: Api, query: str) -> None:
+async def test_list_query_invalid(api: Api, query: str, code: str) -> None:
     resp = await api.get(f"{BASE}?{query}")
-    assert await error_of(resp) == (400, "request_invalid")
+    assert await error_of(resp) == (400, code)
 
 
-async def test_unknown_query_parameters_are_ignored(api: Api) -> None:
-    assert (await api.get(f"{BASE}?fields=id&sortBy=published")).status == 204
+async def test_one_and_put_take_only_their_parameters(api: Api, call_id: str) -> None:
+    """GET one takes `fields` (and the token); PUT only the token: anything else is
+    request_invalid, never ignored, and it is checked before the body."""
+    url = f"{BASE}/{call_id}"
+    assert (await api.get(f"{url}?fields=id")).status == 200
+    assert await error_of(await api.get(f"{url}?count=5")) == (400, "request_invalid")
+    assert await error_of(await api.get(f"{url}?fields=nope")) == (400, "fields_invalid")
+    stop = {"action": "StopRecording", "phoneCallViewId": "01"}
+    assert (await api.put(url, stop)).status == 200
+    assert await error_of(await api.put(f"{url}?fields=id", stop)) == (400, "request_invalid")
+    assert await error_of(await api.put(f"{url}?x=1", b"{")) == (400, "request_invalid")
+    token = api.apps.token["john"]
+    resp = await api.put(f"{url}?accessRequestToken={token}", stop, who=None)
+    assert resp.status == 200
 
 
 # --------------------------------------------------------------------------- precedence

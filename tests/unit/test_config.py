@@ -212,3 +212,17 @@ def test_settings_are_immutable() -> None:
     s = load_settings()
     with pytest.raises(ValueError):
         s.http.port = 1  # type: ignore[misc]
+
+
+def test_metrics_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/metrics shows every tenant's figures: an admin token by default; "none" only when
+    asked for; nothing else is accepted."""
+    assert Settings().metrics.auth == "admin"
+    path = tmp_path / "c.toml"
+    path.write_text('[metrics]\nauth = "none"\n')
+    assert load_settings(path).metrics.auth == "none"
+    path.write_text('[metrics]\nauth = "anyone"\n')
+    with pytest.raises(ConfigError, match=r"metrics\.auth"):
+        load_settings(path)
+    monkeypatch.setenv("PBX_BRIDGE_METRICS__AUTH", "none")
+    assert load_settings().metrics.auth == "none"
