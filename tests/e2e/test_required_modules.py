@@ -121,6 +121,58 @@ async def test_star1_without_func_cut_fails_visibly_and_claims_nothing(tmp_path,
         assert "secret" not in caplog.text.lower()
 
 
+async def test_a_stamp_without_a_mixmonitor_is_not_believed_without_command_rights(
+    tmp_path, caplog
+) -> None:
+    """PBX_REC left on a channel with no MixMonitor behind it (a *1 of an older
+    extensions.conf whose MixMonitor failed, a link lost mid-start) is checked on every
+    resync with Getvar only: the bridge's AMI user here has no `command` class (issue 9
+    item 3 takes it away), so `mixmonitor list` is not available. (`system` stays in this
+    test: Asterisk 22 registers the MixMonitor AMI action under `system`, and the
+    restart part below starts a real recording.)"""
+    caplog.set_level(logging.INFO, logger="pbx_bridge.service")
+    started: list[Phone] = []
+    with required_modules_sandbox(
+        tmp_path, ami_write="system,call,agent,user,reporting,originate"
+    ) as sb:
+        settings = bridge_settings(sb, tmp_path)
+        directory = demo_directory(tmp_path)
+        bridge = await start_bridge(settings, directory)
+        try:
+            phone, call = await _answered_call(bridge, sb, started)
+            channel = bridge.tracker.recording_channel(call, JOHN)
+            assert channel is not None
+            stale = f"{int(call.published)}|3/{JOHN}/2026-11-30/{call.id}-01-000000.wav"
+            resp = await bridge.ami.send_action(
+                "Setvar", {"Channel": channel.name, "Variable": "PBX_REC", "Value": stale})
+            assert resp.get("Response") == "Success", resp
+
+            await bridge.resync()  # the periodic one
+            assert "recording" not in _view(bridge, call)
+            await bridge.close()  # and a restarted bridge
+            bridge = await start_bridge(settings, directory)
+            (call,) = bridge.tracker.calls_of(JOHN)
+            assert "recording" not in _view(bridge, call)
+            await eventually(lambda: any("no MixMonitor running" in r.getMessage()
+                                         for r in caplog.records), what="logged")
+            resp = await bridge.ami.send_action(
+                "Getvar", {"Channel": channel.name, "Variable": "PBX_REC"})
+            assert resp.get("Value", "") == "", "the stale stamp is released"
+
+            # A real recording is still recognised after a restart, with those rights.
+            ext = directory.extension(JOHN)
+            await bridge.start_recording(call, ext, "wav")
+            await bridge.close()
+            bridge = await start_bridge(settings, directory)
+            (call,) = bridge.tracker.calls_of(JOHN)
+            assert "recording" in _view(bridge, call)
+            await phone.hangup()
+        finally:
+            for p in started:
+                await p.stop()
+            await bridge.close()
+
+
 @pytest.fixture(autouse=True)
 def _no_session_phones() -> None:
     """These tests run their own Asterisk; they never touch the session sandbox."""

@@ -46,13 +46,21 @@ def required_only(text: str, *, drop: Iterable[str] = ()) -> str:
 
 
 @contextmanager
-def required_modules_sandbox(tmp_path: Path, *, drop: Iterable[str] = ()) -> Iterator[Sandbox]:
+def required_modules_sandbox(
+    tmp_path: Path, *, drop: Iterable[str] = (), ami_write: str | None = None
+) -> Iterator[Sandbox]:
     """A fresh, running sandbox with only the required modules (minus `drop`). Its own
-    name and ports (the session sandbox's offset + 500), so it runs beside it."""
+    name and ports (the session sandbox's offset + 500), so it runs beside it.
+    `ami_write` replaces the bridge's AMI write classes (manager.conf `write =`)."""
     conf = tmp_path / "asterisk-conf"
     shutil.copytree(DEFAULT_CONF_DIR, conf)
     modules = conf / "modules.conf"
     modules.write_text(required_only(modules.read_text(), drop=drop))
+    if ami_write is not None:
+        manager = conf / "manager.conf"
+        text, n = re.subn(r"(?m)^write\s*=.*$", f"write = {ami_write}", manager.read_text())
+        assert n == 1, "manager.conf: expected one write= line (the bridge's AMI user)"
+        manager.write_text(text)
     base = os.environ.get("PBX_BRIDGE_SANDBOX_NAME", "test")
     offset = int(os.environ.get("PBX_BRIDGE_SANDBOX_PORT_OFFSET", "0")) + 500
     sb = Sandbox(name=f"{base}-required", conf_dir=conf, port_offset=offset)
