@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pbx_bridge.calls.tracker import Call, Channel, Tracker, rec_value
+from pbx_bridge.calls.tracker import Call, Channel, Tracker, parse_rec, rec_value
 from pbx_bridge.config import Settings
 from pbx_bridge.directory import access
 from pbx_bridge.directory.models import Extension
@@ -29,10 +29,16 @@ log = logging.getLogger("pbx_bridge.service")
 
 ASTDB_FAMILY = "pbx_bridge"
 _REC_VAR = "ChanVariable(PBX_REC)"
-# `mixmonitor list` rows: "<id>\t<file>\t<read file>\t<write file>". Right after the
-# MixMonitor action the file is not open yet (its thread opens it): the row is the id
-# alone once AMI has trimmed the trailing tabs.
-_MIXMONITOR_ID = re.compile(r"^0x[0-9a-fA-F]+(?:\t|$)", re.MULTILINE)
+# Whoever starts a recording (the bridge, the *1 subroutine) has MixMonitor store its id
+# in this channel variable (MixMonitor option i()); MIXMONITOR(<id>,filename) is non-empty
+# exactly while that MixMonitor exists on the channel. Both are read with Getvar (class
+# `call`), so no `command`/`system` AMI rights are needed to check a recording.
+RECID_VAR = "PBX_RECID"
+MIXMONITOR_OPTIONS = f"i({RECID_VAR})"
+# MixMonitor ids are the address of its datastore, printed with %p.
+_MIXMONITOR_ID = re.compile(r"0x[0-9a-fA-F]{1,16}")
+# The *1 subroutine reports what it did not start (extensions.conf, [pbx-bridge-rec]).
+STAR1_EVENT = "PbxBridgeRec"
 RESYNC_INTERVAL = 300.0  # a periodic safety net against any event Asterisk never sent
 # A refused or timed-out automatic ("always") start is retried after 5, 10, 20... s,
 # at most a minute apart, for as long as the channel lives.
@@ -153,14 +159,19 @@ class Bridge:
         resp, items = await self.ami.send_list_action("CoreShowChannels")
         if not is_success(resp):
             raise AmiError(f"CoreShowChannels refused: {resp.get('Message')}")
-        if check_recordings or self._in_doubt:
-            # After a reconnect every PBX_REC is checked; otherwise those of views whose
-            # start timed out (the reservation may stand without a MixMonitor behind it).
-            items = [
-                await self._checked_recording(ev)
-                if check_recordings or self._doubtful(ev) else ev
-                for ev in items
-            ]
+        # A PBX_REC stamp alone is never believed: it is checked against the MixMonitor
+        # Asterisk runs, unless the tracker already saw that very recording confirmed
+        # (MixMonitorStart, or the MixMonitor action's success) and nothing can have been
+        # missed since (no reconnect, the view's start not in doubt).
+        doubtful = [
+            i for i, ev in enumerate(items)
+            if ev.get(_REC_VAR) and (check_recordings or not self._confirmed(ev))
+        ]
+        if doubtful:  # checked concurrently: one round trip for all, not one per channel
+            checked = await asyncio.gather(*(self._checked_recording(items[i]) for i in doubtful))
+            items = list(items)
+            for i, ev in zip(doubtful, checked, strict=True):
+                items[i] = ev
         self.tracker.set_devices(self._device_map())
         self.tracker.resync(items)
         self.metrics.resyncs += 1
@@ -170,40 +181,57 @@ class Bridge:
     async def _checked_recording(self, ev: dict[str, str]) -> dict[str, str]:
         """PBX_REC on a channel only says a recording was *started* there. A link lost
         between the PBX_REC reservation and the MixMonitor action (or between
-        StopMixMonitor and the release) leaves PBX_REC on a channel that records nothing;
-        believing it would answer every later StartRecording "already recording" and
-        lose the recording. So after a reconnect, ask Asterisk which of those channels
-        really run a MixMonitor, and release the stale reservations."""
+        StopMixMonitor and the release), or a *1 subroutine of an older extensions.conf
+        that stamped before a MixMonitor that failed, leaves PBX_REC on a channel that
+        records nothing; believing it would show `recording` for a file that does not
+        exist and answer every later StartRecording "already recording". So ask Asterisk
+        whether that channel's MixMonitor runs, and release stale reservations."""
         channel = ev.get("Channel", "")
-        if not ev.get(_REC_VAR) or not channel:
-            return ev
+        if not channel:
+            return {**ev, _REC_VAR: ""}
         try:
             running = await self._runs_mixmonitor(channel)
-        except AmiError:
-            return ev  # cannot tell: trust PBX_REC
-        if running is not False:
+        except AmiError as exc:
+            log.info("%s: cannot check its recording (%s); not shown", channel, exc)
+            return {**ev, _REC_VAR: ""}
+        if running:
             return ev
-        log.info("%s: PBX_REC set but no MixMonitor running; releasing it", channel)
-        self._spawn(self._setvar(channel, "PBX_REC", ""))
+        if running is False:
+            log.warning(
+                "%s (extension %s): PBX_REC set but no MixMonitor running; releasing it",
+                channel, self.tracker.extension_of(channel) or "-",
+            )
+            self._spawn(self._setvar(channel, "PBX_REC", ""))
         return {**ev, _REC_VAR: ""}
+
+    def _confirmed(self, ev: dict[str, str]) -> bool:
+        """The tracker already holds this channel's recording as confirmed by Asterisk."""
+        ch = self.tracker.channels.get(ev.get("Uniqueid", ""))
+        if ch is None or ch.recording is None or self._doubtful(ev):
+            return False
+        return parse_rec(ev.get(_REC_VAR))[0] is not None
 
     def _doubtful(self, ev: dict[str, str]) -> bool:
         ext = self.tracker.extension_of(ev.get("Channel", ""))
         return ext is not None and (ev.get("Linkedid", ""), ext) in self._in_doubt
 
     async def _runs_mixmonitor(self, channel: str) -> bool | None:
-        """Does Asterisk run a MixMonitor on the channel (`mixmonitor list`, over AMI
-        Command)? None if the answer cannot be read (e.g. no `command` write
-        permission). AmiNotConnected / AmiTimeout propagate."""
-        try:
-            listing = await self.ami.command(f"mixmonitor list {channel}")
-        except (AmiNotConnected, AmiTimeout):
-            raise
-        except AmiError:
+        """Does the MixMonitor whose id the channel holds in PBX_RECID still exist
+        (MIXMONITOR(<id>,filename) non-empty)? Two Getvars, class `call` only. No id on
+        the channel: nothing of ours runs (False). None if Asterisk refuses the
+        question (e.g. the channel is gone). AmiNotConnected / AmiTimeout propagate."""
+        resp = await self.ami.send_action("Getvar", {"Channel": channel, "Variable": RECID_VAR})
+        if not is_success(resp):
             return None
-        if "MixMonitor ID" not in listing:
+        rec_id = resp.get("Value", "")
+        if not _MIXMONITOR_ID.fullmatch(rec_id):
+            return False
+        resp = await self.ami.send_action(
+            "Getvar", {"Channel": channel, "Variable": f"MIXMONITOR({rec_id},filename)"}
+        )
+        if not is_success(resp):
             return None
-        return _MIXMONITOR_ID.search(listing) is not None
+        return bool(resp.get("Value"))
 
     async def _periodic_resync(self) -> None:
         while True:
@@ -215,12 +243,31 @@ class Bridge:
 
     async def _on_event(self, ev: dict[str, str]) -> None:
         self.tracker.feed(ev)
+        if ev.get("Event") == "UserEvent" and ev.get("UserEvent") == STAR1_EVENT:
+            self._star1_outcome(ev)
         self._flush_effects()
         if self._always and self.ready:
             call = auto.touched_call(self.tracker, ev)
             if call is not None:
                 self._record_always(call)
         await self._notify()
+
+    def _star1_outcome(self, ev: dict[str, str]) -> None:
+        """The *1 subroutine did not start a recording: say so in the bridge's log (the
+        subroutine logs in Asterisk's too). Nothing changes on the view: it shows
+        `recording` only once a MixMonitor really runs (MixMonitorStart)."""
+        channel = ev.get("Channel", "?")
+        ext = self.tracker.extension_of(channel) or "-"
+        result = ev.get("Result", "")
+        if result == "denied":
+            log.info("*1 on %s (extension %s): recording not allowed", channel, ext)
+            return
+        self.metrics.recordings_failed += 1
+        log.warning(
+            "*1 on %s (extension %s): recording NOT started (%s: %s); check that every "
+            "module marked required in asterisk-conf/modules.conf is loaded",
+            channel, ext, result or "failed", ev.get("Reason", "unknown"),
+        )
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -348,7 +395,10 @@ class Bridge:
                     "Setvar",
                     {"Channel": ch.name, "Variable": "PBX_REC", "Value": rec_value(stamp, path)},
                 )
-                mixmon = self.ami.send_action("MixMonitor", {"Channel": ch.name, "File": path})
+                mixmon = self.ami.send_action(
+                    "MixMonitor",
+                    {"Channel": ch.name, "File": path, "Options": MIXMONITOR_OPTIONS},
+                )
                 _, resp = await asyncio.gather(setvar, mixmon)
             except AmiNotConnected as exc:
                 self.metrics.recordings_failed += 1
@@ -357,11 +407,15 @@ class Bridge:
                 self.metrics.recordings_failed += 1
                 self._in_doubt[(call.linkedid, ext.number)] = now
                 raise PbxTimeout(str(exc)) from exc
-            if not is_success(resp):
+            # Asterisk answers Success even when MixMonitor could not set itself up on
+            # the channel; only the MixMonitorID its i() option returns shows it runs.
+            if not is_success(resp) or not resp.get("MixMonitorID"):
                 self.metrics.recordings_failed += 1
                 self._spawn(self._setvar(ch.name, "PBX_REC", ""))
                 if ch.uniqueid not in self.tracker.channels:
                     raise ViewState("the view hung up")
+                log.warning("MixMonitor on %s (extension %s) did not start: %s",
+                            ch.name, ext.number, resp.get("Message", "no MixMonitorID"))
                 raise PbxRefused(resp.get("Message", "MixMonitor failed"))
             self.metrics.recordings_started += 1
             # Asterisk's Success is the confirmation: MixMonitor runs. Its MixMonitorStart
@@ -424,12 +478,8 @@ class Bridge:
         if view not in self._in_doubt:
             return False
         try:
-            running = await self._runs_mixmonitor(ch.name)
-            if running is None:
-                resp = await self.ami.send_action(
-                    "Getvar", {"Channel": ch.name, "Variable": "PBX_REC"}
-                )
-                running = bool(resp.get("Value"))
+            # Unanswerable (None) counts as not running: a PBX_REC stamp alone is no proof.
+            running = bool(await self._runs_mixmonitor(ch.name))
         except AmiNotConnected as exc:
             raise PbxUnavailable(str(exc)) from exc
         except AmiTimeout as exc:

@@ -42,9 +42,12 @@ class RefuseFirst:
     async def __call__(self, conn: FakeConnection, action: dict[str, str]) -> None:
         self.seen += 1
         ok = self.seen > self.n
-        await conn.send({"Response": "Success" if ok else "Error",
-                         "ActionID": action["ActionID"],
-                         "Message": "Started" if ok else "Cannot start MixMonitor"})
+        # Asterisk 22 answers a started MixMonitor with the id its i() option stored.
+        answer = {"Response": "Success", "ActionID": action["ActionID"],
+                  "MixMonitorID": f"0x7f00000{self.seen:04x}"} if ok else {
+                  "Response": "Error", "ActionID": action["ActionID"],
+                  "Message": "Cannot start MixMonitor"}
+        await conn.send(answer)
 
 
 @pytest.fixture
