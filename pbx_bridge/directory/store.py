@@ -171,13 +171,13 @@ def _integrity_errors(
                 "(extensions belong to an organization's users)"
             )
             continue
-        org = organizations.get(owner.organization)
-        if org is not None and "*" in ext.number:
+        owner_org = organizations.get(owner.organization)
+        if owner_org is not None and "*" in ext.number:
             prefix = ext.number.split("*", 1)[0]
-            if prefix != org.code:
+            if prefix != owner_org.code:
                 errors.append(
-                    f"{where}: prefix {prefix!r} is not the code {org.code!r} of "
-                    f"organization {org.id} its owner {owner.id} belongs to"
+                    f"{where}: prefix {prefix!r} is not the code {owner_org.code!r} of "
+                    f"organization {owner_org.id} its owner {owner.id} belongs to"
                 )
     return errors
 
