@@ -116,7 +116,7 @@ class FailedAuthThrottle:
     """Per client id and per source address failure counts, with growing lockouts."""
 
     def __init__(self, settings: AuthSettings, clock: Callable[[], float] = time.monotonic):
-        self._clock = clock
+        self.clock = clock  # public: tests and the bench move time on
         self.clients = _Table(
             "client", settings.failures_per_client, settings.lockout_max, settings.throttle_entries
         )
@@ -129,7 +129,7 @@ class FailedAuthThrottle:
 
     def retry_after(self, client_id: str | None, remote: str | None) -> int:
         """Whole seconds until this client id and this address may try again (0: now)."""
-        now = self._clock()
+        now = self.clock()
         wait = self.addresses.retry_after(address_key(remote), now)
         if client_id:
             wait = max(wait, self.clients.retry_after(client_id[:MAX_KEY_LEN], now))
@@ -137,7 +137,7 @@ class FailedAuthThrottle:
 
     def failed(self, client_id: str | None, remote: str | None) -> list[Lockout]:
         """Count a failure; returns the lockouts it started (none, or one per table)."""
-        now = self._clock()
+        now = self.clock()
         started = [self.addresses.fail(address_key(remote), now)]
         if client_id:
             started.append(self.clients.fail(client_id[:MAX_KEY_LEN], now))
