@@ -66,6 +66,7 @@ def test_list_shows_ids_never_tokens(directory: Directory, clock: Clock) -> None
     john, _ = directory.create_app(12, "CRM")
     jane, _ = directory.create_app(13, "Dialer")
     t1, _ = directory.issue_token(john, ttl=100)
+    clock.now += 1  # listed oldest first
     t2, _ = directory.issue_token(jane, ttl=200)
     expired, _ = directory.issue_token(john, ttl=1)
     clock.now += 10
