@@ -194,6 +194,20 @@ class RecordingsSettings(_Section):
 class AuthSettings(_Section):
     token_ttl: Annotated[int, Field(gt=0)] = 3600
     max_token_ttl: Annotated[int, Field(gt=0)] = 31536000
+    # `pbx-bridge token issue` without --ttl: shorter, such a token is pasted by hand and
+    # lands in shell history and terminal scrollback (docs/contract.md, section 5).
+    # Capped at max_token_ttl, like every lifetime.
+    cli_token_ttl: Annotated[int, Field(gt=0)] = 900
+    # How often the running service deletes expired tokens from the database.
+    purge_interval: Seconds = 600.0
+    # Failed client authentications (/oauth/token, /oauth/revoke) allowed per client id
+    # and per source address before a lockout that doubles with each further failure,
+    # up to lockout_max seconds (docs/reliability.md, "Failed client authentication").
+    failures_per_client: Annotated[int, Field(ge=1)] = 5
+    failures_per_address: Annotated[int, Field(ge=1)] = 20
+    lockout_max: Seconds = 300.0
+    # Client ids and addresses remembered at most (each); the oldest are forgotten first.
+    throttle_entries: Annotated[int, Field(ge=100)] = 10000
 
     @model_validator(mode="after")
     def _ttl_within_max(self) -> AuthSettings:

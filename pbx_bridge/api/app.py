@@ -25,7 +25,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from pbx_bridge.api.context import BRIDGE, DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
-from pbx_bridge.api.oauth import token_handler
+from pbx_bridge.api.oauth import add_oauth_routes
 from pbx_bridge.api.openapi import OPENAPI, build_document, openapi_handler
 from pbx_bridge.api.routes import BACKGROUND, add_routes
 from pbx_bridge.api.routing import finish_routes
@@ -152,7 +152,7 @@ def create_app(
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", metrics_handler, allow_head=False)
-    app.router.add_post("/oauth/token", token_handler)
+    add_oauth_routes(app)
     finish_routes(app)  # after every route: trailing-slash twins, Expect after auth
     app.on_response_prepare.append(_security_headers)
     if manage_bridge:

@@ -5,6 +5,9 @@
   request's path, so ids and tokens cannot blow up the label space; unmatched paths are
   ``route="unmatched"``.
 - ``pbx_bridge_http_request_duration_seconds{route}``: how long answers took.
+- ``pbx_bridge_oauth_client_auth_failures_total{reason}``: failed client authentications
+  at the OAuth endpoints; ``reason`` is one of a fixed few (``unknown_client``,
+  ``wrong_secret``, ``app_disabled``, ``malformed``, ``locked_out``), never a client id.
 - Read at scrape time from the bridge: ``pbx_bridge_ami_connected``, ``pbx_bridge_ready``,
   ``pbx_bridge_live_calls``, ``pbx_bridge_recordings_{started,failed,stopped}_total``,
   ``pbx_bridge_resyncs_total``.
@@ -80,6 +83,13 @@ class Metrics:
             "pbx_bridge_http_request_duration_seconds",
             "time to answer HTTP requests, by route template",
             ("route",),
+            registry=self.registry,
+        )
+        self.client_auth_failures = Counter(
+            "pbx_bridge_oauth_client_auth_failures",
+            "failed client authentications at the OAuth endpoints, by reason "
+            "(locked_out: refused while locked out, the secret not looked at)",
+            ("reason",),
             registry=self.registry,
         )
         self.registry.register(_BridgeCollector(bridge))

@@ -20,6 +20,7 @@ from pbx_bridge.api.routes import PREFIXES
 __all__ = ["OPENAPI", "build_document", "openapi_handler"]
 
 JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 Schema = dict[str, Any]
 
 _REF = "#/components/schemas/"
@@ -66,7 +67,10 @@ ERROR_DESCRIPTIONS = {
     "pbx_timeout": "Asterisk did not answer in time",
     "invalid_request": "OAuth: a parameter is missing, repeated or malformed",
     "unsupported_grant_type": "OAuth: `grant_type` is not `client_credentials`",
-    "invalid_client": "OAuth: unknown client or wrong secret",
+    "invalid_client": "OAuth: unknown client or wrong secret (or a disabled app)",
+    "too_many_requests": "OAuth: too many failed client authentications for this client "
+    "id or from this address; wait `Retry-After` seconds (the secret is not checked "
+    "meanwhile)",
 }
 
 
@@ -368,6 +372,22 @@ SCHEMAS: dict[str, Schema] = {
             "client_secret": {"type": "string"},
         },
     },
+    "RevokeRequest": {
+        "type": "object",
+        "additionalProperties": {"type": "string"},
+        "required": ["token"],
+        "description": "Unknown parameters are ignored; a control character in any "
+        "parameter is refused (400 `invalid_request`)",
+        "properties": {
+            "token": {"type": "string"},
+            "token_type_hint": {
+                "type": "string",
+                "description": "accepted and ignored (there is one kind of token)",
+            },
+            "client_id": {"type": "string"},
+            "client_secret": {"type": "string"},
+        },
+    },
 }
 
 
@@ -488,47 +508,96 @@ def _service_paths() -> dict[str, Any]:
                 },
             }
         },
-        "/oauth/token": {
+        **_oauth_paths(internal),
+    }
+
+
+def _oauth_paths(internal: dict[str, Schema]) -> dict[str, Any]:
+    client_failed = _error(
+        "Client authentication failed",
+        "invalid_client",
+        headers={
+            "WWW-Authenticate": {
+                "description": '`Basic realm="pbx-bridge"`',
+                "required": True,
+                "schema": {"type": "string", "pattern": "^Basic "},
+            }
+        },
+    )
+    throttled = _error(
+        "Too many failed client authentications for this client id or from this address",
+        "too_many_requests",
+        headers={
+            "Retry-After": {
+                "description": "seconds until the lockout ends",
+                "required": True,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        },
+    )
+    no_store = {
+        "Cache-Control": {
+            "description": "`no-store`",
+            "schema": {"type": "string", "enum": ["no-store"]},
+        }
+    }
+    common = {
+        "408": _error("The body arrived too slowly", "request_timeout"),
+        "413": _error("Body too large", "body_too_large"),
+        "429": throttled,
+        **internal,
+    }
+
+    def token(operation_id: str, note: str) -> Schema:
+        return {
             "post": {
-                "operationId": "issueToken",
+                "operationId": operation_id,
                 "tags": ["service"],
                 "summary": "OAuth 2.0 client credentials grant: a bearer token for an app. "
                 "The client authenticates with HTTP Basic or with `client_id` and "
-                "`client_secret` in the form, not both",
+                "`client_secret` in the form, not both" + note,
                 "security": [{"clientBasic": []}, {}],
                 "requestBody": {
                     "required": True,
-                    "content": {
-                        "application/x-www-form-urlencoded": {
-                            "schema": {"$ref": _REF + "TokenRequest"}
-                        }
-                    },
+                    "content": {FORM: {"schema": {"$ref": _REF + "TokenRequest"}}},
                 },
                 "responses": {
                     "200": {
                         **_json("A bearer token", {"$ref": _REF + "Token"}),
-                        "headers": {
-                            "Cache-Control": {
-                                "description": "`no-store`",
-                                "schema": {"type": "string", "enum": ["no-store"]},
-                            }
-                        },
+                        "headers": no_store,
                     },
                     "400": _error("Invalid request", "invalid_request", "unsupported_grant_type"),
-                    "401": _error(
-                        "Client authentication failed",
-                        "invalid_client",
-                        headers={
-                            "WWW-Authenticate": {
-                                "description": '`Basic realm="pbx-bridge"`',
-                                "required": True,
-                                "schema": {"type": "string", "pattern": "^Basic "},
-                            }
-                        },
-                    ),
-                    "408": _error("The body arrived too slowly", "request_timeout"),
-                    "413": _error("Body too large", "body_too_large"),
-                    **internal,
+                    "401": client_failed,
+                    **common,
+                },
+            }
+        }
+
+    return {
+        "/oauth/token": token("issueToken", ""),
+        "/oauth/token.php": token(
+            "issueTokenVoipNow",
+            ". VoipNow's path of the same endpoint; the `type` and `redirect_uri` its "
+            "clients send are ignored",
+        ),
+        "/oauth/revoke": {
+            "post": {
+                "operationId": "revokeToken",
+                "tags": ["service"],
+                "summary": "OAuth 2.0 token revocation (RFC 7009). The client authenticates "
+                "as at `/oauth/token`; its own token named in `token` is revoked at once. "
+                "200 also when the token is unknown, expired or another client's (then it "
+                "is left alone)",
+                "security": [{"clientBasic": []}, {}],
+                "requestBody": {
+                    "required": True,
+                    "content": {FORM: {"schema": {"$ref": _REF + "RevokeRequest"}}},
+                },
+                "responses": {
+                    "200": {"description": "Done (empty body)", "headers": no_store},
+                    "400": _error("Invalid request", "invalid_request"),
+                    "401": client_failed,
+                    **common,
                 },
             }
         },

@@ -1,4 +1,10 @@
-"""CLI commands: ``directory load``, ``app create``, ``token issue``.
+"""CLI commands: ``directory load``, ``app create|list|disable|enable|delete``,
+``token issue|list|revoke``.
+
+No command ever prints a stored token: ``token list`` shows a token's id (the start of
+its SHA-256, what the database keeps), and ``token revoke`` takes that id, or the token
+itself on standard input (never as an argument: arguments end up in shell history and
+in ``ps``).
 
 Errors are raised as exceptions with a one-line message; ``pbx_bridge.cli.main`` prints
 ``pbx-bridge: error: <message>`` and exits 1.
@@ -8,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import datetime
 
 from pbx_bridge.config import load_settings
-from pbx_bridge.directory.store import Directory
+from pbx_bridge.directory.store import TOKEN_ID_LEN, Directory, DirectoryError, token_id
 
 __all__ = ["open_directory", "register"]
 
@@ -68,7 +75,45 @@ def _app_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _when(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _app_list(args: argparse.Namespace) -> int:
+    with open_directory(args.config) as directory:
+        apps = directory.apps_of_user(args.user) if args.user else directory.all_apps()
+    print(f"{'CLIENT_ID':32}  {'USER':>6}  {'STATE':8}  {'CREATED':25}  NAME")
+    for app in apps:
+        state = "disabled" if app.disabled else "enabled"
+        created = _when(app.created)
+        print(f"{app.client_id:32}  {app.user_id:>6}  {state:8}  {created:25}  {app.name}")
+    return 0
+
+
+def _app_disable(args: argparse.Namespace) -> int:
+    with open_directory(args.config) as directory:
+        revoked = directory.set_app_disabled(args.app, True)
+    print(f"app {args.app} disabled; {revoked} tokens revoked")
+    return 0
+
+
+def _app_enable(args: argparse.Namespace) -> int:
+    with open_directory(args.config) as directory:
+        directory.set_app_disabled(args.app, False)
+    print(f"app {args.app} enabled")
+    return 0
+
+
+def _app_delete(args: argparse.Namespace) -> int:
+    with open_directory(args.config) as directory:
+        revoked = directory.delete_app(args.app)
+    print(f"app {args.app} deleted; {revoked} tokens revoked")
+    return 0
+
+
 def _token_issue(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    ttl = args.ttl if args.ttl is not None else settings.auth.cli_token_ttl
     with open_directory(args.config) as directory:
         if args.ttl is not None and args.ttl > directory.max_token_ttl:
             print(
@@ -76,12 +121,56 @@ def _token_issue(args: argparse.Namespace) -> int:
                 f"({directory.max_token_ttl} s)",
                 file=sys.stderr,
             )
-        token, expires_at = directory.issue_token(args.app, args.ttl)
+        token, expires_at = directory.issue_token(args.app, ttl)
     print(token)
     print(
-        f"pbx-bridge: token expires at {expires_at.isoformat(timespec='seconds')}", file=sys.stderr
+        f"pbx-bridge: token {token_id(token)} expires at {_when(expires_at)}", file=sys.stderr
     )
     return 0
+
+
+def _token_list(args: argparse.Namespace) -> int:
+    with open_directory(args.config) as directory:
+        if args.app is not None and directory.app(args.app) is None:
+            raise DirectoryError(f"no app with client id {args.app!r}")
+        tokens = directory.list_tokens(args.app)
+    print(
+        f"{'ID':{TOKEN_ID_LEN}}  {'CLIENT_ID':32}  {'USER':>6}  {'ISSUED':25}  "
+        f"{'EXPIRES':25}  APP"
+    )
+    for t in tokens:
+        print(
+            f"{t.id:{TOKEN_ID_LEN}}  {t.client_id:32}  {t.user_id:>6}  {_when(t.issued):25}  "
+            f"{_when(t.expires):25}  {t.app_name}"
+        )
+    return 0
+
+
+def _token_revoke(args: argparse.Namespace) -> int:
+    with open_directory(args.config) as directory:
+        if args.app is not None:
+            revoked = directory.revoke_app_tokens(args.app)
+            print(f"{revoked} tokens of app {args.app} revoked")
+        elif args.token_stdin:
+            token = sys.stdin.readline().strip()
+            if not token:
+                raise DirectoryError("no token on standard input")
+            if not directory.revoke_token(token):
+                raise DirectoryError("no such token (unknown, or already revoked or purged)")
+            print(f"token {token_id(token)} revoked")
+        else:
+            info = directory.revoke_token_id(args.id)
+            print(f"token {info.id} of app {info.client_id} (user {info.user_id}) revoked")
+    return 0
+
+
+def _app_arg(parser: argparse._ActionsContainer, help_text: str, *, required: bool = True) -> None:
+    parser.add_argument(
+        "--app",
+        required=required,
+        metavar="CLIENT_ID",
+        help=help_text + " (an id that begins with '-', from before ids were hex: --app=ID)",
+    )
 
 
 # --------------------------------------------------------------------------- registration
@@ -137,6 +226,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_config(create)
     create.set_defaults(func=_app_create)
 
+    # app list [--user ID]
+    app_list = app_sub.add_parser(
+        "list",
+        help="list apps (client id, user, enabled or disabled, created, name)",
+        description="List the registered apps. Secrets are never shown (only hashes are "
+        "stored).",
+    )
+    app_list.add_argument(
+        "--user", type=_positive_int, metavar="ID", help="only the apps of this user"
+    )
+    _add_config(app_list)
+    app_list.set_defaults(func=_app_list)
+
+    # app disable|enable|delete --app CLIENT_ID
+    for name, func, summary, text in (
+        (
+            "disable",
+            _app_disable,
+            "disable an app: revoke its tokens, refuse it new ones",
+            "Disable an app: every token of it is revoked at once (the running service "
+            "refuses them from its next request on) and it gets no new token, neither "
+            "from POST /oauth/token nor from `token issue`, until `app enable`.",
+        ),
+        (
+            "enable",
+            _app_enable,
+            "enable a disabled app again",
+            "Enable a disabled app again: it can get tokens again (the revoked ones stay "
+            "revoked).",
+        ),
+        (
+            "delete",
+            _app_delete,
+            "delete an app and revoke its tokens",
+            "Delete an app for good: every token of it is revoked at once and its client "
+            "id and secret stop working.",
+        ),
+    ):
+        command = app_sub.add_parser(name, help=summary, description=text)
+        _app_arg(command, "the app's client id")
+        _add_config(command)
+        command.set_defaults(func=func)
+
     # token issue --app CLIENT_ID [--ttl SECONDS]
     token = sub.add_parser(
         "token",
@@ -149,21 +281,51 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="issue a bearer token for an app; prints only the token",
         description=(
             "Issue a bearer token for an app and print it (alone, on stdout, so that "
-            "TOKEN=$(pbx-bridge token issue --app ID) works). Its expiry goes to stderr."
+            "TOKEN=$(pbx-bridge token issue --app ID) works). Its id and expiry go to "
+            "stderr. Without --ttl it lives auth.cli_token_ttl seconds (15 minutes by "
+            "default: such a token is handled by hand and lands in shell history; apps "
+            "get theirs from POST /oauth/token)."
         ),
     )
-    issue.add_argument(
-        "--app",
-        required=True,
-        metavar="CLIENT_ID",
-        help="the app's client id (an id that begins with '-', from before ids were hex: "
-        "--app=ID)",
-    )
+    _app_arg(issue, "the app's client id")
     issue.add_argument(
         "--ttl",
         type=_positive_int,
         metavar="SECONDS",
-        help="lifetime in seconds (default: auth.token_ttl; capped at auth.max_token_ttl)",
+        help="lifetime in seconds (default: auth.cli_token_ttl, 900; capped at "
+        "auth.max_token_ttl)",
     )
     _add_config(issue)
     issue.set_defaults(func=_token_issue)
+
+    # token list [--app CLIENT_ID]
+    token_list = token_sub.add_parser(
+        "list",
+        help="list the tokens not yet expired (id, app, user, issued, expires)",
+        description="List the bearer tokens not yet expired: id, app, user, when issued, "
+        "when they expire. The tokens themselves are never shown (only their hashes are "
+        "stored); the id names a token for `token revoke`.",
+    )
+    _app_arg(token_list, "only the tokens of this app", required=False)
+    _add_config(token_list)
+    token_list.set_defaults(func=_token_list)
+
+    # token revoke ID | --token-stdin | --app CLIENT_ID
+    revoke = token_sub.add_parser(
+        "revoke",
+        help="revoke a token (by its id, by the token on stdin, or every token of an app)",
+        description="Revoke bearer tokens at once: the running service refuses them from "
+        "its next request on. Name the token by its id from `token list` (or a unique "
+        "prefix of it, 6 hex digits at least), or pass the token itself on standard input "
+        "with --token-stdin, or revoke every token of an app with --app.",
+    )
+    which = revoke.add_mutually_exclusive_group(required=True)
+    which.add_argument("id", nargs="?", metavar="ID", help="the token's id, as `token list` shows")
+    which.add_argument(
+        "--token-stdin",
+        action="store_true",
+        help="read the token itself from standard input (never from the command line)",
+    )
+    _app_arg(which, "revoke every token of this app", required=False)
+    _add_config(revoke)
+    revoke.set_defaults(func=_token_revoke)

@@ -21,6 +21,7 @@ __all__ = [
     "RecordingSetup",
     "RecordingTrigger",
     "Role",
+    "TokenInfo",
     "User",
     "device_of_channel",
     "is_extension_number",
@@ -123,6 +124,24 @@ class App(_Model):
     name: Name
     user_id: int
     created: datetime  # UTC, timezone-aware
+    # A disabled app gets no token (its tokens were revoked when it was disabled).
+    disabled: bool = False
+
+
+class TokenInfo(_Model):
+    """What may be shown of a stored bearer token: never the token itself.
+
+    ``id`` is the start of the token's SHA-256 (what the store keeps): it names the token
+    in ``pbx-bridge token list`` / ``token revoke`` and in logs, and cannot be turned back
+    into the token.
+    """
+
+    id: str
+    client_id: str
+    app_name: str
+    user_id: int
+    issued: datetime  # UTC
+    expires: datetime  # UTC
 
 
 class Principal(_Model):

@@ -15,6 +15,7 @@ One :class:`Directory` may be shared by threads (one connection behind a lock).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -23,7 +24,7 @@ import sqlite3
 import threading
 import time
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,11 +40,12 @@ from pbx_bridge.directory.models import (
     Organization,
     Principal,
     RecordingSetup,
+    TokenInfo,
     User,
     device_of_channel,
 )
 
-__all__ = ["MIGRATIONS", "Directory", "DirectoryError", "LoadSummary"]
+__all__ = ["MIGRATIONS", "TOKEN_ID_LEN", "Directory", "DirectoryError", "LoadSummary", "token_id"]
 
 # Forward migrations: MIGRATIONS[n] upgrades a database from user_version n to n + 1.
 # Append only; never edit a migration that has shipped.
@@ -85,9 +87,19 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX tokens_expires_at ON tokens(expires_at);
     """,
+    # 2: apps can be disabled (`pbx-bridge app disable`): no new token, old ones revoked
+    """
+    ALTER TABLE apps ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 _MAX_CREDENTIAL_LEN = 512
+# A token's public name: this many hex digits of its SHA-256 (48 bits: unique in any
+# real table, and `token revoke` refuses an ambiguous one anyway).
+TOKEN_ID_LEN = 12
+# `token revoke ID` takes a prefix of an id, at least this long.
+_MIN_TOKEN_ID_PREFIX = 6
+_HEX = frozenset("0123456789abcdef")
 # Compared against when a client id is unknown, so that both paths cost the same.
 _DUMMY_HASH = hashlib.sha256(b"pbx-bridge: no such client").hexdigest()
 
@@ -104,6 +116,11 @@ class LoadSummary(NamedTuple):
 
 def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def token_id(token: str) -> str:
+    """The id under which a token is listed and logged (never the token itself)."""
+    return _sha256(token)[:TOKEN_ID_LEN]
 
 
 @dataclass(frozen=True)
@@ -171,13 +188,13 @@ def _integrity_errors(
                 "(extensions belong to an organization's users)"
             )
             continue
-        org = organizations.get(owner.organization)
-        if org is not None and "*" in ext.number:
+        owner_org = organizations.get(owner.organization)
+        if owner_org is not None and "*" in ext.number:
             prefix = ext.number.split("*", 1)[0]
-            if prefix != org.code:
+            if prefix != owner_org.code:
                 errors.append(
-                    f"{where}: prefix {prefix!r} is not the code {org.code!r} of "
-                    f"organization {org.id} its owner {owner.id} belongs to"
+                    f"{where}: prefix {prefix!r} is not the code {owner_org.code!r} of "
+                    f"organization {owner_org.id} its owner {owner.id} belongs to"
                 )
     return errors
 
@@ -462,35 +479,67 @@ class Directory:
     def app(self, client_id: str) -> App | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT client_id, name, user_id, created FROM apps WHERE client_id = ?",
-                (client_id,),
+                f"SELECT {_APP_COLUMNS} FROM apps WHERE client_id = ?", (client_id,)
             ).fetchone()
         return _app(row) if row else None
 
     def apps_of_user(self, user_id: int) -> list[App]:
         with self._lock:
             rows = self._conn.execute(
-                "SELECT client_id, name, user_id, created FROM apps WHERE user_id = ? "
-                "ORDER BY created, client_id",
+                f"SELECT {_APP_COLUMNS} FROM apps WHERE user_id = ? ORDER BY created, client_id",
                 (user_id,),
             ).fetchall()
         return [_app(r) for r in rows]
 
+    def all_apps(self) -> list[App]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_APP_COLUMNS} FROM apps ORDER BY created, client_id"
+            ).fetchall()
+        return [_app(r) for r in rows]
+
+    def set_app_disabled(self, client_id: str, disabled: bool) -> int:
+        """Disable (or enable again) an app. Disabling revokes every token of the app, in
+        the same transaction; returns how many tokens were revoked."""
+        with self._lock, self._transaction():
+            cur = self._conn.execute(
+                "UPDATE apps SET disabled = ? WHERE client_id = ?", (int(disabled), client_id)
+            )
+            if cur.rowcount == 0:
+                raise DirectoryError(f"no app with client id {client_id!r}")
+            if not disabled:
+                return 0
+            cur = self._conn.execute("DELETE FROM tokens WHERE client_id = ?", (client_id,))
+            return cur.rowcount
+
+    def delete_app(self, client_id: str) -> int:
+        """Delete an app and every token of it; returns how many tokens were revoked."""
+        with self._lock, self._transaction():
+            revoked = self._conn.execute(
+                "DELETE FROM tokens WHERE client_id = ?", (client_id,)
+            ).rowcount
+            cur = self._conn.execute("DELETE FROM apps WHERE client_id = ?", (client_id,))
+            if cur.rowcount == 0:
+                raise DirectoryError(f"no app with client id {client_id!r}")
+            return revoked
+
     def verify_client(self, client_id: str, client_secret: str) -> App | None:
-        """The app if ``client_secret`` is its secret, else None (constant-time compare)."""
+        """The app if ``client_secret`` is its secret, else None (constant-time compare).
+
+        A disabled app is returned too (``app.disabled``): the caller refuses it, and can
+        tell the operator why, without a second look-up."""
         if not isinstance(client_id, str) or not isinstance(client_secret, str):
             return None
         if len(client_id) > _MAX_CREDENTIAL_LEN or len(client_secret) > _MAX_CREDENTIAL_LEN:
             return None
         with self._lock:
             row = self._conn.execute(
-                "SELECT client_id, name, user_id, created, secret_hash FROM apps "
-                "WHERE client_id = ?",
+                f"SELECT {_APP_COLUMNS}, secret_hash FROM apps WHERE client_id = ?",
                 (client_id,),
             ).fetchone()
-        stored = row[4] if row else _DUMMY_HASH
+        stored = row[-1] if row else _DUMMY_HASH
         ok = hmac.compare_digest(_sha256(client_secret), stored)
-        return _app(row[:4]) if (row and ok) else None
+        return _app(row[:-1]) if (row and ok) else None
 
     # ----------------------------------------------------------------- tokens
 
@@ -507,9 +556,15 @@ class Directory:
         now = self._clock()
         expires = now + ttl
         with self._lock:
-            known = self._conn.execute("SELECT 1 FROM apps WHERE client_id = ?", (client_id,))
-            if known.fetchone() is None:
+            known = self._conn.execute(
+                "SELECT disabled FROM apps WHERE client_id = ?", (client_id,)
+            ).fetchone()
+            if known is None:
                 raise DirectoryError(f"no app with client id {client_id!r}")
+            if known[0]:
+                raise DirectoryError(
+                    f"app {client_id!r} is disabled (pbx-bridge app enable --app ID)"
+                )
             self._conn.execute(
                 "INSERT INTO tokens (token_hash, client_id, created, expires_at) "
                 "VALUES (?, ?, ?, ?)",
@@ -528,7 +583,7 @@ class Directory:
             row = self._conn.execute(
                 "SELECT t.expires_at, a.client_id, u.id, u.role, u.organization "
                 "FROM tokens t JOIN apps a ON a.client_id = t.client_id "
-                "JOIN users u ON u.id = a.user_id WHERE t.token_hash = ?",
+                "JOIN users u ON u.id = a.user_id WHERE t.token_hash = ? AND a.disabled = 0",
                 (_sha256(token),),
             ).fetchone()
         if row is None:
@@ -543,13 +598,66 @@ class Directory:
             client_id=client_id,
         )
 
-    def revoke_token(self, token: str) -> bool:
-        """Forget a token. True if it existed."""
+    def revoke_token(self, token: str, *, client_id: str | None = None) -> bool:
+        """Forget a token. True if it existed. With ``client_id``, only a token of that
+        app is revoked (RFC 7009: a client revokes its own tokens, never another's)."""
         if not isinstance(token, str) or len(token) > _MAX_CREDENTIAL_LEN:
             return False
+        sql, args = "DELETE FROM tokens WHERE token_hash = ?", [_sha256(token)]
+        if client_id is not None:
+            sql += " AND client_id = ?"
+            args.append(client_id)
         with self._lock:
-            cur = self._conn.execute("DELETE FROM tokens WHERE token_hash = ?", (_sha256(token),))
+            cur = self._conn.execute(sql, args)
         return cur.rowcount > 0
+
+    def revoke_token_id(self, token_id_prefix: str) -> TokenInfo:
+        """Revoke the one token whose id (see :func:`token_id`) begins with this prefix
+        (at least 6 hex digits); returns what it was. Refuses an unknown or ambiguous id."""
+        prefix = token_id_prefix.strip().lower()
+        if not (_MIN_TOKEN_ID_PREFIX <= len(prefix) <= 64 and set(prefix) <= _HEX):
+            raise DirectoryError(
+                f"a token id is {_MIN_TOKEN_ID_PREFIX} to {TOKEN_ID_LEN} hex digits, as "
+                "`pbx-bridge token list` shows it (to revoke by the token itself, pipe it "
+                "to `pbx-bridge token revoke --token-stdin`)"
+            )
+        with self._lock, self._transaction():
+            # A range on the primary key: the index finds the prefix, no table scan.
+            rows = self._conn.execute(
+                f"SELECT {_TOKEN_COLUMNS} FROM tokens t JOIN apps a ON a.client_id = t.client_id "
+                "WHERE t.token_hash >= ? AND t.token_hash < ? LIMIT 2",
+                (prefix, prefix + "g"),
+            ).fetchall()
+            if not rows:
+                raise DirectoryError(f"no token with id {prefix!r}")
+            if len(rows) > 1:
+                raise DirectoryError(f"token id {prefix!r} is ambiguous: give more digits")
+            self._conn.execute("DELETE FROM tokens WHERE token_hash = ?", (rows[0][0],))
+        return _token_info(rows[0])
+
+    def revoke_app_tokens(self, client_id: str) -> int:
+        """Revoke every token of an app; returns how many."""
+        with self._lock:
+            known = self._conn.execute("SELECT 1 FROM apps WHERE client_id = ?", (client_id,))
+            if known.fetchone() is None:
+                raise DirectoryError(f"no app with client id {client_id!r}")
+            return self._conn.execute(
+                "DELETE FROM tokens WHERE client_id = ?", (client_id,)
+            ).rowcount
+
+    def list_tokens(self, client_id: str | None = None) -> list[TokenInfo]:
+        """The tokens not yet expired (of one app, or of all), oldest first."""
+        sql = (
+            f"SELECT {_TOKEN_COLUMNS} FROM tokens t JOIN apps a ON a.client_id = t.client_id "
+            "WHERE t.expires_at > ?"
+        )
+        args: list[Any] = [self._clock()]
+        if client_id is not None:
+            sql += " AND t.client_id = ?"
+            args.append(client_id)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY t.created, t.token_hash", args).fetchall()
+        return [_token_info(r) for r in rows]
 
     def purge_expired(self) -> int:
         """Delete expired tokens; returns how many."""
@@ -557,14 +665,42 @@ class Directory:
             cur = self._conn.execute("DELETE FROM tokens WHERE expires_at <= ?", (self._clock(),))
         return cur.rowcount
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the lock is held)."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+
+_APP_COLUMNS = "client_id, name, user_id, created, disabled"
+_TOKEN_COLUMNS = "t.token_hash, t.client_id, a.name, a.user_id, t.created, t.expires_at"
+
 
 def _app(row: tuple[Any, ...]) -> App:
-    client_id, name, user_id, created = row
+    client_id, name, user_id, created, disabled = row
     return App(
         client_id=client_id,
         name=name,
         user_id=user_id,
         created=datetime.fromtimestamp(created, UTC),
+        disabled=bool(disabled),
+    )
+
+
+def _token_info(row: tuple[Any, ...]) -> TokenInfo:
+    token_hash, client_id, app_name, user_id, created, expires_at = row
+    return TokenInfo(
+        id=token_hash[:TOKEN_ID_LEN],
+        client_id=client_id,
+        app_name=app_name,
+        user_id=user_id,
+        issued=datetime.fromtimestamp(created, UTC),
+        expires=datetime.fromtimestamp(expires_at, UTC),
     )
 
 
