@@ -95,13 +95,14 @@ def inspect_wav(path: Path, sandbox_root: Path | None = None) -> WavInfo:
     return WavInfo(tag, channels, rate, bits, duration, rms, peak, samples)
 
 
-async def wait_file_complete(path: Path, timeout: float = 10.0) -> None:
-    """Wait until MixMonitor has finished the file (it stops growing once closed)."""
+async def wait_file_complete(path: Path, timeout: float = 10.0, min_size: int = 61) -> None:
+    """Wait until MixMonitor has finished the file (it stops growing once closed).
+    `min_size=44`: a bare header will do (a recording stopped as soon as it started)."""
     deadline = time.monotonic() + timeout
     last = -2
     while time.monotonic() < deadline:
         size = path.stat().st_size if path.exists() else -1
-        if size > 60 and size == last:
+        if size >= min_size and size == last:
             return
         last = size
         await asyncio.sleep(0.3)
@@ -184,10 +185,11 @@ TONE_PRESENT = 0.8
 SPEECH_PRESENT = 0.25
 
 
-def assert_tone(samples: array.array | list[int], hz: float, what: str, **kw: float) -> None:
+def assert_tone(samples: array.array | list[int], hz: float, what: str,
+                present: float = TONE_PRESENT, **kw: float) -> None:
     report = tone_report(samples, hz, **kw)
     assert report.blocks > 0, f"{what}: no audio"
-    assert report.present >= TONE_PRESENT, f"{what}: no steady {hz} Hz tone: {report}"
+    assert report.present >= present, f"{what}: no steady {hz} Hz tone: {report}"
 
 
 def assert_no_tone(samples: array.array | list[int], hz: float, what: str, **kw: float) -> None:
@@ -197,17 +199,24 @@ def assert_no_tone(samples: array.array | list[int], hz: float, what: str, **kw:
 
 def assert_both_directions(
     samples: array.array | list[int], own_hz: float, what: str,
-    other_hz: float | None = None, **kw: float,
+    other_hz: float | None = None, present: float = TONE_PRESENT, **kw: float,
 ) -> None:
     """A recording of a call holds the phone's own tone (what it sent) *and* the other
     party: its tone (`other_hz`) or, for speech, audio that is not the phone's tone for a
-    good part of the time."""
-    assert_tone(samples, own_hz, f"{what} (own side)", **kw)
+    good part of the time. (`present`: lower under heavy load, where a starved jitter
+    buffer drops frames.)"""
+    assert_tone(samples, own_hz, f"{what} (own side)", present, **kw)
     if other_hz is not None:
-        assert_tone(samples, other_hz, f"{what} (other side)", **kw)
+        assert_tone(samples, other_hz, f"{what} (other side)", present, **kw)
     else:
-        report = tone_report(samples, own_hz, **kw)
-        assert report.rest_present >= SPEECH_PRESENT, f"{what}: nothing but the own tone: {report}"
+        assert_speech(samples, own_hz, what, **kw)
+
+
+def assert_speech(samples: array.array | list[int], own_hz: float, what: str,
+                  **kw: float) -> None:
+    """Audio other than the phone's tone, for a good part of the time (7778888's speech)."""
+    report = tone_report(samples, own_hz, **kw)
+    assert report.rest_present >= SPEECH_PRESENT, f"{what}: nothing but the own tone: {report}"
 
 
 def assert_heard(samples: array.array | list[int], own_hz: float, what: str,
