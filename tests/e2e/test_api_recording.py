@@ -22,13 +22,16 @@ from pbx_bridge.service import Bridge
 from tests.support.audio import (
     WAVE_FORMAT_GSM610,
     WAVE_FORMAT_PCM,
+    assert_heard,
+    assert_length,
     inspect_wav,
-    wait_file_complete,
+    recording_content,
 )
 from tests.support.bridge import bridge_settings, demo_directory, eventually, wait_ready
 from tests.support.pbx import EventLog
 
 A = "0003*210"
+MILLIWATT_HZ = 1004  # what 7778899 plays (asterisk-conf/extensions.conf [public-sim])
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
 
 
@@ -123,13 +126,15 @@ async def test_start_and_stop_recording_a_real_call(api, phones, pbx, ami_log) -
     }
     assert "recording" not in view and None not in call.values()
 
+    t0 = time.monotonic()
     status, body = await api.put(call["id"], {"action": "StartRecording", "format": "wav",
                                              "phoneCallViewId": "01"})
-    t0 = time.monotonic()
     assert status == 200, body
     assert ISO.match(body["phoneCallView"][0]["recording"])
-    assert _mixmonitor_starts(ami_log, f"PJSIP/{A}-") == 1 or await ami_log.wait_for(
-        "MixMonitorStart")
+    # The answer may come before Asterisk's event: wait for it, then count it.
+    await ami_log.wait_for("MixMonitorStart",
+                           where=lambda e: e.get("Channel", "").startswith(f"PJSIP/{A}-"))
+    assert _mixmonitor_starts(ami_log, f"PJSIP/{A}-") == 1
     # Idempotent: a second start answers the current state and starts nothing.
     status, again = await api.put(call["id"], {"action": "StartRecording",
                                               "phoneCallViewId": "01"})
@@ -148,19 +153,19 @@ async def test_start_and_stop_recording_a_real_call(api, phones, pbx, ami_log) -
     assert _mixmonitor_starts(ami_log, f"PJSIP/{A}-") == 1
 
     path = _recording_file(pbx, call, "01", "wav")
-    await wait_file_complete(path)
-    info = inspect_wav(path)
+    # Both directions: the phone's 600 Hz and the speech 7778888 plays (contract §4).
+    info = await recording_content(path, own_hz=600)
     assert info.format_tag == WAVE_FORMAT_PCM
     assert (info.channels, info.sample_rate, info.bits_per_sample) == (1, 8000, 16)
-    assert abs(info.duration - recorded) <= 0.2 * recorded, (info.duration, recorded)
-    assert info.rms > 100, "silence"
+    assert_length(info, slept=2.5, recorded=recorded)
     await phone.hangup()
     await eventually(lambda: not api.bridge.tracker.calls, what="call gone")
     assert await api.list() == []
+    assert_heard(inspect_wav(phone.heard_file).samples, 600, "the phone")
 
 
 async def test_wav49_recording_is_gsm_in_a_WAV_file(api, phones, pbx, ami_log) -> None:
-    phone = await phones(A)
+    phone = await phones(A, tone_hz=440)
     await phone.dial("7778899")  # a 1004 Hz tone
     await phone.wait_event("CALL_ESTABLISHED")
     call = await _one_call(api)
@@ -173,15 +178,14 @@ async def test_wav49_recording_is_gsm_in_a_WAV_file(api, phones, pbx, ami_log) -
     recorded = time.monotonic() - t0
     await eventually(lambda: not api.bridge.tracker.calls, what="call gone")
     path = _recording_file(pbx, call, "01", "WAV")
-    await wait_file_complete(path)
-    info = inspect_wav(path, sandbox_root=pbx.root)
+    info = await recording_content(path, 440, MILLIWATT_HZ, sandbox_root=pbx.root)
     assert info.format_tag == WAVE_FORMAT_GSM610
-    assert abs(info.duration - recorded) <= 0.2 * recorded, (info.duration, recorded)
-    assert info.rms > 100
+    assert_length(info, slept=2.5, recorded=recorded)
+    assert_heard(inspect_wav(phone.heard_file).samples, 440, "the phone", MILLIWATT_HZ)
 
 
 async def test_star1_on_the_phone_shows_in_the_api(api, phones, pbx, ami_log) -> None:
-    phone = await phones(A)
+    phone = await phones(A, tone_hz=440)
     await phone.dial("7778888")
     await phone.wait_event("CALL_ESTABLISHED")
     call = await _one_call(api)
@@ -190,16 +194,18 @@ async def test_star1_on_the_phone_shows_in_the_api(api, phones, pbx, ami_log) ->
     await eventually(lambda: api.bridge.tracker.calls_of(A)[0].channels_of(A)[0].recording,
                      what="recording seen")
     assert (await api.list())[0]["phoneCallView"][0]["recording"]
+    await asyncio.sleep(2.0)  # something to record
     # The API stops what the phone started, with the same file naming.
     status, body = await api.put(call["id"], {"action": "StopRecording",
                                              "phoneCallViewId": "01"})
     assert status == 200 and "recording" not in body["phoneCallView"][0]
     await ami_log.wait_for("MixMonitorStop")
-    _recording_file(pbx, call, "01", "wav")
+    info = await recording_content(_recording_file(pbx, call, "01", "wav"), own_hz=440)
+    assert info.duration >= 1.0, info
 
 
 async def test_fifty_concurrent_starts_make_one_mixmonitor(api, phones, pbx, ami_log) -> None:
-    phone = await phones(A)
+    phone = await phones(A, tone_hz=440)
     await phone.dial("7778888")
     await phone.wait_event("CALL_ESTABLISHED")
     call = await _one_call(api)
@@ -208,11 +214,12 @@ async def test_fifty_concurrent_starts_make_one_mixmonitor(api, phones, pbx, ami
     assert [s for s, _ in results] == [200] * 50
     stamps = {b["phoneCallView"][0]["recording"] for _, b in results}
     assert len(stamps) == 1, stamps
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(2.0)
     assert _mixmonitor_starts(ami_log, f"PJSIP/{A}-") == 1
     await phone.hangup()
     await eventually(lambda: not api.bridge.tracker.calls, what="call gone")
-    _recording_file(pbx, call, "01", "wav")
+    # One file, one writer: two MixMonitors on one file would garble it.
+    await recording_content(_recording_file(pbx, call, "01", "wav"), own_hz=440)
 
 
 async def test_policy_and_state_errors_come_from_the_real_pbx(api, phones, pbx) -> None:
@@ -243,9 +250,9 @@ async def test_policy_and_state_errors_come_from_the_real_pbx(api, phones, pbx) 
     await a.hangup()
 
 
-async def test_frozen_pbx_gives_504_then_recovers(pbx, phones, tmp_path) -> None:
+async def test_frozen_pbx_gives_504_then_recovers(pbx, phones, tmp_path, ami_log) -> None:
     async for api in _serve(pbx, tmp_path, action_timeout=1.0, ping_interval=30.0):
-        phone = await phones(A)
+        phone = await phones(A, tone_hz=440)
         await phone.dial("7778888")
         await phone.wait_event("CALL_ESTABLISHED")
         call = await _one_call(api)
@@ -262,7 +269,15 @@ async def test_frozen_pbx_gives_504_then_recovers(pbx, phones, tmp_path) -> None
         status, body = await api.put(call["id"], {"action": "StartRecording",
                                                  "phoneCallViewId": "01"})
         assert status == 200, body
+        assert ISO.match(body["phoneCallView"][0]["recording"]), body
+        await asyncio.sleep(1.5)  # something to record
         await phone.hangup()
+        await eventually(lambda a=api: not a.bridge.tracker.calls, what="call gone")
+    # Asterisk runs a channel's actions before its hangup: every MixMonitorStart there
+    # was is in the log now. Exactly one, and one file.
+    await ami_log.wait_for("Hangup", where=lambda e: e.get("Channel", "").startswith(f"PJSIP/{A}-"))
+    assert _mixmonitor_starts(ami_log, f"PJSIP/{A}-") == 1
+    await recording_content(_recording_file(pbx, call, "01", "wav"), own_hz=440)
 
 
 async def test_star1_follows_the_same_policy_as_the_api(api, phones, pbx, ami_log) -> None:
@@ -315,9 +330,11 @@ async def test_both_views_of_an_internal_call_record_at_once(api, phones, pbx, a
 
     wav = _recording_file(pbx, call, "01", "wav")
     (gsm,) = (pbx.monitor_dir / "3" / "0003*211").glob(f"*/{call['id']}-02-*.WAV")
-    for path, tag in ((wav, WAVE_FORMAT_PCM), (gsm, WAVE_FORMAT_GSM610)):
-        await wait_file_complete(path)
-        info = inspect_wav(path, sandbox_root=pbx.root)
+    for path, tag, own, other in ((wav, WAVE_FORMAT_PCM, 600, 800),
+                                  (gsm, WAVE_FORMAT_GSM610, 800, 600)):
+        info = await recording_content(path, own, other, sandbox_root=pbx.root)
         assert info.format_tag == tag, path
-        assert abs(info.duration - recorded) <= 0.2 * recorded, (path, info.duration)
-        assert info.rms > 100, f"{path}: silence"
+        assert_length(info, slept=2.5, recorded=recorded)
+    # Each phone heard the other one, and not itself.
+    assert_heard(inspect_wav(a.heard_file).samples, 600, "0003*210", other_hz=800)
+    assert_heard(inspect_wav(b.heard_file).samples, 800, "0003*211", other_hz=600)

@@ -29,7 +29,7 @@ from tests.reliability.support import (
     report,
     until,
 )
-from tests.support.audio import WAVE_FORMAT_PCM, inspect_wav
+from tests.support.audio import WAVE_FORMAT_PCM, assert_length, inspect_wav
 from tests.support.bridge import demo_directory
 from tests.support.pbx import AMI_SECRET, recording_file
 
@@ -170,8 +170,9 @@ async def test_sigkill_while_recording(pbx, observer, serve_env, tmp_path) -> No
                 await until(lambda p=path: inspect_wav(p).duration > 0, 10, f"{path} closed")
                 info = inspect_wav(path)
                 assert info.format_tag == WAVE_FORMAT_PCM
-                assert abs(info.duration - seconds) <= 0.15 * seconds + 0.5, (
-                    path.name, info.duration, seconds)
+                # The file covers the recording (its stopwatch), with real slack both
+                # ways: not a timing figure.
+                assert_length(info, slept=seconds, recorded=seconds)
                 assert info.rms > 100, "sound, not silence"
             log = (tmp_path / "serve.log").read_text(errors="replace")
             assert token not in log and AMI_SECRET not in log

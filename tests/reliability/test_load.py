@@ -39,9 +39,15 @@ from tests.reliability.support import (
     until,
     wait_consistent,
 )
-from tests.support.audio import inspect_wav
+from tests.support.audio import (
+    assert_both_directions,
+    assert_speech,
+    inspect_wav,
+    wait_file_complete,
+)
 from tests.support.pbx import EventLog, recording_file
 
+LOAD_PHONE_HZ = 440  # every LoadPhone's microphone (Phone.tone_hz default)
 EXTS = ("0003*210", "0003*211", "0004*210", "0003*212")  # 0003*212: recording disabled
 WHO = {"0003*210": (ADMIN, JOHN, ORG3), "0003*211": (ADMIN, JOHN, ORG3),
        "0004*210": (ADMIN, OTHER), "0003*212": (ADMIN, ORG3)}
@@ -132,6 +138,21 @@ async def _churn(ld: Load, rnd: random.Random, until_t: float, every: float) -> 
     return n
 
 
+def _running_times(log: EventLog, starts: list[dict]) -> dict[int, float]:
+    """Seconds each MixMonitor ran, by Asterisk's event timestamps: from its
+    MixMonitorStart to the next MixMonitorStop or Hangup of that channel."""
+    out: dict[int, float] = {}
+    for start in starts:
+        began = float(start["Timestamp"])
+        ends = [float(e["Timestamp"]) for e in log.events
+                if e.get("Event") in ("MixMonitorStop", "Hangup")
+                and e.get("Uniqueid") == start["Uniqueid"]
+                and float(e.get("Timestamp", "0")) >= began]
+        assert ends, f"{start['Channel']}: recording never ended"
+        out[id(start)] = min(ends) - began
+    return out
+
+
 async def _run(ld: Load, n_calls: int, clients: int, seconds: float, churn_every: float,
                seed: int = 11) -> dict:
     watch = MixMonitorWatch(ld.log)
@@ -177,9 +198,31 @@ async def _run(ld: Load, n_calls: int, clients: int, seconds: float, churn_every
     same = [f for f, k in Counter(files).items() if k > 1]
     assert not same, f"{len(same)} files were written by two recordings, e.g. {same[:3]}"
     monitor = ld.calls.sandbox.monitor_dir
-    for rel in files:
-        await until(lambda p=monitor / rel: p.exists() and inspect_wav(p).duration >= 0, 10,
-                    f"{rel} complete")
+    ran = _running_times(ld.log, starts)
+    # A LoadPhone (baresip 1.1) puts its current call on hold when it answers another:
+    # most load calls are held, and a held phone sends nothing. Their recordings hold
+    # the PBX's side only, as they should; the others hold both.
+    held = {e.get("Uniqueid") for e in ld.log.matching("Hold")}
+    checked = 0
+    for start, rel in zip(starts, files, strict=True):
+        path = monitor / rel
+        seconds_ran = ran[id(start)]
+        await wait_file_complete(path, timeout=10, min_size=61 if seconds_ran >= 1.0 else 44)
+        info = inspect_wav(path)
+        # Asterisk's own clock around the file: it cannot hold more audio than ran (plus a
+        # second of slack), nor lose most of it.
+        assert info.duration <= seconds_ran + 1.0, (rel, info.duration, seconds_ran)
+        if seconds_ran >= 2.0:
+            assert info.duration >= seconds_ran / 2, (rel, info.duration, seconds_ran)
+            # 7778888's speech, and unless the phone was held, the load phone's 440 Hz
+            # too. Half the blocks, not 80 %: twenty calls and ten clients on two
+            # cores drop frames.
+            if start["Uniqueid"] in held:
+                assert_speech(info.samples, LOAD_PHONE_HZ, rel)
+            else:
+                assert_both_directions(info.samples, LOAD_PHONE_HZ, rel, present=0.5)
+            checked += 1
+    assert checked or not starts, "no recording ran long enough to check its content"
 
     requests = sum(ld.outcomes.values())
     return {

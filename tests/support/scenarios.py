@@ -244,11 +244,14 @@ async def unanswered(run: Run) -> None:
 
 
 async def busy(run: Run) -> None:
-    """A calls B, B rejects the call (486 Busy Here)."""
+    """A calls B, B rejects the call (486 Busy Here): one call with both views while B
+    rings, then nothing (no view left behind by the rejection)."""
     a, b = await run.phone(A), await run.phone(B)
     await a.dial(B)
     await b.wait_event("CALL_INCOMING")
+    await run.checkpoint("ringing", [[V(A, "4", "2"), V(B, "3", "2")]])
     await b.hangup()
+    await run.wait_event("DialEnd", DialStatus="BUSY")
     await a.wait_event("CALL_CLOSED")
     await run.checkpoint("ended", [])
 

@@ -70,3 +70,19 @@ def test_resync_at_any_checkpoint_rebuilds_the_same_views(name: str) -> None:
                 mine = {c.answered and int(c.answered) for c in call.channels_of(ext)}
                 theirs = {c.answered and int(c.answered) for c in other.channels_of(ext)}
                 assert mine == theirs, f"[{cp.label}] {ext} answered {theirs} != {mine}"
+
+
+def test_the_busy_transcript_is_a_rejection_seen_while_ringing() -> None:
+    """The `busy` scenario checks something: both views while B rings (statuses 4 and
+    3), then B's 486 (DialStatus BUSY) leaves no call and no view behind."""
+    events, checkpoints = load("busy")
+    assert [cp.label for cp in checkpoints] == ["ringing", "ended"]
+    assert [v.status for v in checkpoints[0].expected[0]] == ["4", "3"]
+    assert any(e.get("Event") == "DialEnd" and e.get("DialStatus") == "BUSY" for e in events)
+    tracker = Tracker(DEVICES)
+    tracker.feed_many(events[: checkpoints[0].event_index])
+    (call,) = tracker.calls.values()
+    views = tracker.render(call, "0003*210")["phoneCallView"]
+    assert [(v["extension"], v["status"]) for v in views] == [("0003*210", "4"), ("0003*211", "3")]
+    tracker.feed_many(events[checkpoints[0].event_index :])
+    assert not tracker.calls and not tracker.channels
