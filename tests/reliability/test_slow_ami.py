@@ -22,7 +22,7 @@ from pbx_bridge.calls.tracker import call_id
 from pbx_bridge.pbx.ami import AmiTimeout
 from tests.fakeami import FakeAmi, FakeConnection
 from tests.reliability.support import Api, env_int, report, serve
-from tests.support.pbx import AMI_SECRET, AMI_USER
+from tests.support.pbx import AMI_USER
 
 N_CALLS = 500  # each view starts at most once a second (file names): many views
 ACTION_TIMEOUT = 0.05
@@ -72,7 +72,7 @@ class Slow:
 
 @pytest.fixture
 async def slow_api(tmp_path) -> AsyncIterator[tuple[Api, FakeAmi, Slow]]:
-    fake = FakeAmi(username=AMI_USER, secret=AMI_SECRET, record_actions=False)
+    fake = FakeAmi(username=AMI_USER, secret="fake-ami-secret", record_actions=False)
     slow = Slow()
     fake.handlers["coreshowchannels"] = _core_show_channels
     fake.handlers["setvar"] = slow
