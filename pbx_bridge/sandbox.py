@@ -65,7 +65,7 @@ HARNESS_AMI_USER = "pbx-bridge-harness"
 _SECRET_ENV = {
     "ami": "PBX_BRIDGE_AMI__SECRET",
     "ari": "PBX_BRIDGE_ARI__PASSWORD",
-    "sip": "PBX_BRIDGE_SANDBOX_SIP_PASSWORD",
+    "sip": "PBX_BRIDGE_DEMO_SIP_PASSWORD",
 }
 # Secrets end up in config files: keep them to characters that need no quoting anywhere.
 _SECRET_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")

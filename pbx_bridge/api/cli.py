@@ -17,6 +17,7 @@ import time
 from aiohttp import web
 
 from pbx_bridge.config import Settings, load_settings
+from pbx_bridge.secret_check import refused_secret
 
 __all__ = ["SHUTDOWN_TIMEOUT", "register"]
 
@@ -54,6 +55,10 @@ def _serve(args: argparse.Namespace) -> int:
     from pbx_bridge.service import Bridge
 
     settings = load_settings(args.config)
+    refused = refused_secret(settings, demo=args.demo)
+    if refused:
+        print(f"pbx-bridge serve: {refused}", file=sys.stderr)
+        return 2
     setup_logging(settings)
     log = logging.getLogger("pbx_bridge.serve")
     directory = Directory.open(
@@ -105,5 +110,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config",
         metavar="FILE",
         help="settings TOML file (default: $PBX_BRIDGE_CONFIG, else built-in defaults)",
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="accept an empty, placeholder or demo AMI secret (never on a shared machine)",
     )
     serve.set_defaults(func=_serve)
