@@ -45,6 +45,7 @@ def test_dead_runs_folders_are_pruned_live_ones_kept(tmp_path: Path) -> None:
 
 def test_a_user_name_that_walks_out_of_the_phones_folder_is_refused(tmp_path: Path) -> None:
     sb = Sandbox(name="unit", root=tmp_path / "root")
+    (sb.root / PHONES_DIR / "unit").mkdir(parents=True)  # as on a machine that ran phones
     # PHONES_DIR is three levels deep plus the instance: enough "../" to reach tmp_path.
     depth = len(Path(PHONES_DIR).parts) + 2
     user = "../" * depth + "victim"
@@ -68,6 +69,7 @@ def test_phone_user_names_are_checked(tmp_path: Path, user: str) -> None:
 
 def test_a_tampered_folder_name_is_refused_before_deleting(tmp_path: Path) -> None:
     sb = Sandbox(name="unit", root=tmp_path / "root")
+    (sb.root / PHONES_DIR / "unit").mkdir(parents=True)
     phone = Phone(sb, "0003*210", password="x")
     outside = tmp_path / "outside"
     outside.mkdir()
