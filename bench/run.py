@@ -854,8 +854,9 @@ async def ingest_live(lab: Lab, n_calls: int) -> tuple[dict[str, Any], list[byte
     """A burst of n_calls Originates, then hangups, through an in-process bridge;
     also captures the events for the replay."""
     sb = lab.sandbox
-    capture = await RawAmi.connect("127.0.0.1", sb.ami_port, HARNESS_AMI_USER,
-                                   sb.secrets.harness, events="on")
+    # As the bridge's user: the same classes and event filter, so the same events.
+    capture = await RawAmi.connect("127.0.0.1", sb.ami_port, AMI_USER, sb.secrets.ami,
+                                   events="on")
     bridge, directory, _marks = make_bridge(lab, sb.ami_port)
     backlog: list[int] = []
     try:
