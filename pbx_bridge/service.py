@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,10 +28,8 @@ log = logging.getLogger("pbx_bridge.service")
 
 ASTDB_FAMILY = "pbx_bridge"
 _REC_VAR = "ChanVariable(PBX_REC)"
-# `mixmonitor list` rows: "<id>\t<file>\t<read file>\t<write file>". Right after the
-# MixMonitor action the file is not open yet (its thread opens it): the row is the id
-# alone once AMI has trimmed the trailing tabs.
-_MIXMONITOR_ID = re.compile(r"^0x[0-9a-fA-F]+(?:\t|$)", re.MULTILINE)
+# MixMonitorMute's answer when the channel has no MixMonitor (no audiohook to flag).
+_NO_MIXMONITOR = "Cannot set mute flag"
 RESYNC_INTERVAL = 300.0  # a periodic safety net against any event Asterisk never sent
 # A refused or timed-out automatic ("always") start is retried after 5, 10, 20... s,
 # at most a minute apart, for as long as the channel lives.
@@ -192,18 +189,20 @@ class Bridge:
         return ext is not None and (ev.get("Linkedid", ""), ext) in self._in_doubt
 
     async def _runs_mixmonitor(self, channel: str) -> bool | None:
-        """Does Asterisk run a MixMonitor on the channel (`mixmonitor list`, over AMI
-        Command)? None if the answer cannot be read (e.g. no `command` write
+        """Does Asterisk run a MixMonitor on the channel? Asked with `MixMonitorMute`
+        State 0: a no-op on a running recording (nothing here ever mutes one), and the
+        error "Cannot set mute flag" when there is none. The CLI's `mixmonitor list`
+        would need the AMI `command` class, which is a shell (`channel originate ...
+        application System`). None if the answer cannot be read (no such channel, no
         permission). AmiNotConnected / AmiTimeout propagate."""
-        try:
-            listing = await self.ami.command(f"mixmonitor list {channel}")
-        except (AmiNotConnected, AmiTimeout):
-            raise
-        except AmiError:
-            return None
-        if "MixMonitor ID" not in listing:
-            return None
-        return _MIXMONITOR_ID.search(listing) is not None
+        resp = await self.ami.send_action(
+            "MixMonitorMute", {"Channel": channel, "Direction": "both", "State": "0"}
+        )
+        if is_success(resp):
+            return True
+        if _NO_MIXMONITOR in resp.get("Message", ""):
+            return False
+        return None
 
     async def _periodic_resync(self) -> None:
         while True:
