@@ -70,6 +70,11 @@ class Slow:
                             {"Response": "Success", "ActionID": action["ActionID"]})
 
 
+async def _no_mixmonitor(conn: FakeConnection, action: dict[str, str]) -> None:
+    await conn.send({"Response": "Error", "ActionID": action["ActionID"],
+                     "Message": "Cannot set mute flag"})
+
+
 @pytest.fixture
 async def slow_api(tmp_path) -> AsyncIterator[tuple[Api, FakeAmi, Slow]]:
     fake = FakeAmi(username=AMI_USER, secret="fake-ami-secret", record_actions=False)
@@ -77,6 +82,9 @@ async def slow_api(tmp_path) -> AsyncIterator[tuple[Api, FakeAmi, Slow]]:
     fake.handlers["coreshowchannels"] = _core_show_channels
     fake.handlers["setvar"] = slow
     fake.handlers["mixmonitor"] = slow
+    # "Does a MixMonitor run?" (the check before retrying a timed-out start): no, as a
+    # real Asterisk answers when none does; so every retry starts again and times out.
+    fake.handlers["mixmonitormute"] = _no_mixmonitor
     await fake.start()
     try:
         async with serve(None, tmp_path, ami_port=fake.port, action_timeout=ACTION_TIMEOUT,
