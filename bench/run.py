@@ -63,7 +63,7 @@ from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.pbx.framing import AmiParser
-from pbx_bridge.sandbox import Sandbox, SandboxError
+from pbx_bridge.sandbox import HARNESS_AMI_USER, Sandbox, SandboxError
 from pbx_bridge.service import Bridge
 
 REPO = Path(__file__).resolve().parent.parent
@@ -73,9 +73,8 @@ USER_ID = 90
 ADMIN_ID = 91  # reads /metrics
 DEVICE = "Local/600@from-internal"
 AMI_USER = "pbx-bridge"
-# The demo secrets of asterisk-conf/ (manager.conf, ari.conf); the sandbox uses them.
-AMI_SECRET = os.environ.get("PBX_BRIDGE_AMI__SECRET", "pbx-bridge-demo-secret")
-ARI_PASSWORD = os.environ.get("PBX_BRIDGE_ARI__PASSWORD", "pbx-bridge-demo-secret")
+# Secrets: the sandbox instance's (sandbox.secrets). The bridge logs in as AMI_USER with
+# the shipped classes; the bench's own raw clients (Originate, hangups) as the harness user.
 START = json.dumps({"action": "StartRecording", "format": "wav", "phoneCallViewId": "01"})
 STOP = json.dumps({"action": "StopRecording", "phoneCallViewId": "01"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -256,11 +255,11 @@ class Lab:
             "Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
         }
         self.ami = await RawAmi.connect(
-            "127.0.0.1", sb.ami_port, AMI_USER, AMI_SECRET,
+            "127.0.0.1", sb.ami_port, HARNESS_AMI_USER, sb.secrets.harness,
             events="call", filters=("Event: MixMonitorSt",),
         )
         await self.hangup_all()
-        self.ari = Ari(f"http://127.0.0.1:{sb.http_port}/ari", AMI_USER, ARI_PASSWORD)
+        self.ari = Ari(f"http://127.0.0.1:{sb.http_port}/ari", AMI_USER, sb.secrets.ari)
         await self.ari.start(limit=200)
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         await self.start_bridge()
@@ -274,9 +273,9 @@ class Lab:
             PBX_BRIDGE_HTTP__PUBLIC_BASE_URL=self.base,
             PBX_BRIDGE_AMI__HOST="127.0.0.1",
             PBX_BRIDGE_AMI__PORT=str(sb.ami_port),
-            PBX_BRIDGE_AMI__SECRET=AMI_SECRET,
+            PBX_BRIDGE_AMI__SECRET=sb.secrets.ami,
             PBX_BRIDGE_ARI__URL=f"http://127.0.0.1:{sb.http_port}/ari",
-            PBX_BRIDGE_ARI__PASSWORD=ARI_PASSWORD,
+            PBX_BRIDGE_ARI__PASSWORD=sb.secrets.ari,
             PBX_BRIDGE_DIRECTORY__DATABASE=str(self.db_path),
         )
         return env
@@ -773,8 +772,11 @@ async def finish_profile(prof: tuple[subprocess.Popen, Path]) -> str:
 
 def bench_settings(lab: Lab, ami_port: int) -> Settings:
     return Settings(
-        ami={"port": ami_port, "secret": AMI_SECRET, "action_timeout": 10.0},
-        ari={"url": f"http://127.0.0.1:{lab.sandbox.http_port}/ari", "password": ARI_PASSWORD},
+        ami={"port": ami_port, "secret": lab.sandbox.secrets.ami, "action_timeout": 10.0},
+        ari={
+            "url": f"http://127.0.0.1:{lab.sandbox.http_port}/ari",
+            "password": lab.sandbox.secrets.ari,
+        },
         directory={"database": lab.db_path},
     )
 
@@ -858,7 +860,8 @@ async def ingest_live(lab: Lab, n_calls: int) -> tuple[dict[str, Any], list[byte
     """A burst of n_calls Originates, then hangups, through an in-process bridge;
     also captures the events for the replay."""
     sb = lab.sandbox
-    capture = await RawAmi.connect("127.0.0.1", sb.ami_port, AMI_USER, AMI_SECRET,
+    # As the bridge's user: the same classes and event filter, so the same events.
+    capture = await RawAmi.connect("127.0.0.1", sb.ami_port, AMI_USER, sb.secrets.ami,
                                    events="on")
     bridge, directory, _marks = make_bridge(lab, sb.ami_port)
     backlog: list[int] = []

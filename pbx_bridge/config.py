@@ -163,6 +163,8 @@ class AmiSettings(_Section):
     connect_timeout: Seconds = 5.0
     backoff_cap: Seconds = 30.0
     auth_retry: Seconds = 60.0
+    # Let `serve` use an empty, placeholder or demo secret (pbx_bridge/secret_check.py).
+    allow_demo_secret: bool = False
 
 
 class AriSettings(_Section):

@@ -13,6 +13,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pbx_bridge.directory.models import is_extension_number
 from pbx_bridge.sandbox import Sandbox
 
 PHONES_DIR = "var/pbx-sandbox/phones"  # inside the root
@@ -29,6 +31,10 @@ _ports = itertools.count(0)
 
 
 _MENU_TONES = ("ring", "callwaiting", "ringback")  # the ones that play while a call rings
+# A phone's SIP user names its folder: no "/", never "." or ".." (tests also use names
+# such as "orig" or "load3" for unregistered peers; the CLI takes extension numbers only).
+_SIP_USER = re.compile(r"[A-Za-z0-9*+_-][A-Za-z0-9*+_.-]{0,63}")
+_LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
 
 
 class PhoneError(RuntimeError):
@@ -48,7 +54,7 @@ class Phone:
 
     sandbox: Sandbox
     user: str
-    password: str = "demo"
+    password: str | None = None  # None: the sandbox instance's SIP password
     register: bool = True
     listen_ip: str = "127.0.0.1"
     tone_hz: int = 440
@@ -71,6 +77,8 @@ class Phone:
         )
 
     def __post_init__(self) -> None:
+        if not _SIP_USER.fullmatch(self.user):
+            raise PhoneError(f"not a SIP user name for a phone: {self.user!r}")
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -112,9 +120,20 @@ class Phone:
     def uri(self) -> str:
         return f"sip:{self.user}@{self.pbx}"
 
+    def _checked_dir(self) -> Path:
+        """The phone's folder, which must be a direct child of its sandbox's phones folder
+        (it is deleted and rewritten: a name that led elsewhere would delete elsewhere)."""
+        base = (self.sandbox.root / PHONES_DIR / self.sandbox.name).resolve()
+        folder = self.dir.resolve()
+        if folder.parent != base or folder.name != self.name:
+            raise PhoneError(f"phone folder {self.dir} is outside {base}")
+        return folder
+
     def _write_config(self) -> None:
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True)
+        folder = self._checked_dir()
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        password = self.password if self.password is not None else self.sandbox.secrets.sip
         rtp = 20000 + self.sandbox.port_offset + 20 * (self.slot % MAX_PHONES)
         source = f"aufile,{self.audio_file}" if self.audio_file else f"ausine,{self.tone_hz}"
         (self.dir / "config").write_text(
@@ -148,7 +167,7 @@ class Phone:
                 ]
             )
         )
-        params = [f"auth_pass={self.password}"]
+        params = [f"auth_pass={password}"]
         params.append("regint=300" if self.register else "regint=0")
         params.append("answermode=auto" if self.auto_answer else "answermode=manual")
         (self.dir / "accounts").write_text(f"<{self.uri}>;{';'.join(params)}\n")
@@ -162,7 +181,9 @@ class Phone:
             raise
 
     def _ports_free(self) -> bool:
-        ports = ((self.ctrl_port, socket.SOCK_STREAM), (self.sip_port, socket.SOCK_DGRAM))
+        ports = [(self.ctrl_port, socket.SOCK_STREAM)]
+        if not self.fixed_sip_port:
+            ports.append((self.sip_port, socket.SOCK_DGRAM))
         for port, kind in ports:
             with socket.socket(socket.AF_INET, kind) as s:
                 try:
@@ -172,9 +193,10 @@ class Phone:
         return True
 
     async def _start(self, timeout: float) -> Phone:
-        # Never talk to somebody else's baresip: move to a free slot if ours is taken.
+        # Never talk to somebody else's baresip: move to a free slot if ours is taken
+        # (a carrier's SIP port is fixed, its control port is not).
         for _ in range(MAX_PHONES):
-            if self.fixed_sip_port or self._ports_free():
+            if self._ports_free():
                 break
             self.slot = next(_ports)
             self.name = f"{self.user.replace('*', '_')}-{os.getpid()}-{self.slot}"
@@ -206,6 +228,13 @@ class Phone:
                         msg = f"baresip for {self.user} exited: {self.log_tail()}"
                         raise PhoneError(msg) from None
                     await asyncio.sleep(0.05)
+            # The port was free a moment ago, but another process may have taken it
+            # since: only talk to the baresip we started.
+            if not listens_on(self._proc.pid, self.ctrl_port):
+                raise PhoneError(
+                    f"control port 127.0.0.1:{self.ctrl_port} is answered by another "
+                    f"process, not {self.user}'s baresip"
+                )
             self._read_task = asyncio.create_task(self._read_loop())
             if self.register:
                 await self._wait_registered()
@@ -348,7 +377,40 @@ class Phone:
         await self.command("transfer", f"sip:{number}@{self.pbx}")
 
 
+def listens_on(pid: int, port: int, host: str = "127.0.0.1") -> bool:
+    """Does process `pid` hold the socket listening on TCP host:port? (Linux /proc.)"""
+    address = int.from_bytes(socket.inet_aton(host), "little")
+    local = f"{address:08X}:{port:04X}"
+    inodes = set()
+    try:
+        with open("/proc/net/tcp") as table:
+            next(table)
+            for row in table:
+                cols = row.split()
+                if cols[1] == local and cols[3] == _LISTEN:
+                    inodes.add(f"socket:[{cols[9]}]")
+    except OSError:
+        return False
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                return True
+    return False
+
+
 # --------------------------------------------------------------------------- CLI
+def _extension(value: str) -> str:
+    if not is_extension_number(value):
+        raise argparse.ArgumentTypeError(
+            "must be digits (up to 15) or <digits>*<digits> (up to 8 each), e.g. 0003*210"
+        )
+    return value
+
+
 def _cmd(args: argparse.Namespace) -> int:
 
     async def run() -> int:
@@ -388,7 +450,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Start a baresip phone registered as an extension of the sandbox PBX "
         "and optionally place a call that stays up for a while.",
     )
-    p.add_argument("--ext", default="0003*210", help="extension (SIP user) to register as")
+    p.add_argument("--ext", default="0003*210", type=_extension,
+                   help="extension (SIP user) to register as")
     p.add_argument("--dial", help="number to call, e.g. 7778888 (a public test number)")
     p.add_argument("--seconds", type=float, default=300.0, help="how long to stay up")
     p.add_argument("--carrier", action="store_true",

@@ -4,7 +4,12 @@ A Debian sid root holding Asterisk, its modules and sounds, baresip and sox is b
 once with mmdebstrap and cached (a second build costs nothing). Asterisk then runs
 chrooted in it with the project's own `asterisk-conf/`, unchanged except for the
 `[directories]` of asterisk.conf, which point at a private instance folder inside the
-root (etc, spool, run, log, db), so several instances never share state.
+root (etc, spool, run, log, db), so several instances never share state, and for the
+secrets: the `CHANGE-ME` placeholders of asterisk-conf/ become secrets generated for the
+instance (or given through the environment, as `make demo` does), kept in the instance
+folder (mode 0600) for the tests, the phones and the demo.
+
+Asterisk runs with umask 027, so its recordings are not world-readable.
 
 Everything fails with one clear line (`SandboxError`) instead of hanging.
 """
@@ -15,7 +20,9 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -46,10 +53,53 @@ DEFAULT_CONF_DIR = REPO_DIR / "asterisk-conf"
 MIN_FREE_BYTES = 1_500_000_000
 BUILD_TIMEOUT = 1200.0
 INSTANCES = "var/pbx-sandbox"  # inside the root
+# What asterisk-conf/ holds where a secret belongs; `pbx-bridge serve` refuses it.
+SECRET_PLACEHOLDER = "CHANGE-ME"
+# Files created by Asterisk (recordings, their folders) get no permission for "other".
+ASTERISK_UMASK = 0o027
+# The test harness's own AMI user: every class, for fault injection and checks the bridge
+# may not do (`mixmonitor list`, Originate). Only in a sandbox's generated manager.conf.
+HARNESS_AMI_USER = "pbx-bridge-harness"
+# Where given secrets come from (the bridge's own setting names, so `make demo` exports
+# them once for both); anything not given is generated.
+_SECRET_ENV = {
+    "ami": "PBX_BRIDGE_AMI__SECRET",
+    "ari": "PBX_BRIDGE_ARI__PASSWORD",
+    "sip": "PBX_BRIDGE_DEMO_SIP_PASSWORD",
+}
+# Secrets end up in config files: keep them to characters that need no quoting anywhere.
+_SECRET_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
 class SandboxError(RuntimeError):
     """Anything that stops the sandbox from working; the message is one clear line."""
+
+
+@dataclass(frozen=True)
+class SandboxSecrets:
+    """The secrets of one sandbox instance (never logged, never in git)."""
+
+    ami: str  # AMI user "pbx-bridge", the bridge's, with the shipped classes
+    ari: str  # ARI user "pbx-bridge"
+    sip: str  # every demo extension's SIP password
+    harness: str  # AMI user HARNESS_AMI_USER, tests only
+
+    def __repr__(self) -> str:
+        return "SandboxSecrets(***)"
+
+    @classmethod
+    def generate(cls, environ: dict[str, str] | None = None) -> SandboxSecrets:
+        env = os.environ if environ is None else environ
+        values = {}
+        for key in ("ami", "ari", "sip", "harness"):
+            given = env.get(_SECRET_ENV.get(key, ""), "")
+            if given and (not set(given) <= _SECRET_CHARS or given == SECRET_PLACEHOLDER):
+                raise SandboxError(
+                    f"{_SECRET_ENV[key]} must be letters, digits, '-', '_' or '.' "
+                    f"and not {SECRET_PLACEHOLDER}"
+                )
+            values[key] = given or secrets.token_urlsafe(24)
+        return cls(**values)
 
 
 def _root_key() -> str:
@@ -148,6 +198,7 @@ class Sandbox:
     )
     # The Asterisk we started, kept so that stop() reaps it (no zombies in long runs).
     _proc: subprocess.Popen | None = field(default=None, init=False, repr=False, compare=False)
+    _secrets: SandboxSecrets | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def ami_port(self) -> int:
@@ -183,6 +234,24 @@ class Sandbox:
         return self.instance_dir / "spool" / "monitor"
 
     @property
+    def secrets_file(self) -> Path:
+        return self.instance_dir / "secrets.json"
+
+    @property
+    def secrets(self) -> SandboxSecrets:
+        """The instance's secrets, as written by prepare() (read back by another process,
+        e.g. `pbx-bridge phone` next to `make demo`)."""
+        if self._secrets is None:
+            try:
+                data = json.loads(self.secrets_file.read_text())
+                self._secrets = SandboxSecrets(**data)
+            except (OSError, ValueError, TypeError) as exc:
+                raise SandboxError(
+                    f"sandbox '{self.name}' has no secrets yet: start it first"
+                ) from exc
+        return self._secrets
+
+    @property
     def log_file(self) -> Path:
         return self.instance_dir / "asterisk.out"
 
@@ -201,15 +270,24 @@ class Sandbox:
         if self.running():
             raise SandboxError(f"sandbox '{self.name}' is running: stop it first")
         shutil.rmtree(self.instance_dir, ignore_errors=True)
+        keys = SandboxSecrets.generate()
         # Asterisk looks up its own host name to pick an address for SDP; with no DNS
         # here that costs a failed lookup (and two error lines) on every call.
         (self.root / "etc" / "hosts").write_text(
             f"127.0.0.1 localhost {socket.gethostname()}\n::1 localhost ip6-localhost\n"
         )
         etc = self.instance_dir / "etc"
-        etc.mkdir(parents=True)
-        for sub in ("spool/monitor", "run", "log", "db", "cache", "keys"):
-            (self.instance_dir / sub).mkdir(parents=True, exist_ok=True)
+        # Like Asterisk's own files (ASTERISK_UMASK): the recordings' folders, the
+        # secrets in etc/, nothing for "other".
+        old_umask = os.umask(ASTERISK_UMASK)
+        try:
+            etc.mkdir(parents=True)
+            for sub in ("spool/monitor", "run", "log", "db", "cache", "keys"):
+                (self.instance_dir / sub).mkdir(parents=True, exist_ok=True)
+        finally:
+            os.umask(old_umask)
+        for folder in (self.instance_dir, self.instance_dir / "spool"):
+            folder.chmod(0o750)
         if not (self.conf_dir / "modules.conf").exists():
             raise SandboxError(f"no Asterisk configuration in {self.conf_dir}")
         for src in self.conf_dir.iterdir():
@@ -217,6 +295,7 @@ class Sandbox:
                 shutil.copy2(src, etc / src.name)
         if self.port_offset:
             self._shift_ports(etc)
+        self._write_secrets(etc, keys)
         base = (self.conf_dir / "asterisk.conf").read_text()
         options = base.split("[options]", 1)[1] if "[options]" in base else ""
         d = self.inner_dir
@@ -254,6 +333,37 @@ class Sandbox:
                     raise SandboxError(f"cannot shift ports: '{old}' not in {name}")
                 text = text.replace(old, new)
             (etc / name).write_text(text)
+
+    def _write_secrets(self, etc: Path, keys: SandboxSecrets) -> None:
+        edits = {
+            "manager.conf": ("secret", keys.ami),
+            "ari.conf": ("password", keys.ari),
+            "pjsip.conf": ("password", keys.sip),
+        }
+        for name, (option, value) in edits.items():
+            path = etc / name
+            text = path.read_text()
+            line = f"{option} = {SECRET_PLACEHOLDER}"
+            if line not in text:
+                raise SandboxError(f"no '{line}' in {name}: cannot set the sandbox's secret")
+            text = text.replace(line, f"{option} = {value}")
+            if name == "manager.conf":
+                text += (
+                    "\n; written by pbx_bridge.sandbox: the test harness's own user (never\n"
+                    "; in asterisk-conf/), for checks and faults the bridge may not cause.\n"
+                    f"[{HARNESS_AMI_USER}]\nsecret = {keys.harness}\n"
+                    "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
+                    "read = all\nwrite = all\n"
+                )
+            path.write_text(text)
+            path.chmod(0o600)
+        fd = os.open(self.secrets_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(
+                {"ami": keys.ami, "ari": keys.ari, "sip": keys.sip, "harness": keys.harness},
+                out,
+            )
+        self._secrets = keys
 
     def _asterisk(self, *args: str) -> list[str]:
         return [
@@ -307,6 +417,7 @@ class Sandbox:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # survives the CLI that started it; no stray signals
+            umask=ASTERISK_UMASK,  # recordings 0640 in 0750 folders, not world-readable
         )
         log.close()
         self._proc = proc

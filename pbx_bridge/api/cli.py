@@ -20,6 +20,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pbx_bridge.config import Settings, load_settings
+from pbx_bridge.secret_check import refused_secret
 
 if TYPE_CHECKING:
     from pbx_bridge.directory.store import Directory
@@ -58,6 +59,10 @@ def _serve(args: argparse.Namespace) -> int:
     from pbx_bridge.directory.store import Directory
 
     settings = load_settings(args.config)
+    refused = refused_secret(settings, demo=args.demo)
+    if refused:
+        print(f"pbx-bridge serve: {refused}", file=sys.stderr)
+        return 2
     setup_logging(settings)
     directory = Directory.open(
         settings.directory.database,
@@ -125,5 +130,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--config",
         metavar="FILE",
         help="settings TOML file (default: $PBX_BRIDGE_CONFIG, else built-in defaults)",
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="accept an empty, placeholder or demo AMI secret (never on a shared machine)",
     )
     serve.set_defaults(func=_serve)

@@ -38,7 +38,7 @@ from pbx_bridge.phones import MAX_PHONES, Phone
 from pbx_bridge.sandbox import Sandbox
 from pbx_bridge.service import Bridge
 from tests.support.bridge import demo_directory, wait_ready
-from tests.support.pbx import AMI_SECRET, AMI_USER, EventLog
+from tests.support.pbx import HARNESS_USER, EventLog
 
 ADMIN, ORG3, JOHN, JANE, OTHER = 1, 2, 12, 13, 20
 OWNER = {"0003*210": JOHN, "0003*211": JOHN, "0003*212": JANE, "0003*213": JANE,
@@ -72,7 +72,8 @@ def rel_settings(
     return Settings(
         ami={
             "port": ami_port or sandbox.ami_port,  # type: ignore[union-attr]
-            "secret": AMI_SECRET,
+            # No sandbox: a fake AMI server (test_slow_ami), which takes any secret.
+            "secret": sandbox.secrets.ami if sandbox else "fake-ami-secret",
             "ping_interval": 1.0,
             "ping_timeout": 1.0,
             "backoff_cap": 1.0,
@@ -357,7 +358,8 @@ async def connect_observer(sandbox: Sandbox) -> EventLog:
     """The test's own AMI client (`.client`), straight to Asterisk, recording every event;
     quick to come back after an Asterisk restart."""
     log = EventLog()
-    client = AmiClient("127.0.0.1", sandbox.ami_port, AMI_USER, AMI_SECRET, backoff_cap=0.5,
+    client = AmiClient("127.0.0.1", sandbox.ami_port, HARNESS_USER, sandbox.secrets.harness,
+                       backoff_cap=0.5,
                        ping_interval=5.0, ping_timeout=5.0, connect_timeout=2.0,
                        action_timeout=15.0)
     client.add_event_handler(log)

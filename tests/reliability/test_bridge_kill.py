@@ -31,7 +31,7 @@ from tests.reliability.support import (
 )
 from tests.support.audio import WAVE_FORMAT_PCM, assert_length, inspect_wav
 from tests.support.bridge import demo_directory
-from tests.support.pbx import AMI_SECRET, recording_file
+from tests.support.pbx import recording_file
 
 A, B = "0003*210", "0003*211"
 PBX_BRIDGE = Path(sys.executable).with_name("pbx-bridge")
@@ -90,7 +90,7 @@ async def serve_env(pbx, tmp_path) -> AsyncIterator[tuple[dict[str, str], str, i
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
     env.update(
         PBX_BRIDGE_AMI__PORT=str(pbx.ami_port),
-        PBX_BRIDGE_AMI__SECRET=AMI_SECRET,
+        PBX_BRIDGE_AMI__SECRET=pbx.secrets.ami,
         PBX_BRIDGE_AMI__PING_INTERVAL="2",
         PBX_BRIDGE_AMI__BACKOFF_CAP="1",
         PBX_BRIDGE_HTTP__PORT=str(port),
@@ -175,7 +175,7 @@ async def test_sigkill_while_recording(pbx, observer, serve_env, tmp_path) -> No
                 assert_length(info, slept=seconds, recorded=seconds)
                 assert info.rms > 100, "sound, not silence"
             log = (tmp_path / "serve.log").read_text(errors="replace")
-            assert token not in log and AMI_SECRET not in log
+            assert token not in log and pbx.secrets.ami not in log
             report(
                 "bridge_sigkill",
                 serve_ready_s=round(boot, 2),

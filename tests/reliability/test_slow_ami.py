@@ -22,7 +22,7 @@ from pbx_bridge.calls.tracker import call_id
 from pbx_bridge.pbx.ami import AmiTimeout
 from tests.fakeami import FakeAmi, FakeConnection
 from tests.reliability.support import Api, env_int, report, serve
-from tests.support.pbx import AMI_SECRET, AMI_USER
+from tests.support.pbx import AMI_USER
 
 N_CALLS = 500  # each view starts at most once a second (file names): many views
 ACTION_TIMEOUT = 0.05
@@ -70,13 +70,22 @@ class Slow:
                             {"Response": "Success", "ActionID": action["ActionID"]})
 
 
+async def _no_mixmonitor(conn: FakeConnection, action: dict[str, str]) -> None:
+    # Getvar PBX_RECID on a channel where no MixMonitor was ever started: empty.
+    await conn.send({"Response": "Success", "ActionID": action["ActionID"],
+                     "Variable": action.get("Variable", ""), "Value": ""})
+
+
 @pytest.fixture
 async def slow_api(tmp_path) -> AsyncIterator[tuple[Api, FakeAmi, Slow]]:
-    fake = FakeAmi(username=AMI_USER, secret=AMI_SECRET, record_actions=False)
+    fake = FakeAmi(username=AMI_USER, secret="fake-ami-secret", record_actions=False)
     slow = Slow()
     fake.handlers["coreshowchannels"] = _core_show_channels
     fake.handlers["setvar"] = slow
     fake.handlers["mixmonitor"] = slow
+    # "Does a MixMonitor run?" (the check before retrying a timed-out start): no, as a
+    # real Asterisk answers when none does; so every retry starts again and times out.
+    fake.handlers["getvar"] = _no_mixmonitor
     await fake.start()
     try:
         async with serve(None, tmp_path, ami_port=fake.port, action_timeout=ACTION_TIMEOUT,

@@ -10,7 +10,6 @@ from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.sandbox import Sandbox
 from pbx_bridge.service import Bridge
-from tests.support.pbx import AMI_SECRET
 
 DEMO_DIRECTORY = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"
 
@@ -26,14 +25,14 @@ def bridge_settings(sandbox: Sandbox, tmp_path: Path, *, port: int | None = None
     return Settings(
         ami={
             "port": port or sandbox.ami_port,
-            "secret": AMI_SECRET,
+            "secret": sandbox.secrets.ami,
             "ping_interval": 1.0,
             "ping_timeout": 1.0,
             "backoff_cap": 1.0,
             "action_timeout": 3.0,
             **ami,
         },
-        ari={"url": f"http://127.0.0.1:{sandbox.http_port}/ari", "password": AMI_SECRET},
+        ari={"url": f"http://127.0.0.1:{sandbox.http_port}/ari", "password": sandbox.secrets.ari},
         directory={"database": tmp_path / "directory.sqlite3"},
     )
 

@@ -9,10 +9,14 @@ from dataclasses import dataclass, field
 
 from pbx_bridge.calls.tracker import parse_rec
 from pbx_bridge.pbx.ami import AmiClient
-from pbx_bridge.sandbox import Sandbox
+from pbx_bridge.sandbox import HARNESS_AMI_USER, Sandbox
 
+# The bridge's AMI user (asterisk-conf/manager.conf, the shipped classes); its secret is
+# the sandbox instance's: `sandbox.secrets.ami`.
 AMI_USER = "pbx-bridge"
-AMI_SECRET = "pbx-bridge-demo-secret"  # the demo secret of asterisk-conf/manager.conf
+# The tests' own clients log in as the harness user (every class, sandbox only):
+# `sandbox.secrets.harness`.
+HARNESS_USER = HARNESS_AMI_USER
 
 Event = dict[str, str]
 
@@ -60,7 +64,7 @@ class EventLog:
 
 
 async def connect_ami(sandbox: Sandbox, log: EventLog | None = None) -> AmiClient:
-    client = AmiClient("127.0.0.1", sandbox.ami_port, AMI_USER, AMI_SECRET)
+    client = AmiClient("127.0.0.1", sandbox.ami_port, HARNESS_USER, sandbox.secrets.harness)
     if log is not None:
         client.add_event_handler(log)
     await client.start()

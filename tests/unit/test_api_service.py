@@ -402,6 +402,7 @@ def test_serve_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
     env.update(
         PBX_BRIDGE_HTTP__PORT=str(port),
         PBX_BRIDGE_AMI__PORT=str(settings.ami.port),  # nothing listens there
+        PBX_BRIDGE_AMI__SECRET="unit-test-secret",  # serve refuses an empty one
         PBX_BRIDGE_AMI__CONNECT_TIMEOUT="0.5",
         PBX_BRIDGE_AMI__BACKOFF_CAP="0.5",
         PBX_BRIDGE_DIRECTORY__DATABASE=str(settings.directory.database),

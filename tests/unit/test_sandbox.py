@@ -79,3 +79,63 @@ def test_port_offset_rewrites_only_ports(tmp_path, monkeypatch) -> None:
     assert "[directories]\n" in asterisk_conf and "astspooldir => /var/pbx-sandbox/unit/spool" \
         in asterisk_conf
     shutil.rmtree(root)
+
+
+# ---- issue 9: the instance's own secrets, never asterisk-conf/'s placeholders
+
+
+def _prepared(tmp_path: Path, monkeypatch, **env: str) -> sb.Sandbox:
+    for key in ("PBX_BRIDGE_AMI__SECRET", "PBX_BRIDGE_ARI__PASSWORD",
+                "PBX_BRIDGE_DEMO_SIP_PASSWORD"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / ".pbx-bridge-root-ok").write_text("ok")
+    box = sb.Sandbox(name="unit", root=root, port_offset=0)
+    box.prepare()
+    return box
+
+
+def test_prepare_puts_generated_secrets_in_place_of_the_placeholders(
+    tmp_path, monkeypatch
+) -> None:
+    box = _prepared(tmp_path, monkeypatch)
+    keys = box.secrets
+    assert len({keys.ami, keys.ari, keys.sip, keys.harness}) == 4
+    assert all(len(k) >= 24 for k in (keys.ami, keys.ari, keys.sip, keys.harness))
+    etc = box.instance_dir / "etc"
+    manager = (etc / "manager.conf").read_text()
+    assert "[pbx-bridge]" in manager and f"secret = {keys.ami}\n" in manager
+    assert f"[{sb.HARNESS_AMI_USER}]\nsecret = {keys.harness}\n" in manager
+    assert f"password = {keys.ari}\n" in (etc / "ari.conf").read_text()
+    assert f"password = {keys.sip}\n" in (etc / "pjsip.conf").read_text()
+    for conf in etc.iterdir():
+        assert "= CHANGE-ME" not in conf.read_text(), conf.name
+    for private in (box.secrets_file, etc / "manager.conf", etc / "pjsip.conf"):
+        assert private.stat().st_mode & 0o077 == 0, private
+    # The harness user lives only in the instance's copy, never in asterisk-conf/.
+    assert sb.HARNESS_AMI_USER not in (sb.DEFAULT_CONF_DIR / "manager.conf").read_text()
+    # Another process (e.g. `pbx-bridge phone`) reads the same secrets back.
+    assert sb.Sandbox(name="unit", root=box.root).secrets == keys
+    assert keys.ami not in repr(keys)
+
+
+def test_prepare_takes_the_secrets_make_demo_exports(tmp_path, monkeypatch) -> None:
+    box = _prepared(tmp_path, monkeypatch, PBX_BRIDGE_AMI__SECRET="a" * 48,
+                    PBX_BRIDGE_DEMO_SIP_PASSWORD="s" * 48)
+    assert box.secrets.ami == "a" * 48 and box.secrets.sip == "s" * 48
+    assert box.secrets.ari not in ("", "CHANGE-ME")
+
+
+@pytest.mark.parametrize("bad", ["CHANGE-ME", "with space", "semi;colon"])
+def test_prepare_refuses_an_unusable_given_secret(tmp_path, monkeypatch, bad) -> None:
+    with pytest.raises(sb.SandboxError, match="PBX_BRIDGE_AMI__SECRET"):
+        _prepared(tmp_path, monkeypatch, PBX_BRIDGE_AMI__SECRET=bad)
+
+
+def test_recording_folders_are_not_world_readable(tmp_path, monkeypatch) -> None:
+    box = _prepared(tmp_path, monkeypatch)
+    for folder in (box.instance_dir, box.instance_dir / "spool", box.monitor_dir):
+        assert folder.stat().st_mode & 0o007 == 0, folder
