@@ -22,7 +22,6 @@ import aiohttp
 from tests.reliability.support import JOHN, free_port, report
 from tests.reliability.test_bridge_kill import ServeProcess
 from tests.support.bridge import demo_directory
-from tests.support.pbx import AMI_SECRET
 
 A = "0003*210"
 
@@ -70,7 +69,7 @@ async def test_https_token_list_and_certificate_reload(pbx, tmp_path: Path) -> N
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
     env.update(
         PBX_BRIDGE_AMI__PORT=str(pbx.ami_port),
-        PBX_BRIDGE_AMI__SECRET=AMI_SECRET,
+        PBX_BRIDGE_AMI__SECRET=pbx.secrets.ami,
         PBX_BRIDGE_HTTP__PORT=str(port),
         PBX_BRIDGE_HTTP__TLS_CERT=str(live_cert),
         PBX_BRIDGE_HTTP__TLS_KEY=str(live_key),
