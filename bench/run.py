@@ -277,7 +277,7 @@ class Lab:
             PBX_BRIDGE_AMI__SECRET=AMI_SECRET,
             PBX_BRIDGE_ARI__URL=f"http://127.0.0.1:{sb.http_port}/ari",
             PBX_BRIDGE_ARI__PASSWORD=ARI_PASSWORD,
-            PBX_BRIDGE_DIRECTORY__DATABASE=str(self.db_path),
+            PBX_BRIDGE_DATABASE__URL=f"sqlite:///{self.db_path}",
         )
         return env
 
@@ -775,7 +775,7 @@ def bench_settings(lab: Lab, ami_port: int) -> Settings:
     return Settings(
         ami={"port": ami_port, "secret": AMI_SECRET, "action_timeout": 10.0},
         ari={"url": f"http://127.0.0.1:{lab.sandbox.http_port}/ari", "password": ARI_PASSWORD},
-        directory={"database": lab.db_path},
+        database={"url": f"sqlite:///{lab.db_path}"},
     )
 
 

@@ -122,7 +122,7 @@ def _refusal(db: Database, state: SchemaState) -> StorageError:
     if not state.known:
         return StorageError(
             f"database {db.display}: schema revision {state.revision} is newer than this "
-            f"pbx-bridge knows (head {state.head}); upgrade pbx-bridge"
+            f"pbx-bridge supports (head {state.head}); upgrade pbx-bridge"
         )
     if state.revision is None and not state.empty and state.legacy_version is None:
         return StorageError(

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from pbx_bridge.cli import main
-from pbx_bridge.directory.store import MIGRATIONS, TOKEN_ID_LEN, Directory, DirectoryError, token_id
+from pbx_bridge.directory.store import TOKEN_ID_LEN, Directory, DirectoryError, token_id
+from pbx_bridge.storage import head
+from tests.support.legacy_schema import make_legacy_file
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"
 
@@ -29,7 +31,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "pbx.toml"
-    path.write_text(f'[directory]\ndatabase = "{tmp_path / "d.sqlite3"}"\n')
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "d.sqlite3"}"\n')
     return path
 
 
@@ -159,18 +161,16 @@ def test_disable_enable_delete(directory: Directory) -> None:
 def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
     """Databases made before apps could be disabled keep their apps and tokens."""
     path = tmp_path / "old.sqlite3"
-    conn = sqlite3.connect(path)
-    conn.executescript(MIGRATIONS[0])
-    conn.executescript(
+    make_legacy_file(
+        path,
+        1,
         "INSERT INTO organizations VALUES (3, 'Org', '0003');"
         "INSERT INTO users VALUES (12, 'John', 'user', 3);"
         "INSERT INTO apps VALUES ('c1', 'CRM', 12, 'x', 0);"
-        f"INSERT INTO tokens VALUES ('{hashlib.sha256(b'tok').hexdigest()}', 'c1', 0, 9e9);"
-        "PRAGMA user_version = 1;"
+        f"INSERT INTO tokens VALUES ('{hashlib.sha256(b'tok').hexdigest()}', 'c1', 0, 9e9);",
     )
-    conn.close()
     with Directory.open(path) as d:
-        assert d.schema_version == len(MIGRATIONS) >= 2
+        assert d.schema_revision == head()
         app = d.app("c1")
         assert app is not None and not app.disabled
         assert d.authenticate("tok") is not None
