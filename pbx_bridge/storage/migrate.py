@@ -17,6 +17,7 @@ left to do.
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,9 @@ _SCRIPTS = Path(__file__).resolve().parent / "migrations"
 # SQLite PRAGMA user_version of the pre-Alembic store -> the revision with that schema.
 LEGACY_REVISIONS = {1: "0001", 2: "0002"}
 UPGRADE_HINT = "run `pbx-bridge db upgrade`"
+# Alembic tells at INFO which implementation it picked, on every schema check: noise in
+# the service's log and around `serve`'s one-line refusal. `db upgrade` prints from/to.
+logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
 
 
 class Migrate(enum.Enum):
