@@ -737,7 +737,7 @@ def _read_rows(conn: Connection) -> _Snapshot:
 
 
 def _app(row: Row[Any] | tuple[Any, ...]) -> App:
-    client_id, name, user_id, created, disabled = row
+    client_id, name, user_id, created, disabled = tuple(row)
     return App(
         client_id=client_id,
         name=name,
@@ -748,7 +748,7 @@ def _app(row: Row[Any] | tuple[Any, ...]) -> App:
 
 
 def _token_info(row: Row[Any] | tuple[Any, ...]) -> TokenInfo:
-    token_hash, client_id, app_name, user_id, created, expires_at = row
+    token_hash, client_id, app_name, user_id, created, expires_at = tuple(row)
     return TokenInfo(
         id=token_hash[:TOKEN_ID_LEN],
         client_id=client_id,

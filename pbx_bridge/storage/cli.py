@@ -48,7 +48,7 @@ def _status(args: argparse.Namespace) -> int:
     return 1
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     db = sub.add_parser(
         "db",
         help="the database: apply migrations, show the schema revision",
