@@ -31,9 +31,10 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from pydantic import SecretStr
 
 from pbx_bridge.api.app import create_app
-from pbx_bridge.config import AmiSettings, DirectorySettings, Settings
+from pbx_bridge.config import AmiSettings, DatabaseSettings, Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.service import Bridge
 
@@ -63,9 +64,9 @@ async def run(seconds: float, clients: int, spray: bool) -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="pbx-bridge-bench-") as tmp:
         settings = Settings(
             ami=AmiSettings(port=_free_port(), secret="bench"),  # never connected
-            directory=DirectorySettings(database=Path(tmp) / "d.sqlite3"),
+            database=DatabaseSettings(url=SecretStr(f"sqlite:///{Path(tmp) / 'd.sqlite3'}")),
         )
-        directory = Directory.open(settings.directory.database)
+        directory = Directory.open(settings.database.url.get_secret_value())
         directory.load_toml(DEMO)
         client_id, _secret = directory.create_app(12, "bench")
         app = create_app(settings, directory, Bridge(settings, directory), manage_bridge=False)

@@ -276,7 +276,7 @@ class Lab:
             PBX_BRIDGE_AMI__SECRET=sb.secrets.ami,
             PBX_BRIDGE_ARI__URL=f"http://127.0.0.1:{sb.http_port}/ari",
             PBX_BRIDGE_ARI__PASSWORD=sb.secrets.ari,
-            PBX_BRIDGE_DIRECTORY__DATABASE=str(self.db_path),
+            PBX_BRIDGE_DATABASE__URL=f"sqlite:///{self.db_path}",
         )
         return env
 
@@ -777,7 +777,7 @@ def bench_settings(lab: Lab, ami_port: int) -> Settings:
             "url": f"http://127.0.0.1:{lab.sandbox.http_port}/ari",
             "password": lab.sandbox.secrets.ari,
         },
-        directory={"database": lab.db_path},
+        database={"url": f"sqlite:///{lab.db_path}"},
     )
 
 

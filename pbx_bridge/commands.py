@@ -9,6 +9,7 @@ import importlib
 _COMMAND_MODULES = (
     "pbx_bridge.sandbox",
     "pbx_bridge.directory.cli",
+    "pbx_bridge.storage.cli",
     "pbx_bridge.api.cli",
     "pbx_bridge.calls.cli",
     "pbx_bridge.phones",

@@ -5,9 +5,10 @@ the TOML file, the defaults below. ``load_settings()`` is the one entry point th
 the project uses; it turns every problem (missing file, bad TOML, unknown key, value out
 of range) into one :class:`ConfigError` whose message names the file and the key.
 
-Secrets (``ami.secret``, ``ari.password``) are :class:`pydantic.SecretStr`: they print as
-``**********`` in ``repr``/``str``/``model_dump(mode="json")`` and therefore in logs. Read
-the value with ``.get_secret_value()`` only where it is sent to Asterisk.
+Secrets (``ami.secret``, ``ari.password``, ``database.url``, which may hold a password)
+are :class:`pydantic.SecretStr`: they print as ``**********`` in ``repr``/``str``/
+``model_dump(mode="json")`` and therefore in logs. Read the value with
+``.get_secret_value()`` only where it is used (sent to Asterisk, given to the driver).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ __all__ = [
     "AriSettings",
     "AuthSettings",
     "ConfigError",
-    "DirectorySettings",
+    "DatabaseSettings",
     "HttpSettings",
     "LoggingSettings",
     "MetricsSettings",
@@ -173,18 +174,30 @@ class AriSettings(_Section):
     password: Secret = SecretStr("")
 
 
-class DirectorySettings(_Section):
-    # SQLite file holding the directory, apps and tokens. Relative paths are relative
-    # to the working directory of the process.
-    database: Path = Path("var/pbx_bridge.sqlite3")
+def _database_url(value: SecretStr) -> SecretStr:
+    text = _no_control(value.get_secret_value())
+    # Parsed for real by pbx_bridge.storage when opened; here only the shape, so that a
+    # typo fails at load time without importing SQLAlchemy into every command.
+    if not re.fullmatch(r"(sqlite|postgresql|postgres)(\+[a-z0-9_]+)?://\S*", text):
+        raise ValueError("must be a sqlite:///FILE or postgresql://USER@HOST/DB URL")
+    return value
 
-    @field_validator("database")
-    @classmethod
-    def _not_empty(cls, value: Path) -> Path:
-        if str(value) in ("", "."):
-            raise ValueError("must be a file path")
-        _no_control(str(value))
-        return value
+
+class DatabaseSettings(_Section):
+    # Where everything pbx-bridge persists lives (directory, apps, hashed tokens). A
+    # SecretStr: a PostgreSQL URL may carry a password. "sqlite:///var/x" is relative to
+    # the working directory, "sqlite:////abs/x" absolute.
+    url: Annotated[SecretStr, AfterValidator(_database_url)] = SecretStr(
+        "sqlite:///var/pbx_bridge.sqlite3"
+    )
+    # PostgreSQL: how old, in seconds, the check for changes made by other processes may
+    # be for look-ups outside a request (AMI events). Each authenticated request checks.
+    change_check_interval: Seconds = 0.1
+
+    @property
+    def display_url(self) -> str:
+        """The URL with any password masked, for logs and messages."""
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", self.url.get_secret_value())
 
 
 class RecordingsSettings(_Section):
@@ -254,6 +267,12 @@ class _FileSource(PydanticBaseSettingsSource):
         return dict(_FILE_DATA.get() or {})
 
 
+_DIRECTORY_DATABASE_GONE = (
+    "directory.database was replaced by database.url: write [database] "
+    'url = "sqlite:///<that path>" (environment: PBX_BRIDGE_DATABASE__URL)'
+)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -266,13 +285,22 @@ class Settings(BaseSettings):
     http: HttpSettings = HttpSettings()
     ami: AmiSettings = AmiSettings()
     ari: AriSettings = AriSettings()
-    directory: DirectorySettings = DirectorySettings()
+    database: DatabaseSettings = DatabaseSettings()
     recordings: RecordingsSettings = RecordingsSettings()
     auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
 
     _config_file: Path | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced_keys(cls, data: Any) -> Any:
+        # Say what replaced a removed key, rather than only "unknown key".
+        if isinstance(data, dict) and isinstance(data.get("directory"), dict):
+            if "database" in data["directory"]:
+                raise ValueError(_DIRECTORY_DATABASE_GONE)
+        return data
 
     @property
     def config_file(self) -> Path | None:
@@ -366,6 +394,11 @@ def load_settings(path: str | Path | None = None) -> Settings:
         env_path = os.environ.get(ENV_CONFIG_PATH, "")
         path = env_path or None
     file = Path(path) if path is not None else None
+    if any(k.upper() == f"{ENV_PREFIX}DIRECTORY{_NESTED}DATABASE" for k in os.environ):
+        raise ConfigError(
+            f"environment variable {ENV_PREFIX}DIRECTORY{_NESTED}DATABASE: "
+            + _DIRECTORY_DATABASE_GONE
+        )
     data = _read_toml(file) if file is not None else {}
 
     token = _FILE_DATA.set(data)

@@ -14,6 +14,9 @@ from hypothesis import settings
 settings.register_profile("pbx_bridge", deadline=None)
 settings.load_profile("pbx_bridge")
 
+# The storage suite's backends: `database_url` (SQLite and a real PostgreSQL server).
+pytest_plugins = ("tests.support.postgres",)
+
 TIERS = {"unit", "integration", "e2e", "reliability"}
 
 

@@ -56,7 +56,7 @@ def setup_logging(settings: Settings) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from pbx_bridge.directory.store import Directory
+    from pbx_bridge.directory.store import Directory, Migrate
 
     settings = load_settings(args.config)
     refused = refused_secret(settings, demo=args.demo)
@@ -64,11 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"pbx-bridge serve: {refused}", file=sys.stderr)
         return 2
     setup_logging(settings)
-    directory = Directory.open(
-        settings.directory.database,
-        token_ttl=settings.auth.token_ttl,
-        max_token_ttl=settings.auth.max_token_ttl,
-    )
+    # Never migrates: refuses an unmigrated or outdated schema (`pbx-bridge db upgrade`).
+    directory = Directory.from_settings(settings, migrate=Migrate.NOTHING)
     try:
         asyncio.run(_run(settings, directory))
     finally:
@@ -101,11 +98,11 @@ async def _run(settings: Settings, directory: Directory) -> None:
     try:
         await service.start()
         log.info(
-            "serving on %s (AMI %s:%d, directory %s)",
+            "serving on %s (AMI %s:%d, database %s)",
             service.url,
             settings.ami.host,
             settings.ami.port,
-            settings.directory.database,
+            directory.path,
         )
         await stop.wait()
         log.info("shutting down")

@@ -17,7 +17,13 @@ import sys
 from datetime import datetime
 
 from pbx_bridge.config import load_settings
-from pbx_bridge.directory.store import TOKEN_ID_LEN, Directory, DirectoryError, token_id
+from pbx_bridge.directory.store import (
+    TOKEN_ID_LEN,
+    Directory,
+    DirectoryError,
+    Migrate,
+    token_id,
+)
 
 __all__ = ["open_directory", "register"]
 
@@ -41,13 +47,12 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 
 def open_directory(config: str | None) -> Directory:
-    """The directory database named by the settings (``[directory] database``)."""
-    settings = load_settings(config)
-    return Directory.open(
-        settings.directory.database,
-        token_ttl=settings.auth.token_ttl,
-        max_token_ttl=settings.auth.max_token_ttl,
-    )
+    """The directory in the database named by the settings (``[database] url``).
+
+    An empty database gets its schema, and a file from before migrations is adopted, so
+    that a fresh demo just works; an outdated schema is left to ``pbx-bridge db upgrade``
+    (another process may be serving from it)."""
+    return Directory.from_settings(load_settings(config), migrate=Migrate.CREATE)
 
 
 # --------------------------------------------------------------------------- commands

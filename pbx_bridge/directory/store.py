@@ -1,16 +1,22 @@
 """The persisted directory: organizations, users, extensions, apps and bearer tokens.
 
-One SQLite file (WAL mode), schema versioned with ``PRAGMA user_version`` and upgraded by
-the forward-only :data:`MIGRATIONS` list. Secrets are never stored: app client secrets and
-bearer tokens are kept as SHA-256 hex digests only.
+Stored through :mod:`pbx_bridge.storage` (SQLite by default, or PostgreSQL; the schema is
+versioned by its migrations). Secrets are never stored: app client secrets and bearer
+tokens are kept as SHA-256 hex digests only.
 
-The directory rows (organizations, users, extensions) are cached in memory because the
-API reads them on every request. The cache is rebuilt after :meth:`Directory.load`, and
-also when another process (e.g. ``pbx-bridge directory load`` while the service runs)
-committed to the file: ``PRAGMA data_version`` tells, at the cost of one tiny query.
-Token lookups always go to SQLite.
+The API reads the directory rows (organizations, users, extensions) and authenticates a
+token on every request, so both are kept in memory: the rows as one snapshot, the tokens
+seen as a bounded map of token hash -> (expiry, principal). Both are dropped when this
+process writes something that can make them wrong, and when another process did
+(e.g. ``pbx-bridge directory load`` or ``token revoke`` while the service runs): every
+such write bumps the ``directory`` row of ``cache_versions``, and
+:meth:`~pbx_bridge.storage.Database.cache_generation` tells cheaply whether that happened
+(SQLite: ``PRAGMA data_version``, no I/O; PostgreSQL: one primary-key read). Token
+authentication checks strictly, so a revocation from another process is honoured on the
+very next request; look-ups between requests (AMI events) check at most every
+``change_check_interval`` seconds on PostgreSQL.
 
-One :class:`Directory` may be shared by threads (one connection behind a lock).
+One :class:`Directory` may be shared by threads.
 """
 
 from __future__ import annotations
@@ -18,12 +24,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import os
 import secrets
-import sqlite3
 import threading
 import time
 import tomllib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,8 +36,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
+from sqlalchemy import Row, and_, bindparam, delete, insert, literal, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from pbx_bridge.config import validation_messages
+from pbx_bridge.config import Settings, validation_messages
 from pbx_bridge.directory.models import (
     App,
     DirectoryFile,
@@ -44,54 +53,15 @@ from pbx_bridge.directory.models import (
     User,
     device_of_channel,
 )
+from pbx_bridge.storage import Database, Migrate, StorageError, ensure_schema
+from pbx_bridge.storage.schema import apps, extensions, organizations, tokens, users
 
-__all__ = ["MIGRATIONS", "TOKEN_ID_LEN", "Directory", "DirectoryError", "LoadSummary", "token_id"]
+__all__ = ["TOKEN_ID_LEN", "Directory", "DirectoryError", "LoadSummary", "Migrate", "token_id"]
 
-# Forward migrations: MIGRATIONS[n] upgrades a database from user_version n to n + 1.
-# Append only; never edit a migration that has shipped.
-MIGRATIONS: tuple[str, ...] = (
-    # 1: initial schema
-    """
-    CREATE TABLE organizations (
-        id    INTEGER PRIMARY KEY,
-        name  TEXT NOT NULL,
-        code  TEXT NOT NULL UNIQUE
-    );
-    CREATE TABLE users (
-        id            INTEGER PRIMARY KEY,
-        name          TEXT NOT NULL,
-        role          TEXT NOT NULL CHECK (role IN ('user', 'organization', 'admin')),
-        organization  INTEGER REFERENCES organizations(id)
-    );
-    CREATE TABLE extensions (
-        number             TEXT PRIMARY KEY,
-        owner              INTEGER NOT NULL REFERENCES users(id),
-        device             TEXT NOT NULL UNIQUE,
-        recording_enabled  INTEGER NOT NULL,
-        recording_trigger  TEXT NOT NULL,
-        recording_format   TEXT NOT NULL
-    );
-    CREATE INDEX extensions_owner ON extensions(owner);
-    CREATE TABLE apps (
-        client_id    TEXT PRIMARY KEY,
-        name         TEXT NOT NULL,
-        user_id      INTEGER NOT NULL REFERENCES users(id),
-        secret_hash  TEXT NOT NULL,
-        created      REAL NOT NULL
-    );
-    CREATE TABLE tokens (
-        token_hash  TEXT PRIMARY KEY,
-        client_id   TEXT NOT NULL REFERENCES apps(client_id) ON DELETE CASCADE,
-        created     REAL NOT NULL,
-        expires_at  REAL NOT NULL
-    );
-    CREATE INDEX tokens_expires_at ON tokens(expires_at);
-    """,
-    # 2: apps can be disabled (`pbx-bridge app disable`): no new token, old ones revoked
-    """
-    ALTER TABLE apps ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
-    """,
-)
+# The cache_versions row this store's caches follow.
+_CACHE = "directory"
+# Tokens remembered at most by the authentication cache (least recently used go first).
+_TOKEN_CACHE_SIZE = 10_000
 
 _MAX_CREDENTIAL_LEN = 512
 # A token's public name: this many hex digits of its SHA-256 (48 bits: unique in any
@@ -104,7 +74,7 @@ _HEX = frozenset("0123456789abcdef")
 _DUMMY_HASH = hashlib.sha256(b"pbx-bridge: no such client").hexdigest()
 
 
-class DirectoryError(ValueError):
+class DirectoryError(StorageError):
     """A directory operation was refused. The message is one line, ready for the user."""
 
 
@@ -200,12 +170,11 @@ def _integrity_errors(
 
 
 class Directory:
-    """Organizations, users, extensions, apps and tokens in one SQLite file."""
+    """Organizations, users, extensions, apps and tokens, on the storage layer."""
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
-        path: Path | str,
+        db: Database,
         *,
         token_ttl: int = 3600,
         max_token_ttl: int = 31536000,
@@ -213,63 +182,62 @@ class Directory:
     ) -> None:
         if token_ttl <= 0 or max_token_ttl <= 0:
             raise ValueError("token TTLs must be positive")
-        self._conn = conn
-        self._path = path
+        self._db = db
         self._lock = threading.RLock()
         self._clock = clock
         self.token_ttl = min(token_ttl, max_token_ttl)
         self.max_token_ttl = max_token_ttl
         self._snapshot_cache: _Snapshot | None = None
-        self._data_version: int | None = None
+        self._generation: int | None = None
+        self._tokens: OrderedDict[str, tuple[float, Principal]] = OrderedDict()
 
     # ----------------------------------------------------------------- lifecycle
 
     @classmethod
     def open(
         cls,
-        path: str | Path,
+        target: str | Path,
         *,
         token_ttl: int = 3600,
         max_token_ttl: int = 31536000,
         clock: Callable[[], float] = time.time,
+        migrate: Migrate = Migrate.UPGRADE,
+        check_interval: float = 0.1,
     ) -> Directory:
-        """Open (creating it, its parent directories and its schema if needed) a database.
+        """Open a database: a URL (``sqlite:///FILE``, ``postgresql://...``) or a SQLite file
+        path (its parent directories are created; ``":memory:"``: a private in-memory one).
 
-        ``":memory:"`` gives a private in-memory database (tests).
-        """
-        memory = str(path) == ":memory:"
-        if not memory:
-            path = Path(path)
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                if not path.exists():  # the file holds hashes only, but keep it private
-                    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            except OSError as exc:
-                raise DirectoryError(f"database {path}: {exc.strerror or exc}") from None
+        ``migrate`` says what may be done to the schema (:class:`Migrate`); by default it is
+        brought up to date, as this library always did. ``serve`` passes
+        ``Migrate.NOTHING``, the administration commands ``Migrate.CREATE``."""
         try:
-            conn = sqlite3.connect(
-                str(path), check_same_thread=False, isolation_level=None, timeout=10.0
-            )
-        except sqlite3.Error as exc:
-            raise DirectoryError(f"database {path}: {exc}") from None
+            db = Database.open(target, check_interval=check_interval)
+        except StorageError as exc:
+            raise DirectoryError(str(exc)) from None
         try:
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("PRAGMA busy_timeout = 10000")
-            if not memory:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-            _migrate(conn, path)
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise DirectoryError(f"database {path}: {exc}") from None
+            ensure_schema(db, migrate)
+        except StorageError as exc:
+            db.close()
+            raise DirectoryError(str(exc)) from None
         except BaseException:
-            conn.close()
+            db.close()
             raise
-        return cls(conn, path, token_ttl=token_ttl, max_token_ttl=max_token_ttl, clock=clock)
+        return cls(db, token_ttl=token_ttl, max_token_ttl=max_token_ttl, clock=clock)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, migrate: Migrate) -> Directory:
+        """The directory of ``[database]``, with the token lifetimes of ``[auth]``."""
+        return cls.open(
+            settings.database.url.get_secret_value(),
+            token_ttl=settings.auth.token_ttl,
+            max_token_ttl=settings.auth.max_token_ttl,
+            migrate=migrate,
+            check_interval=settings.database.change_check_interval,
+        )
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            self._db.close()
 
     def __enter__(self) -> Directory:
         return self
@@ -279,12 +247,37 @@ class Directory:
 
     @property
     def path(self) -> Path | str:
-        return self._path
+        """The SQLite file (``":memory:"``), or the database URL with its password masked."""
+        return self._db.path
 
     @property
-    def schema_version(self) -> int:
-        with self._lock:
-            return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+    def database(self) -> Database:
+        return self._db
+
+    @property
+    def schema_revision(self) -> str | None:
+        from pbx_bridge.storage import schema_state
+
+        return schema_state(self._db).revision
+
+    @contextlib.contextmanager
+    def _transaction(self, *, write: bool = False, invalidates: bool = False) -> Iterator[
+        Connection
+    ]:
+        """A storage transaction; database errors become one-line DirectoryErrors."""
+        try:
+            with self._db.transaction(
+                write=write, invalidates=_CACHE if invalidates else None
+            ) as conn:
+                yield conn
+        except IntegrityError as exc:
+            raise DirectoryError(str(self._db.error(exc))) from None
+        except SQLAlchemyError as exc:
+            raise DirectoryError(str(self._db.error(exc))) from None
+
+    def _upsert(self, table: Any) -> Any:
+        dialect = postgresql if self._db.backend == "postgresql" else sqlite
+        return dialect.insert(table)
 
     # ----------------------------------------------------------------- directory: writes
 
@@ -298,63 +291,87 @@ class Directory:
         (``0003*210`` -> code ``0003``), organization codes and devices are unique.
         """
         prefix = f"{source}: " if source else ""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                current = self._read_rows()
+        try:
+            with self._lock, self._transaction(write=True, invalidates=True) as conn:
+                current = _read_rows(conn)
                 orgs = dict(current.organizations)
                 orgs.update((o.id, o) for o in data.organizations)
-                users = dict(current.users)
-                users.update((u.id, u) for u in data.users)
+                users_ = dict(current.users)
+                users_.update((u.id, u) for u in data.users)
                 exts = dict(current.extensions)
                 exts.update((e.number, e) for e in data.extensions)
-                errors = _integrity_errors(orgs, users, exts)
+                errors = _integrity_errors(orgs, users_, exts)
                 if errors:
                     raise DirectoryError(prefix + "; ".join(errors))
-                conn.executemany(
-                    "INSERT INTO organizations (id, name, code) VALUES (?, ?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET name = excluded.name, code = excluded.code",
-                    [(o.id, o.name, o.code) for o in data.organizations],
-                )
-                conn.executemany(
-                    "INSERT INTO users (id, name, role, organization) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-                    "role = excluded.role, organization = excluded.organization",
-                    [(u.id, u.name, u.role, u.organization) for u in data.users],
-                )
-                # Devices may move between extensions within one load: free them first.
-                conn.executemany(
-                    "UPDATE extensions SET device = '~moving~' || number WHERE number = ?",
-                    [(e.number,) for e in data.extensions],
-                )
-                conn.executemany(
-                    "INSERT INTO extensions (number, owner, device, recording_enabled, "
-                    "recording_trigger, recording_format) VALUES (?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (number) DO UPDATE SET owner = excluded.owner, "
-                    "device = excluded.device, recording_enabled = excluded.recording_enabled, "
-                    "recording_trigger = excluded.recording_trigger, "
-                    "recording_format = excluded.recording_format",
-                    [
-                        (
-                            e.number,
-                            e.owner,
-                            e.device,
-                            int(e.recording.enabled),
-                            e.recording.trigger,
-                            e.recording.format,
-                        )
-                        for e in data.extensions
-                    ],
-                )
-                conn.execute("COMMIT")
-            except BaseException as exc:
-                conn.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error):
-                    raise DirectoryError(f"{prefix}{exc}") from None
+                self._write_rows(conn, data)
+        except DirectoryError as exc:
+            if str(exc).startswith(prefix):
                 raise
-            self._snapshot_cache = None  # invalidate
+            raise DirectoryError(f"{prefix}{exc}") from None
         return LoadSummary(len(data.organizations), len(data.users), len(data.extensions))
+
+    def _write_rows(self, conn: Connection, data: DirectoryFile) -> None:
+        if data.organizations:
+            stmt = self._upsert(organizations)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[organizations.c.id],
+                    set_={"name": stmt.excluded.name, "code": stmt.excluded.code},
+                ),
+                [{"id": o.id, "name": o.name, "code": o.code} for o in data.organizations],
+            )
+        if data.users:
+            stmt = self._upsert(users)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[users.c.id],
+                    set_={
+                        "name": stmt.excluded.name,
+                        "role": stmt.excluded.role,
+                        "organization": stmt.excluded.organization,
+                    },
+                ),
+                [
+                    {"id": u.id, "name": u.name, "role": u.role, "organization": u.organization}
+                    for u in data.users
+                ],
+            )
+        if not data.extensions:
+            return
+        # Devices may move between extensions within one load: free them first.
+        conn.execute(
+            update(extensions)
+            .where(extensions.c.number == bindparam("moving"))
+            .values(device=literal("~moving~").concat(extensions.c.number)),
+            [{"moving": e.number} for e in data.extensions],
+        )
+        stmt = self._upsert(extensions)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[extensions.c.number],
+                set_={
+                    name: getattr(stmt.excluded, name)
+                    for name in (
+                        "owner",
+                        "device",
+                        "recording_enabled",
+                        "recording_trigger",
+                        "recording_format",
+                    )
+                },
+            ),
+            [
+                {
+                    "number": e.number,
+                    "owner": e.owner,
+                    "device": e.device,
+                    "recording_enabled": int(e.recording.enabled),
+                    "recording_trigger": e.recording.trigger,
+                    "recording_format": e.recording.format,
+                }
+                for e in data.extensions
+            ],
+        )
 
     def load_toml(self, path: str | Path) -> LoadSummary:
         """Validate and :meth:`load` a directory TOML file (config/directory.example.toml)."""
@@ -377,39 +394,28 @@ class Directory:
             raise DirectoryError(f"{path}: " + "; ".join(msgs)) from None
         return self.load(data, source=str(path))
 
-    # ----------------------------------------------------------------- directory: reads
+    # ----------------------------------------------------------------- caches
 
-    def _read_rows(self) -> _Snapshot:
-        conn = self._conn
-        orgs = [
-            Organization(id=i, name=n, code=c)
-            for i, n, c in conn.execute("SELECT id, name, code FROM organizations")
-        ]
-        users = [
-            User(id=i, name=n, role=r, organization=o)
-            for i, n, r, o in conn.execute("SELECT id, name, role, organization FROM users")
-        ]
-        exts = [
-            Extension(
-                number=num,
-                owner=owner,
-                device=dev,
-                recording=RecordingSetup(enabled=bool(en), trigger=trig, format=fmt),
-            )
-            for num, owner, dev, en, trig, fmt in conn.execute(
-                "SELECT number, owner, device, recording_enabled, recording_trigger, "
-                "recording_format FROM extensions"
-            )
-        ]
-        return _Snapshot.build(orgs, users, exts)
+    def _fresh(self, *, strict: bool) -> None:
+        """Drop the in-memory caches if the stored data changed since they were filled."""
+        try:
+            generation = self._db.cache_generation(_CACHE, strict=strict)
+        except SQLAlchemyError as exc:
+            raise DirectoryError(str(self._db.error(exc))) from None
+        if generation != self._generation:
+            self._snapshot_cache = None
+            self._tokens.clear()
+            self._generation = generation
 
     def _snapshot(self) -> _Snapshot:
         with self._lock:
-            version = self._conn.execute("PRAGMA data_version").fetchone()[0]
-            if self._snapshot_cache is None or version != self._data_version:
-                self._snapshot_cache = self._read_rows()
-                self._data_version = version
+            self._fresh(strict=False)
+            if self._snapshot_cache is None:
+                with self._transaction() as conn:
+                    self._snapshot_cache = _read_rows(conn)
             return self._snapshot_cache
+
+    # ----------------------------------------------------------------- directory: reads
 
     def organization(self, org_id: int) -> Organization | None:
         return self._snapshot().organizations.get(org_id)
@@ -465,60 +471,60 @@ class Directory:
         # `pbx-bridge token issue --app ID` reads it as an option (1 id in 64).
         client_id = secrets.token_hex(16)
         client_secret = secrets.token_urlsafe(32)
-        with self._lock:
-            try:
-                self._conn.execute(
-                    "INSERT INTO apps (client_id, name, user_id, secret_hash, created) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (client_id, name, user_id, _sha256(client_secret), self._clock()),
+        try:
+            with self._db.transaction(write=True) as conn:
+                conn.execute(
+                    insert(apps).values(
+                        client_id=client_id,
+                        name=name,
+                        user_id=user_id,
+                        secret_hash=_sha256(client_secret),
+                        created=self._clock(),
+                    )
                 )
-            except sqlite3.IntegrityError as exc:
-                raise DirectoryError(f"cannot create app: {exc}") from None
+        except IntegrityError as exc:
+            raise DirectoryError(f"cannot create app: {self._db.error(exc)}") from None
+        except SQLAlchemyError as exc:
+            raise DirectoryError(str(self._db.error(exc))) from None
         return client_id, client_secret
 
     def app(self, client_id: str) -> App | None:
-        with self._lock:
-            row = self._conn.execute(
-                f"SELECT {_APP_COLUMNS} FROM apps WHERE client_id = ?", (client_id,)
-            ).fetchone()
+        with self._transaction() as conn:
+            row = conn.execute(_APP_SELECT.where(apps.c.client_id == client_id)).first()
         return _app(row) if row else None
 
     def apps_of_user(self, user_id: int) -> list[App]:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_APP_COLUMNS} FROM apps WHERE user_id = ? ORDER BY created, client_id",
-                (user_id,),
-            ).fetchall()
+        with self._transaction() as conn:
+            rows = conn.execute(
+                _APP_SELECT.where(apps.c.user_id == user_id).order_by(
+                    apps.c.created, apps.c.client_id
+                )
+            ).all()
         return [_app(r) for r in rows]
 
     def all_apps(self) -> list[App]:
-        with self._lock:
-            rows = self._conn.execute(
-                f"SELECT {_APP_COLUMNS} FROM apps ORDER BY created, client_id"
-            ).fetchall()
+        with self._transaction() as conn:
+            rows = conn.execute(_APP_SELECT.order_by(apps.c.created, apps.c.client_id)).all()
         return [_app(r) for r in rows]
 
     def set_app_disabled(self, client_id: str, disabled: bool) -> int:
         """Disable (or enable again) an app. Disabling revokes every token of the app, in
         the same transaction; returns how many tokens were revoked."""
-        with self._lock, self._transaction():
-            cur = self._conn.execute(
-                "UPDATE apps SET disabled = ? WHERE client_id = ?", (int(disabled), client_id)
+        with self._lock, self._transaction(write=True, invalidates=True) as conn:
+            cur = conn.execute(
+                update(apps).where(apps.c.client_id == client_id).values(disabled=int(disabled))
             )
             if cur.rowcount == 0:
                 raise DirectoryError(f"no app with client id {client_id!r}")
             if not disabled:
                 return 0
-            cur = self._conn.execute("DELETE FROM tokens WHERE client_id = ?", (client_id,))
-            return cur.rowcount
+            return conn.execute(delete(tokens).where(tokens.c.client_id == client_id)).rowcount
 
     def delete_app(self, client_id: str) -> int:
         """Delete an app and every token of it; returns how many tokens were revoked."""
-        with self._lock, self._transaction():
-            revoked = self._conn.execute(
-                "DELETE FROM tokens WHERE client_id = ?", (client_id,)
-            ).rowcount
-            cur = self._conn.execute("DELETE FROM apps WHERE client_id = ?", (client_id,))
+        with self._lock, self._transaction(write=True, invalidates=True) as conn:
+            revoked = conn.execute(delete(tokens).where(tokens.c.client_id == client_id)).rowcount
+            cur = conn.execute(delete(apps).where(apps.c.client_id == client_id))
             if cur.rowcount == 0:
                 raise DirectoryError(f"no app with client id {client_id!r}")
             return revoked
@@ -532,14 +538,15 @@ class Directory:
             return None
         if len(client_id) > _MAX_CREDENTIAL_LEN or len(client_secret) > _MAX_CREDENTIAL_LEN:
             return None
-        with self._lock:
-            row = self._conn.execute(
-                f"SELECT {_APP_COLUMNS}, secret_hash FROM apps WHERE client_id = ?",
-                (client_id,),
-            ).fetchone()
+        with self._transaction() as conn:
+            row = conn.execute(
+                select(*_APP_SELECT.selected_columns, apps.c.secret_hash).where(
+                    apps.c.client_id == client_id
+                )
+            ).first()
         stored = row[-1] if row else _DUMMY_HASH
         ok = hmac.compare_digest(_sha256(client_secret), stored)
-        return _app(row[:-1]) if (row and ok) else None
+        return _app(tuple(row[:-1])) if (row and ok) else None
 
     # ----------------------------------------------------------------- tokens
 
@@ -555,20 +562,21 @@ class Directory:
         token = secrets.token_urlsafe(32)
         now = self._clock()
         expires = now + ttl
-        with self._lock:
-            known = self._conn.execute(
-                "SELECT disabled FROM apps WHERE client_id = ?", (client_id,)
-            ).fetchone()
+        # A new token makes no cache wrong (unknown tokens are never cached): no bump.
+        with self._transaction(write=True) as conn:
+            known = conn.execute(
+                select(apps.c.disabled).where(apps.c.client_id == client_id)
+            ).first()
             if known is None:
                 raise DirectoryError(f"no app with client id {client_id!r}")
             if known[0]:
                 raise DirectoryError(
                     f"app {client_id!r} is disabled (pbx-bridge app enable --app ID)"
                 )
-            self._conn.execute(
-                "INSERT INTO tokens (token_hash, client_id, created, expires_at) "
-                "VALUES (?, ?, ?, ?)",
-                (_sha256(token), client_id, now, expires),
+            conn.execute(
+                insert(tokens).values(
+                    token_hash=_sha256(token), client_id=client_id, created=now, expires_at=expires
+                )
             )
         return token, datetime.fromtimestamp(expires, UTC)
 
@@ -576,40 +584,63 @@ class Directory:
         """The principal a bearer token stands for; None if unknown, expired or malformed.
 
         The lookup is by SHA-256 of the token, so no comparison ever runs on the secret.
-        """
+        A known token is answered from memory after a strict change check (see the module
+        docstring); an unknown one always asks the database (and is not remembered, so
+        guessing cannot fill the memory)."""
         if not isinstance(token, str) or not token or len(token) > _MAX_CREDENTIAL_LEN:
             return None
+        token_hash = _sha256(token)
         with self._lock:
-            row = self._conn.execute(
-                "SELECT t.expires_at, a.client_id, u.id, u.role, u.organization "
-                "FROM tokens t JOIN apps a ON a.client_id = t.client_id "
-                "JOIN users u ON u.id = a.user_id WHERE t.token_hash = ? AND a.disabled = 0",
-                (_sha256(token),),
-            ).fetchone()
+            self._fresh(strict=True)
+            hit = self._tokens.get(token_hash)
+            if hit is not None:
+                self._tokens.move_to_end(token_hash)
+            else:
+                hit = self._load_token(token_hash)
+                if hit is None:
+                    return None
+                self._tokens[token_hash] = hit
+                if len(self._tokens) > _TOKEN_CACHE_SIZE:
+                    self._tokens.popitem(last=False)
+        expires_at, principal = hit
+        if expires_at <= self._clock():
+            return None
+        return principal
+
+    def _load_token(self, token_hash: str) -> tuple[float, Principal] | None:
+        with self._transaction() as conn:
+            row = conn.execute(
+                select(
+                    tokens.c.expires_at,
+                    apps.c.client_id,
+                    users.c.id,
+                    users.c.role,
+                    users.c.organization,
+                )
+                .select_from(tokens.join(apps).join(users, users.c.id == apps.c.user_id))
+                .where(and_(tokens.c.token_hash == token_hash, apps.c.disabled == 0))
+            ).first()
         if row is None:
             return None
         expires_at, client_id, user_id, role, organization = row
-        if expires_at <= self._clock():
-            return None
-        return Principal(
+        principal = Principal(
             user_id=user_id,
             role=role,
             organization_id=None if role == "admin" else organization,
             client_id=client_id,
         )
+        return float(expires_at), principal
 
     def revoke_token(self, token: str, *, client_id: str | None = None) -> bool:
         """Forget a token. True if it existed. With ``client_id``, only a token of that
         app is revoked (RFC 7009: a client revokes its own tokens, never another's)."""
         if not isinstance(token, str) or len(token) > _MAX_CREDENTIAL_LEN:
             return False
-        sql, args = "DELETE FROM tokens WHERE token_hash = ?", [_sha256(token)]
+        stmt = delete(tokens).where(tokens.c.token_hash == _sha256(token))
         if client_id is not None:
-            sql += " AND client_id = ?"
-            args.append(client_id)
-        with self._lock:
-            cur = self._conn.execute(sql, args)
-        return cur.rowcount > 0
+            stmt = stmt.where(tokens.c.client_id == client_id)
+        with self._lock, self._transaction(write=True, invalidates=True) as conn:
+            return conn.execute(stmt).rowcount > 0
 
     def revoke_token_id(self, token_id_prefix: str) -> TokenInfo:
         """Revoke the one token whose id (see :func:`token_id`) begins with this prefix
@@ -621,68 +652,92 @@ class Directory:
                 "`pbx-bridge token list` shows it (to revoke by the token itself, pipe it "
                 "to `pbx-bridge token revoke --token-stdin`)"
             )
-        with self._lock, self._transaction():
+        with self._lock, self._transaction(write=True, invalidates=True) as conn:
             # A range on the primary key: the index finds the prefix, no table scan.
-            rows = self._conn.execute(
-                f"SELECT {_TOKEN_COLUMNS} FROM tokens t JOIN apps a ON a.client_id = t.client_id "
-                "WHERE t.token_hash >= ? AND t.token_hash < ? LIMIT 2",
-                (prefix, prefix + "g"),
-            ).fetchall()
+            rows = conn.execute(
+                _TOKEN_SELECT.where(
+                    and_(tokens.c.token_hash >= prefix, tokens.c.token_hash < prefix + "g")
+                ).limit(2)
+            ).all()
             if not rows:
                 raise DirectoryError(f"no token with id {prefix!r}")
             if len(rows) > 1:
                 raise DirectoryError(f"token id {prefix!r} is ambiguous: give more digits")
-            self._conn.execute("DELETE FROM tokens WHERE token_hash = ?", (rows[0][0],))
+            conn.execute(delete(tokens).where(tokens.c.token_hash == rows[0][0]))
         return _token_info(rows[0])
 
     def revoke_app_tokens(self, client_id: str) -> int:
         """Revoke every token of an app; returns how many."""
-        with self._lock:
-            known = self._conn.execute("SELECT 1 FROM apps WHERE client_id = ?", (client_id,))
-            if known.fetchone() is None:
+        with self._lock, self._transaction(write=True, invalidates=True) as conn:
+            known = conn.execute(select(apps.c.client_id).where(apps.c.client_id == client_id))
+            if known.first() is None:
                 raise DirectoryError(f"no app with client id {client_id!r}")
-            return self._conn.execute(
-                "DELETE FROM tokens WHERE client_id = ?", (client_id,)
-            ).rowcount
+            return conn.execute(delete(tokens).where(tokens.c.client_id == client_id)).rowcount
 
     def list_tokens(self, client_id: str | None = None) -> list[TokenInfo]:
         """The tokens not yet expired (of one app, or of all), oldest first."""
-        sql = (
-            f"SELECT {_TOKEN_COLUMNS} FROM tokens t JOIN apps a ON a.client_id = t.client_id "
-            "WHERE t.expires_at > ?"
-        )
-        args: list[Any] = [self._clock()]
+        stmt = _TOKEN_SELECT.where(tokens.c.expires_at > self._clock())
         if client_id is not None:
-            sql += " AND t.client_id = ?"
-            args.append(client_id)
-        with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY t.created, t.token_hash", args).fetchall()
+            stmt = stmt.where(tokens.c.client_id == client_id)
+        with self._transaction() as conn:
+            rows = conn.execute(stmt.order_by(tokens.c.created, tokens.c.token_hash)).all()
         return [_token_info(r) for r in rows]
 
     def purge_expired(self) -> int:
-        """Delete expired tokens; returns how many."""
-        with self._lock:
-            cur = self._conn.execute("DELETE FROM tokens WHERE expires_at <= ?", (self._clock(),))
+        """Delete expired tokens; returns how many. (No cache goes wrong: a remembered
+        token's expiry is checked on every use.)"""
+        with self._transaction(write=True) as conn:
+            cur = conn.execute(delete(tokens).where(tokens.c.expires_at <= self._clock()))
         return cur.rowcount
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (the lock is held)."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+
+_APP_SELECT = select(apps.c.client_id, apps.c.name, apps.c.user_id, apps.c.created, apps.c.disabled)
+_TOKEN_SELECT = select(
+    tokens.c.token_hash,
+    tokens.c.client_id,
+    apps.c.name,
+    apps.c.user_id,
+    tokens.c.created,
+    tokens.c.expires_at,
+).select_from(tokens.join(apps))
 
 
-_APP_COLUMNS = "client_id, name, user_id, created, disabled"
-_TOKEN_COLUMNS = "t.token_hash, t.client_id, a.name, a.user_id, t.created, t.expires_at"
+def _read_rows(conn: Connection) -> _Snapshot:
+    orgs = [
+        Organization(id=i, name=n, code=c)
+        for i, n, c in conn.execute(
+            select(organizations.c.id, organizations.c.name, organizations.c.code)
+        )
+    ]
+    users_ = [
+        User(id=i, name=n, role=r, organization=o)
+        for i, n, r, o in conn.execute(
+            select(users.c.id, users.c.name, users.c.role, users.c.organization)
+        )
+    ]
+    exts = [
+        Extension(
+            number=num,
+            owner=owner,
+            device=dev,
+            recording=RecordingSetup(enabled=bool(en), trigger=trig, format=fmt),
+        )
+        for num, owner, dev, en, trig, fmt in conn.execute(
+            select(
+                extensions.c.number,
+                extensions.c.owner,
+                extensions.c.device,
+                extensions.c.recording_enabled,
+                extensions.c.recording_trigger,
+                extensions.c.recording_format,
+            )
+        )
+    ]
+    return _Snapshot.build(orgs, users_, exts)
 
 
-def _app(row: tuple[Any, ...]) -> App:
-    client_id, name, user_id, created, disabled = row
+def _app(row: Row[Any] | tuple[Any, ...]) -> App:
+    client_id, name, user_id, created, disabled = tuple(row)
     return App(
         client_id=client_id,
         name=name,
@@ -692,8 +747,8 @@ def _app(row: tuple[Any, ...]) -> App:
     )
 
 
-def _token_info(row: tuple[Any, ...]) -> TokenInfo:
-    token_hash, client_id, app_name, user_id, created, expires_at = row
+def _token_info(row: Row[Any] | tuple[Any, ...]) -> TokenInfo:
+    token_hash, client_id, app_name, user_id, created, expires_at = tuple(row)
     return TokenInfo(
         id=token_hash[:TOKEN_ID_LEN],
         client_id=client_id,
@@ -702,40 +757,3 @@ def _token_info(row: tuple[Any, ...]) -> TokenInfo:
         issued=datetime.fromtimestamp(created, UTC),
         expires=datetime.fromtimestamp(expires_at, UTC),
     )
-
-
-def _migrate(conn: sqlite3.Connection, path: Path | str) -> None:
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    if version > len(MIGRATIONS):
-        raise DirectoryError(
-            f"database {path}: schema version {version} is newer than this pbx-bridge "
-            f"supports ({len(MIGRATIONS)}); upgrade pbx-bridge"
-        )
-    for target in range(version + 1, len(MIGRATIONS) + 1):
-        # One transaction per step: a failed step leaves the previous version intact.
-        # The version is read again under the write lock: another process opening the
-        # same new file at the same moment may have migrated it meanwhile.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if int(conn.execute("PRAGMA user_version").fetchone()[0]) < target:
-                for statement in _statements(MIGRATIONS[target - 1]):
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {target}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-
-
-def _statements(script: str) -> list[str]:
-    """Split an SQL script into complete statements."""
-    out: list[str] = []
-    buf = ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        raise ValueError(f"incomplete SQL statement in migration: {buf.strip()[:60]!r}")
-    return out

@@ -82,7 +82,7 @@ def rel_settings(
             **ami,
         },
         http={"request_timeout": 5.0, **(http or {})},
-        directory={"database": tmp_path / "directory.sqlite3"},
+        database={"url": f"sqlite:///{tmp_path / 'directory.sqlite3'}"},
     )
 
 

@@ -94,7 +94,7 @@ async def serve_env(pbx, tmp_path) -> AsyncIterator[tuple[dict[str, str], str, i
         PBX_BRIDGE_AMI__PING_INTERVAL="2",
         PBX_BRIDGE_AMI__BACKOFF_CAP="1",
         PBX_BRIDGE_HTTP__PORT=str(port),
-        PBX_BRIDGE_DIRECTORY__DATABASE=str(tmp_path / "directory.sqlite3"),
+        PBX_BRIDGE_DATABASE__URL=f"sqlite:///{tmp_path / 'directory.sqlite3'}",
         PBX_BRIDGE_LOGGING__LEVEL="DEBUG",
     )
     yield env, token, port

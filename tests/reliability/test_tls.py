@@ -73,7 +73,7 @@ async def test_https_token_list_and_certificate_reload(pbx, tmp_path: Path) -> N
         PBX_BRIDGE_HTTP__PORT=str(port),
         PBX_BRIDGE_HTTP__TLS_CERT=str(live_cert),
         PBX_BRIDGE_HTTP__TLS_KEY=str(live_key),
-        PBX_BRIDGE_DIRECTORY__DATABASE=str(tmp_path / "directory.sqlite3"),
+        PBX_BRIDGE_DATABASE__URL=f"sqlite:///{tmp_path / 'directory.sqlite3'}",
     )
     trust = ssl.create_default_context(cafile=str(first))
     trust.load_verify_locations(cafile=str(second))

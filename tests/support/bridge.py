@@ -33,7 +33,7 @@ def bridge_settings(sandbox: Sandbox, tmp_path: Path, *, port: int | None = None
             **ami,
         },
         ari={"url": f"http://127.0.0.1:{sandbox.http_port}/ari", "password": sandbox.secrets.ari},
-        directory={"database": tmp_path / "directory.sqlite3"},
+        database={"url": f"sqlite:///{tmp_path / 'directory.sqlite3'}"},
     )
 
 

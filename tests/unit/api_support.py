@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from pbx_bridge.calls.tracker import Call
-from pbx_bridge.config import AmiSettings, DirectorySettings, HttpSettings, Settings
+from pbx_bridge.config import AmiSettings, DatabaseSettings, HttpSettings, Settings
 from pbx_bridge.directory.models import DirectoryFile, User
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.service import Bridge
@@ -51,7 +53,7 @@ def make_settings(tmp_path: Path, **http: Any) -> Settings:
             ping_interval=5.0,
             ping_timeout=1.0,
         ),
-        directory=DirectorySettings(database=tmp_path / "directory.sqlite3"),
+        database=DatabaseSettings(url=SecretStr(f"sqlite:///{tmp_path / 'directory.sqlite3'}")),
     )
 
 
@@ -59,7 +61,7 @@ def make_directory(settings: Settings, clock: Callable[[], float] | None = None)
     kwargs: dict[str, Any] = {}
     if clock is not None:
         kwargs["clock"] = clock
-    directory = Directory.open(settings.directory.database, **kwargs)
+    directory = Directory.open(settings.database.url.get_secret_value(), **kwargs)
     directory.load_toml(DEMO)
     directory.load(
         DirectoryFile(

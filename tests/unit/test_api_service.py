@@ -405,7 +405,7 @@ def test_serve_runs_and_stops_on_sigterm(tmp_path: Path) -> None:
         PBX_BRIDGE_AMI__SECRET="unit-test-secret",  # serve refuses an empty one
         PBX_BRIDGE_AMI__CONNECT_TIMEOUT="0.5",
         PBX_BRIDGE_AMI__BACKOFF_CAP="0.5",
-        PBX_BRIDGE_DIRECTORY__DATABASE=str(settings.directory.database),
+        PBX_BRIDGE_DATABASE__URL=settings.database.url.get_secret_value(),
     )
     env.pop("PBX_BRIDGE_CONFIG", None)
     proc = subprocess.Popen(

@@ -44,7 +44,7 @@ def test_defaults() -> None:
     assert s.ari.url == "http://127.0.0.1:8088/ari"
     assert s.ari.username == "pbx-bridge"
     assert s.ari.password.get_secret_value() == ""
-    assert s.directory.database == Path("var/pbx_bridge.sqlite3")
+    assert s.database.url.get_secret_value() == "sqlite:///var/pbx_bridge.sqlite3"
     assert (s.recordings.directory, s.recordings.default_format) == ("", "wav")
     assert (s.auth.token_ttl, s.auth.max_token_ttl) == (3600, 31536000)
     assert (s.logging.level, s.logging.json_) == ("INFO", False)
@@ -112,10 +112,10 @@ def test_env_overrides_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_env_without_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PBX_BRIDGE_AUTH__TOKEN_TTL", "60")
-    monkeypatch.setenv("PBX_BRIDGE_DIRECTORY__DATABASE", "/tmp/x.sqlite3")
+    monkeypatch.setenv("PBX_BRIDGE_DATABASE__URL", "sqlite:////tmp/x.sqlite3")
     s = load_settings()
     assert s.auth.token_ttl == 60
-    assert s.directory.database == Path("/tmp/x.sqlite3")
+    assert s.database.url.get_secret_value() == "sqlite:////tmp/x.sqlite3"
 
 
 def test_config_path_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

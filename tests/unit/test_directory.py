@@ -21,7 +21,8 @@ from pbx_bridge.directory.models import (
     device_of_channel,
     is_extension_number,
 )
-from pbx_bridge.directory.store import MIGRATIONS, Directory, DirectoryError
+from pbx_bridge.directory.store import Directory, DirectoryError
+from pbx_bridge.storage import head
 
 pytestmark = pytest.mark.unit
 
@@ -118,21 +119,22 @@ def test_recording_setup_defaults() -> None:
 def test_open_creates_parents_and_schema(db_path: Path) -> None:
     with Directory.open(db_path) as d:
         assert db_path.is_file()
-        assert d.schema_version == len(MIGRATIONS)
+        assert d.schema_revision == head()
         assert d.all_extensions() == []
     assert (db_path.stat().st_mode & 0o777) == 0o600
     conn = sqlite3.connect(db_path)
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [(head(),)]
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     conn.close()
     with Directory.open(db_path) as d:  # reopening: no migration re-run
-        assert d.schema_version == len(MIGRATIONS)
+        assert d.schema_revision == head()
 
 
 def test_newer_schema_refused(db_path: Path) -> None:
     Directory.open(db_path).close()
     conn = sqlite3.connect(db_path)
-    conn.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    conn.commit()
     conn.close()
     with pytest.raises(DirectoryError, match="newer than this pbx-bridge supports"):
         Directory.open(db_path)

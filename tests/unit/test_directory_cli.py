@@ -26,7 +26,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def config(tmp_path: Path) -> Path:
     path = tmp_path / "pbx.toml"
-    path.write_text(f'[directory]\ndatabase = "{tmp_path / "db" / "d.sqlite3"}"\n')
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "db" / "d.sqlite3"}"\n')
     return path
 
 
@@ -82,7 +82,7 @@ def test_config_from_environment(
     monkeypatch.setenv("PBX_BRIDGE_CONFIG", str(config))
     assert run(capsys, "directory", "load", str(DEMO))[0] == 0
     assert (tmp_path / "db" / "d.sqlite3").is_file()
-    monkeypatch.setenv("PBX_BRIDGE_DIRECTORY__DATABASE", str(tmp_path / "env.sqlite3"))
+    monkeypatch.setenv("PBX_BRIDGE_DATABASE__URL", f"sqlite:///{tmp_path / 'env.sqlite3'}")
     assert run(capsys, "directory", "load", str(DEMO))[0] == 0
     assert (tmp_path / "env.sqlite3").is_file()  # env key wins over the file
 
@@ -136,11 +136,11 @@ def test_bad_toml(capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Pa
 
 def test_bad_config(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
-    config.write_text("[directory]\ndatbase = 'x'\n")
+    config.write_text("[database]\nur = 'x'\n")
     rc, _, err = run(capsys, "directory", "load", str(DEMO), "--config", str(config))
     assert rc == 1
     line = one_error_line(err)
-    assert str(config) in line and "directory.datbase: unknown key" in line
+    assert str(config) in line and "database.ur: unknown key" in line
 
 
 @pytest.mark.parametrize(

@@ -168,7 +168,7 @@ async def test_a_disabled_app_gets_no_token(api: Api) -> None:
 
 def _cli(api: Api, tmp_path: Path, *argv: str) -> str:
     config = tmp_path / "cli.toml"
-    config.write_text(f'[directory]\ndatabase = "{api.settings.directory.database}"\n')
+    config.write_text(f'[database]\nurl = "{api.settings.database.url.get_secret_value()}"\n')
     done = subprocess.run(
         [sys.executable, "-m", "pbx_bridge.cli", *argv, "--config", str(config)],
         capture_output=True,
@@ -230,7 +230,7 @@ async def test_the_running_service_purges_expired_tokens(aiohttp_client, tmp_pat
     short, _ = api.directory.issue_token(cid, ttl=10)
     lasting, _ = api.directory.issue_token(cid, ttl=10_000)
     clock.now += 60
-    db = sqlite3.connect(api.settings.directory.database)
+    db = sqlite3.connect(api.directory.path)
 
     def stored() -> set[str]:
         return {row[0][:12] for row in db.execute("SELECT token_hash FROM tokens")}

@@ -94,7 +94,7 @@ def test_serve_refuses_a_known_secret_with_one_line(
         if key.startswith("PBX_BRIDGE_") and "SANDBOX" not in key:
             monkeypatch.delenv(key)
     monkeypatch.setenv("PBX_BRIDGE_AMI__SECRET", secret)
-    monkeypatch.setenv("PBX_BRIDGE_DIRECTORY__DATABASE", str(tmp_path / "d.sqlite3"))
+    monkeypatch.setenv("PBX_BRIDGE_DATABASE__URL", f"sqlite:///{tmp_path / 'd.sqlite3'}")
     assert main(["serve"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pbx-bridge serve: "), err
@@ -112,8 +112,10 @@ def test_serve_demo_flag_accepts_the_placeholder(tmp_path: Path) -> None:
         PBX_BRIDGE_AMI__SECRET="CHANGE-ME",
         PBX_BRIDGE_AMI__PORT="9",  # nothing answers: the service runs, not ready
         PBX_BRIDGE_HTTP__PORT=str(port),
-        PBX_BRIDGE_DIRECTORY__DATABASE=str(tmp_path / "d.sqlite3"),
+        PBX_BRIDGE_DATABASE__URL=f"sqlite:///{tmp_path / 'd.sqlite3'}",
     )
+    subprocess.run([str(PBX_BRIDGE), "db", "upgrade"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)
     proc = subprocess.Popen([str(PBX_BRIDGE), "serve", "--demo"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

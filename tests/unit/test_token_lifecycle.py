@@ -6,13 +6,16 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy import insert
 
 from pbx_bridge.cli import main
-from pbx_bridge.directory.store import MIGRATIONS, TOKEN_ID_LEN, Directory, DirectoryError, token_id
+from pbx_bridge.directory.store import TOKEN_ID_LEN, Directory, DirectoryError, token_id
+from pbx_bridge.storage import head
+from pbx_bridge.storage.schema import tokens
+from tests.support.legacy_schema import make_legacy_file
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"
 
@@ -27,9 +30,10 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
+def config(tmp_path: Path, database_url: str) -> Path:
+    """Settings naming a fresh database, on SQLite and on PostgreSQL (tests/support/postgres.py)."""
     path = tmp_path / "pbx.toml"
-    path.write_text(f'[directory]\ndatabase = "{tmp_path / "d.sqlite3"}"\n')
+    path.write_text(f'[database]\nurl = "{database_url}"\n')
     return path
 
 
@@ -47,8 +51,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def directory(config: Path, tmp_path: Path, clock: Clock) -> Directory:
-    d = Directory.open(tmp_path / "d.sqlite3", clock=clock)
+def directory(config: Path, database_url: str, clock: Clock) -> Directory:
+    d = Directory.open(database_url, clock=clock)
     d.load_toml(DEMO)
     return d
 
@@ -99,15 +103,17 @@ def test_revoke_by_id_or_prefix(directory: Directory) -> None:
         directory.revoke_token_id(token_id(token))
 
 
-def test_an_ambiguous_prefix_is_refused(directory: Directory, tmp_path: Path) -> None:
+def test_an_ambiguous_prefix_is_refused(directory: Directory) -> None:
     client_id, _ = directory.create_app(12, "CRM")
-    conn = sqlite3.connect(tmp_path / "d.sqlite3")  # two stored hashes sharing 8 digits
-    conn.executemany(
-        "INSERT INTO tokens (token_hash, client_id, created, expires_at) VALUES (?, ?, 0, 9e9)",
-        [("abcdef01" + "0" * 56, client_id), ("abcdef01" + "1" * 56, client_id)],
-    )
-    conn.commit()
-    conn.close()
+    with directory.database.transaction(write=True) as conn:  # two hashes sharing 8 digits
+        conn.execute(
+            insert(tokens),
+            [
+                {"token_hash": "abcdef01" + d * 56, "client_id": client_id, "created": 0.0,
+                 "expires_at": 9e9}
+                for d in "01"
+            ],
+        )  # fmt: skip
     with pytest.raises(DirectoryError, match="ambiguous"):
         directory.revoke_token_id("abcdef01")
     assert len(directory.list_tokens()) == 2  # nothing revoked
@@ -159,18 +165,16 @@ def test_disable_enable_delete(directory: Directory) -> None:
 def test_a_version_1_database_is_upgraded(tmp_path: Path) -> None:
     """Databases made before apps could be disabled keep their apps and tokens."""
     path = tmp_path / "old.sqlite3"
-    conn = sqlite3.connect(path)
-    conn.executescript(MIGRATIONS[0])
-    conn.executescript(
+    make_legacy_file(
+        path,
+        1,
         "INSERT INTO organizations VALUES (3, 'Org', '0003');"
         "INSERT INTO users VALUES (12, 'John', 'user', 3);"
         "INSERT INTO apps VALUES ('c1', 'CRM', 12, 'x', 0);"
-        f"INSERT INTO tokens VALUES ('{hashlib.sha256(b'tok').hexdigest()}', 'c1', 0, 9e9);"
-        "PRAGMA user_version = 1;"
+        f"INSERT INTO tokens VALUES ('{hashlib.sha256(b'tok').hexdigest()}', 'c1', 0, 9e9);",
     )
-    conn.close()
     with Directory.open(path) as d:
-        assert d.schema_version == len(MIGRATIONS) >= 2
+        assert d.schema_revision == head()
         app = d.app("c1")
         assert app is not None and not app.disabled
         assert d.authenticate("tok") is not None
@@ -195,7 +199,7 @@ def _issue(capsys: pytest.CaptureFixture[str], config: Path, client_id: str, *ex
 
 
 def test_cli_token_list_and_revoke(
-    capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path, monkeypatch
+    capsys: pytest.CaptureFixture[str], config: Path, database_url: str, monkeypatch
 ) -> None:
     assert cli(capsys, config, "directory", "load", str(DEMO))[0] == 0
     john, jane = _app(capsys, config), _app(capsys, config, "13")
@@ -231,7 +235,7 @@ def test_cli_token_list_and_revoke(
     # every token of an app
     rc, out, err = cli(capsys, config, "token", "revoke", "--app", jane)
     assert rc == 0 and "1 tokens" in out
-    with Directory.open(tmp_path / "d.sqlite3") as d:
+    with Directory.open(database_url) as d:
         assert [d.authenticate(t) for t in (t1, t2, t3)] == [None, None, None]
     rc, out, _ = cli(capsys, config, "token", "list")
     assert out.splitlines()[1:] == []
@@ -243,7 +247,7 @@ def test_cli_token_list_and_revoke(
 
 
 def test_cli_app_disable_enable_delete(
-    capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], config: Path, database_url: str
 ) -> None:
     assert cli(capsys, config, "directory", "load", str(DEMO))[0] == 0
     client_id = _app(capsys, config)
@@ -263,7 +267,7 @@ def test_cli_app_disable_enable_delete(
     fresh = _issue(capsys, config, client_id)
     rc, out, _ = cli(capsys, config, "app", "delete", "--app", client_id)
     assert rc == 0 and "1 tokens revoked" in out
-    with Directory.open(tmp_path / "d.sqlite3") as d:
+    with Directory.open(database_url) as d:
         assert d.authenticate(token) is None and d.authenticate(fresh) is None
         assert d.app(client_id) is None
     rc, _, err = cli(capsys, config, "app", "delete", "--app", client_id)
@@ -271,7 +275,7 @@ def test_cli_app_disable_enable_delete(
 
 
 def test_cli_tokens_are_short_lived_by_default(
-    capsys: pytest.CaptureFixture[str], config: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str], config: Path, database_url: str
 ) -> None:
     """`token issue` without --ttl: auth.cli_token_ttl (900 s), not the 1 h of OAuth
     tokens; --ttl still goes up to auth.max_token_ttl."""
@@ -279,8 +283,8 @@ def test_cli_tokens_are_short_lived_by_default(
     client_id = _app(capsys, config)
     _issue(capsys, config, client_id)
     _issue(capsys, config, client_id, "--ttl", "86400")
-    conn = sqlite3.connect(tmp_path / "d.sqlite3")
-    rows = conn.execute("SELECT expires_at - created FROM tokens ORDER BY created").fetchall()
-    lifetimes = [r[0] for r in rows]
-    conn.close()
+    with Directory.open(database_url) as d:
+        lifetimes = [
+            (t.expires - t.issued).total_seconds() for t in d.list_tokens(client_id)
+        ]
     assert lifetimes == [pytest.approx(900), pytest.approx(86400)]

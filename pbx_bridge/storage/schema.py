@@ -1,0 +1,84 @@
+"""The tables as the code queries them (the head of the migrations).
+
+This is a description for building queries, not how the schema is made: the schema is
+made and changed only by the versioned migrations in ``migrations/versions`` (a test
+checks that both agree). Times are Unix seconds (float), as they always were.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    text,
+)
+
+__all__ = ["apps", "cache_versions", "extensions", "metadata", "organizations", "tokens", "users"]
+
+metadata = MetaData()
+
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("code", Text, nullable=False, unique=True),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),
+    Column("organization", Integer, ForeignKey("organizations.id")),
+)
+
+extensions = Table(
+    "extensions",
+    metadata,
+    Column("number", Text, primary_key=True),
+    Column("owner", Integer, ForeignKey("users.id"), nullable=False, index=True),
+    Column("device", Text, nullable=False, unique=True),
+    Column("recording_enabled", Integer, nullable=False),
+    Column("recording_trigger", Text, nullable=False),
+    Column("recording_format", Text, nullable=False),
+)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("client_id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+    Column("secret_hash", Text, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("disabled", Integer, nullable=False, server_default=text("0")),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("token_hash", Text, primary_key=True),
+    Column(
+        "client_id", Text, ForeignKey("apps.client_id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("created", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+)
+
+# One row per cache that processes keep in memory ("directory": organizations, users,
+# extensions, apps and tokens as the API reads them). Every write that can make such a
+# cache wrong bumps its version in the same transaction; readers compare versions.
+cache_versions = Table(
+    "cache_versions",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("version", BigInteger, nullable=False),
+)
