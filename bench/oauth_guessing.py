@@ -36,7 +36,7 @@ from pydantic import SecretStr
 from pbx_bridge.api.app import create_app
 from pbx_bridge.config import AmiSettings, DatabaseSettings, Settings
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 
 DEMO = Path(__file__).resolve().parents[1] / "config" / "directory.example.toml"
 
@@ -69,7 +69,7 @@ async def run(seconds: float, clients: int, spray: bool) -> dict[str, object]:
         directory = Directory.open(settings.database.url.get_secret_value())
         directory.load_toml(DEMO)
         client_id, _secret = directory.create_app(12, "bench")
-        app = create_app(settings, directory, Bridge(settings, directory), manage_bridge=False)
+        app = create_app(settings, directory, Services(settings, directory), manage_bridge=False)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         port = _free_port()

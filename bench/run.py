@@ -64,7 +64,7 @@ from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.pbx.framing import AmiParser
 from pbx_bridge.sandbox import HARNESS_AMI_USER, Sandbox, SandboxError
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 
 REPO = Path(__file__).resolve().parent.parent
 DIRECTORY_TOML = Path(__file__).resolve().parent / "directory.toml"
@@ -781,7 +781,7 @@ def bench_settings(lab: Lab, ami_port: int) -> Settings:
     )
 
 
-def make_bridge(lab: Lab, ami_port: int) -> tuple[Bridge, Directory, dict[str, Any]]:
+def make_bridge(lab: Lab, ami_port: int) -> tuple[Services, Directory, dict[str, Any]]:
     """An in-process Bridge whose AMI client timestamps (re)connects and resyncs."""
     settings = bench_settings(lab, ami_port)
     directory = Directory.open(lab.db_path)
@@ -794,7 +794,7 @@ def make_bridge(lab: Lab, ami_port: int) -> tuple[Bridge, Directory, dict[str, A
         backoff_base=0.01, backoff_cap=0.1,
     )
     ami.add_connect_handler(lambda: marks["login"].append(time.perf_counter()))
-    bridge = Bridge(settings, directory, ami=ami)  # its connect handler runs after ours
+    bridge = Services(settings, directory, ami=ami)  # its connect handler runs after ours
     ami.add_connect_handler(lambda: marks["ready"].append(time.perf_counter()))
     return bridge, directory, marks
 
@@ -1193,7 +1193,7 @@ def table(r: dict[str, Any]) -> str:
         fl = rp["floor_events_per_s"]
         for key, label in (("floor", "floor: socket + split on blank lines"),
                            ("parser", "socket + AmiParser"),
-                           ("bridge", "full path: AmiClient -> Bridge -> tracker")):
+                           ("bridge", "full path: AmiClient -> Services -> tracker")):
             v = rp[f"{key}_events_per_s"]
             add(f"    {label:<42}{v:>10,.0f}  {v / fl:>8.2f}x")
         add(f"    live burst: {lv['calls']} Originates + hangups, {lv['events']} events in "

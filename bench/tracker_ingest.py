@@ -18,7 +18,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from pbx_bridge.calls.tracker import Tracker
+from pbx_bridge.replay import ReplayTracker
 from pbx_bridge.calls.transcript import read_events
 from pbx_bridge.pbx.framing import AmiParser
 
@@ -57,7 +57,7 @@ def best_of(fn, n: int = 5) -> float:
 
 def ingest(data: bytes, parse_only: bool) -> None:
     parser = AmiParser()
-    tracker = Tracker(DEVICES)
+    tracker = ReplayTracker(DEVICES)
     for i in range(0, len(data), 65536):  # TCP-sized reads
         msgs = parser.feed(data[i : i + 65536])
         if not parse_only:
@@ -84,7 +84,7 @@ def memory_per_channel(n_channels: int = 1000) -> float:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    tracker = Tracker(DEVICES)
+    tracker = ReplayTracker(DEVICES)
     for ev in evs:
         tracker.feed(ev)
     tracker.take_effects()

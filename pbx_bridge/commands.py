@@ -11,7 +11,7 @@ _COMMAND_MODULES = (
     "pbx_bridge.directory.cli",
     "pbx_bridge.storage.cli",
     "pbx_bridge.api.cli",
-    "pbx_bridge.calls.cli",
+    "pbx_bridge.replay",
     "pbx_bridge.phones",
 )
 

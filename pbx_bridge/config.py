@@ -131,6 +131,8 @@ class HttpSettings(_Section):
     # SIGHUP (new connections get the new certificate).
     tls_cert: Annotated[Path | None, BeforeValidator(_unset_if_empty)] = None
     tls_key: Annotated[Path | None, BeforeValidator(_unset_if_empty)] = None
+    # On SIGTERM/SIGINT, how long requests in flight may take to finish.
+    shutdown_timeout: Seconds = 10.0
 
     @model_validator(mode="after")
     def _tls_and_base_url(self) -> HttpSettings:
@@ -164,6 +166,9 @@ class AmiSettings(_Section):
     connect_timeout: Seconds = 5.0
     backoff_cap: Seconds = 30.0
     auth_retry: Seconds = 60.0
+    # Asterisk's channel list is read again this often (besides every reconnect): a
+    # safety net against any event Asterisk never sent.
+    resync_interval: Seconds = 300.0
     # Let `serve` use an empty, placeholder or demo secret (pbx_bridge/secret_check.py).
     allow_demo_secret: bool = False
 
@@ -193,6 +198,9 @@ class DatabaseSettings(_Section):
     # PostgreSQL: how old, in seconds, the check for changes made by other processes may
     # be for look-ups outside a request (AMI events). Each authenticated request checks.
     change_check_interval: Seconds = 0.1
+    # How often the running service looks for directory changes made by another process
+    # (`pbx-bridge directory load`), so new or moved devices are tracked without a restart.
+    directory_poll: Seconds = 5.0
 
     @property
     def display_url(self) -> str:
@@ -204,6 +212,10 @@ class RecordingsSettings(_Section):
     # "" = Asterisk's own monitor spool directory (<astspooldir>/monitor).
     directory: Annotated[str, AfterValidator(_no_control)] = ""
     default_format: Literal["wav", "wav49"] = "wav"
+    # A refused or timed-out automatic ("always") start is retried after
+    # always_retry_first seconds, doubling up to always_retry_cap, while the channel lives.
+    always_retry_first: Seconds = 5.0
+    always_retry_cap: Seconds = 60.0
 
 
 class AuthSettings(_Section):

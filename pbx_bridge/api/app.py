@@ -1,9 +1,9 @@
-"""The aiohttp application: ``create_app(settings, directory, bridge)``.
+"""The aiohttp application: ``create_app(settings, directory, services)``.
 
-What the app owns for its lifetime (a cleanup context): the bridge (``bridge.start()``
-on startup, ``bridge.close()`` on shutdown) and a small watcher that hands directory
-changes made by another process (``pbx-bridge directory load`` while the service runs)
-to the bridge, so that new or moved devices are tracked without a restart.
+``services`` (built by the composition root, pbx_bridge/server.py) brings the PBX link
+and the recording feature the handlers use; the app owns their lifetime (a cleanup
+context: ``services.start()`` on startup, ``services.close()`` on shutdown) unless told
+otherwise.
 
 Logging: :class:`AccessLogger` logs the path without its query string (a token may be
 in ``accessRequestToken``) and still percent-encoded (no CR/LF can reach the log).
@@ -14,15 +14,15 @@ refuses (which may hold a token too) out of aiohttp's own error log.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from pbx_bridge.api.context import BRIDGE, DIRECTORY, SETTINGS
+from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, SETTINGS
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import add_oauth_routes
@@ -30,14 +30,22 @@ from pbx_bridge.api.openapi import OPENAPI, build_document, openapi_handler
 from pbx_bridge.api.routes import BACKGROUND, add_routes
 from pbx_bridge.api.routing import finish_routes
 from pbx_bridge.config import Settings
+from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.service import Bridge
+from pbx_bridge.recording.feature import RecordingFeature
 
-__all__ = ["DIRECTORY_POLL", "AccessLogger", "NoRawRequestInLogs", "create_app"]
+__all__ = ["AccessLogger", "NoRawRequestInLogs", "Runtime", "create_app"]
 
-log = logging.getLogger("pbx_bridge.api")
 
-DIRECTORY_POLL = 5.0  # seconds between two checks for directory changes
+class Runtime(Protocol):
+    """What the app serves: pbx_bridge.server.Services."""
+
+    link: PbxLink
+    recording: RecordingFeature
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -82,37 +90,21 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    bridge = request.app[BRIDGE]
-    if bridge.ready and bridge.ami.connected:
+    if request.app[LINK].is_ready():
         return web.json_response({"status": "ok"})
     return error_response(503, "pbx_unavailable", "the PBX is not connected or not resynced")
 
 
-async def _watch_directory(bridge: Bridge, directory: Directory) -> None:
-    known = directory.extensions_by_device()
-    while True:
-        await asyncio.sleep(DIRECTORY_POLL)
-        try:
-            current = directory.extensions_by_device()
-            if current != known:
-                known = current
-                log.info("directory changed: %d devices now", len(current))
-                bridge.reload_directory()
-        except Exception:  # a locked or briefly broken database: try again later
-            log.warning("could not check the directory for changes", exc_info=True)
+_RUNTIME: web.AppKey[Runtime] = web.AppKey("runtime")  # whose lifetime the app owns
 
 
-async def _bridge_lifetime(app: web.Application) -> AsyncIterator[None]:
-    bridge = app[BRIDGE]
-    await bridge.start()
-    watcher = asyncio.create_task(_watch_directory(bridge, app[DIRECTORY]))
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    runtime = app[_RUNTIME]
+    await runtime.start()
     try:
         yield
     finally:
-        watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        await bridge.close()
+        await runtime.close()
         pending = list(app[BACKGROUND])
         for task in pending:
             task.cancel()
@@ -129,21 +121,22 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 def create_app(
     settings: Settings,
     directory: Directory,
-    bridge: Bridge,
+    services: Runtime,
     *,
     manage_bridge: bool = True,
 ) -> web.Application:
-    """The app. ``manage_bridge=False`` leaves starting/closing the bridge to the caller."""
+    """The app. ``manage_bridge=False`` leaves starting/closing ``services`` to the caller."""
     if not any(isinstance(f, NoRawRequestInLogs) for f in _SERVER_LOG.filters):
         _SERVER_LOG.addFilter(NoRawRequestInLogs())
-    metrics = Metrics(bridge)
+    metrics = Metrics(services.link, services.recording)
     app = web.Application(
         middlewares=[metrics.middleware, error_middleware],
         client_max_size=settings.http.body_limit,
     )
     app[SETTINGS] = settings
     app[DIRECTORY] = directory
-    app[BRIDGE] = bridge
+    app[LINK] = services.link
+    app[RECORDING] = services.recording
     app[REGISTRY] = metrics
     app[OPENAPI] = build_document(settings.http.public_base_url)
 
@@ -156,5 +149,6 @@ def create_app(
     finish_routes(app)  # after every route: trailing-slash twins, Expect after auth
     app.on_response_prepare.append(_security_headers)
     if manage_bridge:
-        app.cleanup_ctx.append(_bridge_lifetime)
+        app[_RUNTIME] = services
+        app.cleanup_ctx.append(_lifetime)
     return app

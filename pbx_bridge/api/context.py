@@ -5,11 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from pbx_bridge.config import Settings
+from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.service import Bridge
+from pbx_bridge.recording.feature import RecordingFeature
 
-__all__ = ["BRIDGE", "DIRECTORY", "SETTINGS"]
+__all__ = ["DIRECTORY", "LINK", "RECORDING", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DIRECTORY = web.AppKey("directory", Directory)
-BRIDGE = web.AppKey("bridge", Bridge)
+LINK = web.AppKey("pbx_link", PbxLink)
+RECORDING = web.AppKey("recording", RecordingFeature)

@@ -1,10 +1,10 @@
 """The error envelope (CONTRACT section 2, Errors) and the middleware that produces it.
 
 Every 4xx/5xx answer of the service has the body ``{"error": {"code", "message"}}``,
-whoever raised it: our handlers (:class:`ApiError`), the access policy
-(:class:`~pbx_bridge.directory.access.AccessError`), the bridge (``PbxUnavailable`` & co.),
-aiohttp's router and body reader (404, 405, 413), or a bug (500 ``internal_error``, logged
-with its traceback, nothing of it sent to the client).
+whoever raised it: anything of the one hierarchy in :mod:`pbx_bridge.errors` (the
+handlers' :class:`ApiError`, the access policy's refusals, the PBX link's and the
+recording feature's), aiohttp's router and body reader (404, 405, 413), or a bug (500
+``internal_error``, logged with its traceback, nothing of it sent to the client).
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from pbx_bridge.directory.access import AccessError
-from pbx_bridge.service import PbxRefused, PbxTimeout, PbxUnavailable, ViewState
+from pbx_bridge.errors import ApiError, PbxBridgeError
 
 __all__ = [
     "BEARER_CHALLENGE",
@@ -36,24 +35,6 @@ _HTTP_CODES = {
 }
 
 
-class ApiError(Exception):
-    """An answer with the contract's error envelope."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = dict(headers or {})
-
-
 def error_response(
     status: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> web.Response:
@@ -70,20 +51,8 @@ def error_response(
 
 def _from_exception(exc: Exception) -> web.Response | None:
     """The envelope for a known exception; None for an unexpected one."""
-    if isinstance(exc, ApiError):
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
-    if isinstance(exc, AccessError):
-        return error_response(exc.status, exc.code, exc.message)
-    if isinstance(exc, PbxUnavailable):
-        return error_response(503, "pbx_unavailable", "the PBX is not available right now")
-    if isinstance(exc, PbxTimeout):
-        return error_response(504, "pbx_timeout", "the PBX did not answer in time")
-    if isinstance(exc, ViewState):
-        return error_response(409, "pc_phonecallview_state", f"the view cannot be changed: {exc}")
-    if isinstance(exc, PbxRefused):
-        return error_response(
-            409, "pc_phonecallview_state", "the PBX refused the action on this view"
-        )
+    if isinstance(exc, PbxBridgeError):
+        return error_response(exc.status, exc.code, exc.public_message, exc.headers)
     if isinstance(exc, web.HTTPException):
         return _from_http_exception(exc)
     return None

@@ -33,7 +33,8 @@ from prometheus_client.registry import Collector
 from pbx_bridge.api.auth import authenticate
 from pbx_bridge.api.context import DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import ApiError, Handler
-from pbx_bridge.service import Bridge
+from pbx_bridge.core.link import PbxLink
+from pbx_bridge.recording.feature import RecordingFeature
 
 __all__ = ["REGISTRY", "Metrics", "metrics_handler"]
 
@@ -42,36 +43,37 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class _BridgeCollector(Collector):
-    def __init__(self, bridge: Bridge) -> None:
-        self._bridge = bridge
+    def __init__(self, link: PbxLink, recording: RecordingFeature) -> None:
+        self._link = link
+        self._recording = recording
 
     def collect(self) -> Iterator[Metric]:
-        b = self._bridge
+        link = self._link
         yield GaugeMetricFamily(
             "pbx_bridge_ami_connected",
             "1 while the AMI connection is up and logged in",
-            value=1.0 if b.ami.connected else 0.0,
+            value=1.0 if link.ami.connected else 0.0,
         )
         yield GaugeMetricFamily(
             "pbx_bridge_ready",
             "1 while AMI is connected and the call state is resynced",
-            value=1.0 if (b.ready and b.ami.connected) else 0.0,
+            value=1.0 if link.is_ready() else 0.0,
         )
         yield GaugeMetricFamily(
-            "pbx_bridge_live_calls", "live calls the tracker follows", value=len(b.tracker.calls)
+            "pbx_bridge_live_calls", "live calls the tracker follows", value=link.live_calls()
         )
-        m = b.metrics
+        counts = self._recording.counts
         for name, doc, value in (
-            ("recordings_started", "recordings started through the API", m.recordings_started),
-            ("recordings_failed", "recording starts that failed", m.recordings_failed),
-            ("recordings_stopped", "recordings stopped through the API", m.recordings_stopped),
-            ("resyncs", "state resyncs from Asterisk's channel list", m.resyncs),
+            ("recordings_started", "recordings started through the API", counts.started),
+            ("recordings_failed", "recording starts that failed", counts.failed),
+            ("recordings_stopped", "recordings stopped through the API", counts.stopped),
+            ("resyncs", "state resyncs from Asterisk's channel list", link.resyncs),
         ):
             yield CounterMetricFamily(f"pbx_bridge_{name}", doc, value=value)
 
 
 class Metrics:
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, link: PbxLink, recording: RecordingFeature) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "pbx_bridge_http_requests",
@@ -92,7 +94,7 @@ class Metrics:
             ("reason",),
             registry=self.registry,
         )
-        self.registry.register(_BridgeCollector(bridge))
+        self.registry.register(_BridgeCollector(link, recording))
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

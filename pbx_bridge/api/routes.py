@@ -38,14 +38,13 @@ from aiohttp import web
 
 from pbx_bridge.api import collection, validation
 from pbx_bridge.api.auth import authenticate
-from pbx_bridge.api.context import BRIDGE, DIRECTORY, SETTINGS
+from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, SETTINGS
 from pbx_bridge.api.errors import ApiError
 from pbx_bridge.api.media import require_json
 from pbx_bridge.calls.tracker import Call
 from pbx_bridge.directory import access
 from pbx_bridge.directory.models import Extension, Organization, Principal
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.recording import auto
 
 __all__ = ["BACKGROUND", "PREFIXES", "add_routes"]
 
@@ -118,7 +117,6 @@ def _render(
     its calls: one directory look-up per extension and request, not several per call."""
     directory = request.app[DIRECTORY]
     settings = request.app[SETTINGS]
-    bridge = request.app[BRIDGE]
     ext = _request_extension(call, target)
     if orgs is None:
         org = directory.organization_of_extension(ext)
@@ -129,7 +127,7 @@ def _render(
     link = (
         f"{settings.http.public_base_url}/uapi/phoneCalls/{target.user.id}/{ext.number}/{call.id}"
     )
-    return bridge.tracker.render(
+    return request.app[LINK].render(
         call,
         ext.number,
         visible=visible or _visible(principal, directory),
@@ -155,7 +153,7 @@ def _no_such_call() -> ApiError:
 
 
 def _find_call(request: web.Request, target: access.Target, call_id: str) -> Call:
-    call = request.app[BRIDGE].tracker.call(call_id)
+    call = request.app[LINK].call(call_id)
     if call is None or not _involves(call, target):
         raise _no_such_call()  # a foreign call is indistinguishable from a missing one
     return call
@@ -166,12 +164,10 @@ def _find_view(request: web.Request, principal: Principal, call: Call, view_id: 
     has hung up while the call goes on is still found: recording it is then 409
     (pc_phonecallview_state, "already hung up"), stopping it a no-op."""
     directory = request.app[DIRECTORY]
-    for number, vid in call.view_ids.items():
-        if vid != view_id:
-            continue
-        ext = directory.extension(number)
-        if ext is not None and access.can_act_on(principal, ext, directory):
-            return ext
+    number = request.app[LINK].view_extension(call, view_id)
+    ext = directory.extension(number) if number is not None else None
+    if ext is not None and access.can_act_on(principal, ext, directory):
+        return ext
     raise ApiError(
         400, "pc_phonecallview_invalid", "no such view of this phone call that you may act on"
     )
@@ -210,12 +206,12 @@ def _forget(background: set) -> Callable[[asyncio.Future], None]:
 
 async def list_calls(request: web.Request) -> web.StreamResponse:
     directory = request.app[DIRECTORY]
-    bridge = request.app[BRIDGE]
+    link = request.app[LINK]
     principal = authenticate(request, directory)
     target = _target(request, principal)
     query = collection.parse_list_query(request.rel_url.query)
-    bridge.require_ready()
-    calls = bridge.calls_for(list(target.extensions))
+    link.require_ready()
+    calls = link.calls_for(e.number for e in target.extensions)
     total, window = collection.select(query, calls, _call_id, _published)
     if not total:
         return web.Response(status=204)
@@ -247,20 +243,19 @@ def _published(call: Call) -> float | None:
 
 async def get_call(request: web.Request) -> web.StreamResponse:
     directory = request.app[DIRECTORY]
-    bridge = request.app[BRIDGE]
     principal = authenticate(request, directory)
     target = _target(request, principal)
     fields = collection.parse_one_query(request.rel_url.query)
     call_id = validation.phone_call_id(request.match_info["phoneCallId"])
-    bridge.require_ready()
+    request.app[LINK].require_ready()
     call = _find_call(request, target, call_id)
     return _json(collection.project(_render(request, principal, target, call), fields))
 
 
 async def put_call(request: web.Request) -> web.StreamResponse:
     directory = request.app[DIRECTORY]
-    bridge = request.app[BRIDGE]
     settings = request.app[SETTINGS]
+    recording = request.app[RECORDING]
     principal = authenticate(request, directory)
     target = _target(request, principal)
     collection.check_put_query(request.rel_url.query)
@@ -268,27 +263,14 @@ async def put_call(request: web.Request) -> web.StreamResponse:
     raw = await validation.read_body(request, settings.http.request_timeout)  # 408, 413
     action = validation.parse_action(raw)
     call_id = validation.phone_call_id(request.match_info["phoneCallId"])
-    bridge.require_ready()
+    request.app[LINK].require_ready()
     call = _find_call(request, target, call_id)
     ext = _find_view(request, principal, call, action.view_id)
     if action.action == "StartRecording":
-        if not access.recording_allowed(ext):
-            raise ApiError(
-                403,
-                "pc_recording_disabled",
-                "call recording on demand (*1) is not enabled for this extension",
-            )
-        fmt = action.format or settings.recordings.default_format
-        await _run_action(request, bridge.start_recording(call, ext, fmt))
+        # The recording rules (403 pc_recording_disabled) are checked first, in the feature.
+        await _run_action(request, recording.start(call, ext, action.format))
     else:
-        if auto.records_always(ext):
-            # The setup records every call of this extension: no app may stop that.
-            raise ApiError(
-                403,
-                "pc_recording_disabled",
-                "this extension records every call (trigger always); it cannot be stopped",
-            )
-        await _run_action(request, bridge.stop_recording(call, ext))
+        await _run_action(request, recording.stop(call, ext))
     return _json(_render(request, principal, target, call))
 
 

@@ -13,10 +13,14 @@ How it stays true to the PBX:
   snapshot, and a hung-up channel is remembered (tombstone) so late or reordered events
   can never resurrect it.
 - What only the bridge knows (view id, answer time) is written back onto the channel as
-  the PBX_VIEW variable (see `take_effects`), and recording state is read from PBX_REC
-  (``<start epoch>|<file>``), which MixMonitor's callers set; a resync after a bridge
-  restart or an AMI drop therefore rebuilds the same views with the same ids, times and
-  recordings.
+  the PBX_VIEW variable (see `take_effects`); a resync after a bridge restart or an AMI
+  drop therefore rebuilds the same views with the same ids and times.
+- Whether a channel records is the recording feature's to say (it reads MixMonitor
+  events and its own channel variables: pbx_bridge/recording/events.py); it tells the
+  tracker through `mark_recording` / `clear_recording`, the only writers of a channel's
+  recording state. The tracker knows nothing of how recordings are started or named.
+
+Rendering a call as the API's JSON is `calls/render.py`'s.
 """
 
 from __future__ import annotations
@@ -26,9 +30,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from pbx_bridge.calls import model as m
 
 Event = Mapping[str, str]
 
@@ -55,10 +56,8 @@ _NO_CREATE = frozenset({"Hangup", "HangupRequest", "SoftHangupRequest", "MixMoni
 # "<unknown>" and its Channel the dialled string ("PJSIP/0003*210"), a ghost channel.
 _NOT_SNAPSHOTS = frozenset({"OriginateResponse"})
 _TOMBSTONES = 50_000
-_STATE_UP = 6
-_RINGING_DIALSTATUS = frozenset({"RINGING", "PROGRESS", "PROCEEDING"})
+STATE_UP = 6
 _VIEW_VAR = "ChanVariable(PBX_VIEW)"
-_REC_VAR = "ChanVariable(PBX_REC)"
 
 
 def call_id(linkedid: str) -> str:
@@ -68,7 +67,7 @@ def call_id(linkedid: str) -> str:
     return hashlib.sha1(linkedid.encode()).hexdigest()[:20]
 
 
-def _finite(text: str | None) -> float | None:
+def finite_epoch(text: str | None) -> float | None:
     """A positive, finite epoch from AMI text, or None (garbage never becomes a time)."""
     if not text:
         return None
@@ -79,39 +78,18 @@ def _finite(text: str | None) -> float | None:
     return value if 0 < value < 1e11 else None
 
 
-def rec_value(started: str, file: str) -> str:
-    """PBX_REC as whoever starts a recording writes it: ``<epoch>|<file>``. One variable,
-    so reserving a view costs Asterisk one Setvar (the stamp never holds a "|")."""
-    return f"{started}|{file}"
-
-
-def parse_rec(value: str | None) -> tuple[float | None, str | None]:
-    """PBX_REC -> (start epoch, file). A bare epoch (bridges before the file joined the
-    stamp) still reads; an empty or garbled value is no recording."""
-    if not value:
-        return None, None
-    stamp, _, file = value.partition("|")
-    started = _finite(stamp)
-    return started, (file or None) if started is not None else None
-
-
 def _epoch_of(uniqueid: str) -> float | None:
     # Uniqueid/Linkedid are "[systemname-]<epoch>.<sequence>".
-    return _finite(uniqueid.rsplit("-", 1)[-1].split(".", 1)[0])
+    return finite_epoch(uniqueid.rsplit("-", 1)[-1].split(".", 1)[0])
 
 
-def _seq_of(uniqueid: str) -> tuple[float, int]:
+def seq_of(uniqueid: str) -> tuple[float, int]:
     tail = uniqueid.rsplit("-", 1)[-1]
     epoch, _, seq = tail.partition(".")
     try:
-        return (_finite(epoch) or float("inf"), int(seq or 0))
+        return (finite_epoch(epoch) or float("inf"), int(seq or 0))
     except ValueError:
         return (float("inf"), 0)
-
-
-def _put(doc: dict[str, Any], key: str, value: Any) -> None:
-    if value is not None:
-        doc[key] = value
 
 
 def device_of(channel_name: str) -> str:
@@ -214,6 +192,14 @@ class Tracker:
         """The local extension a channel name belongs to, if any."""
         return self._devices.get(device_of(channel_name))
 
+    def is_local(self, number: str) -> bool:
+        """Is ``number`` one of the directory's extensions (a device is mapped to it)?"""
+        return number in self._numbers
+
+    def event_time(self, ev: Event) -> float:
+        """When an event happened: its Timestamp, else the injected clock's now."""
+        return finite_epoch(ev.get("Timestamp")) or self._clock()
+
     def call(self, public_id: str) -> Call | None:
         return self._by_id.get(public_id)
 
@@ -227,10 +213,24 @@ class Tracker:
 
     def recording_channel(self, call: Call, extension: str) -> Channel | None:
         """The concrete, answered channel of the extension's view (never a Local half)."""
-        up = [c for c in call.channels_of(extension) if c.state == _STATE_UP]
+        up = [c for c in call.channels_of(extension) if c.state == STATE_UP]
         if not up:
             return None
-        return max(up, key=lambda c: _seq_of(c.uniqueid))
+        return max(up, key=lambda c: seq_of(c.uniqueid))
+
+    # ------------------------------------------------------------------ recordings
+    def mark_recording(self, uniqueid: str, started: float, file: str | None) -> None:
+        """The recording feature says a MixMonitor runs on this live channel since
+        ``started``, writing ``file``. Unknown or gone channels are ignored."""
+        ch = self.channels.get(uniqueid)
+        if ch is not None:
+            ch.recording, ch.rec_file = started, file
+
+    def clear_recording(self, uniqueid: str) -> None:
+        """The recording feature says nothing records on this channel (any more)."""
+        ch = self.channels.get(uniqueid)
+        if ch is not None:
+            ch.recording, ch.rec_file = None, None
 
     # ------------------------------------------------------------------ events
     def feed_many(self, events: Iterable[Event]) -> None:
@@ -243,7 +243,7 @@ class Tracker:
         name = ev.get("Event")
         if name is None:
             return
-        ts = _finite(ev.get("Timestamp")) or self._clock()
+        ts = self.event_time(ev)
 
         if name == "Hangup":
             uid = ev.get("Uniqueid")
@@ -261,15 +261,7 @@ class Tracker:
         ch = self.channels.get(uid) if uid else None
         if ch is None:
             return
-        if name == "MixMonitorStart":
-            # Whoever starts a recording stamps PBX_REC first (the API and *1 alike); that
-            # stamp, not the event's time, is what a resync reads back, so use it here too.
-            started, ch.rec_file = parse_rec(ev.get(_REC_VAR))
-            ch.recording = started or ts
-        elif name == "MixMonitorStop":
-            ch.recording = None
-            ch.rec_file = None
-        elif name in ("DialState", "DialEnd", "DialBegin"):
+        if name in ("DialState", "DialEnd", "DialBegin"):
             ch.dial_status = ev.get("DialStatus", "")
         elif name == "Hold":
             ch.on_hold = True
@@ -300,7 +292,7 @@ class Tracker:
             # A channel first seen already answered (resync, missed events): its answer
             # time is the one a bridge wrote onto it earlier, if any.
             tag_lid, _, rest = ev.get(p + _VIEW_VAR, "").partition("|")
-            answered = _finite(rest.partition("|")[2])
+            answered = finite_epoch(rest.partition("|")[2])
             if tag_lid == linkedid and answered is not None:
                 ch.answered = answered
             self._update(ch, ev, p, ts)
@@ -322,7 +314,7 @@ class Tracker:
         state = ev.get(p + "ChannelState")
         if state is not None and state.isascii() and state.isdigit():  # not "²"
             ch.state = int(state)
-            if ch.state == _STATE_UP and ch.answered is None:
+            if ch.state == STATE_UP and ch.answered is None:
                 ch.answered = ts
                 self._tag_view(ch)
         num = ev.get(p + "CallerIDNum")
@@ -424,13 +416,14 @@ class Tracker:
 
         Channels not in the list are gone (hung up while we were away, or Asterisk
         restarted); new ones are created in creation order so views keep join order;
-        PBX_VIEW and PBX_REC restore view ids, answer and recording times."""
+        PBX_VIEW restores view ids and answer times (the recording feature reads the
+        same rows for recordings)."""
         ts = self._clock() if now is None else now
         items = [ev for ev in snapshot if ev.get("Uniqueid")]
         live = {ev["Uniqueid"] for ev in items}
         for uid in [u for u in self.channels if u not in live]:
             self._hangup(uid)
-        items.sort(key=lambda ev: _seq_of(ev["Uniqueid"]))
+        items.sort(key=lambda ev: seq_of(ev["Uniqueid"]))
         for ev in items:
             uid = ev["Uniqueid"]
             self._tombstones.pop(uid, None)
@@ -439,110 +432,8 @@ class Tracker:
             ch = self.channels.get(uid)
             if ch is None:
                 continue
-            rec = ev.get(_REC_VAR)
-            if rec is not None:
-                ch.recording, ch.rec_file = parse_rec(rec)
-            if not known and ch.state == _STATE_UP and ch.answered is None:
+            if not known and ch.state == STATE_UP and ch.answered is None:
                 # Answer time unknown (never tagged): the channel's creation is the
                 # closest truthful bound we have.
                 ch.answered = ch.created
                 self._tag_view(ch)
-
-    # ------------------------------------------------------------------ rendering
-    def render(
-        self,
-        call: Call,
-        extension: str,
-        *,
-        visible: Callable[[str], bool] | None = None,
-        owner_id: str | None = None,
-        owner_name: str | None = None,
-        link: str | None = None,
-    ) -> dict[str, Any]:
-        """The PhoneCall as JSON (the shape of `model.PhoneCall`, fields without a value
-        left out). Plain dicts, not the pydantic models: building and dumping a model
-        per call and view was two thirds of a 500-call list (bench profile); a unit
-        test validates this output against the models."""
-        views = []
-        for ext in call.extensions():
-            if visible is not None and not visible(ext):
-                continue
-            views.append(self._render_view(call, ext))
-        out: dict[str, Any] = {"id": call.id, "extension": extension}
-        if owner_id is not None:
-            out["ownerId"] = owner_id
-        if owner_name is not None:
-            out["ownerName"] = owner_name
-        _put(out, "published", m.iso(call.published))
-        _put(out, "answered", m.iso(call.answered))
-        out["phoneCallView"] = views
-        if link:
-            out["link"] = {"self": link}
-        return out
-
-    def _render_view(self, call: Call, ext: str) -> dict[str, Any]:
-        chans = call.channels_of(ext)
-        best = max(chans, key=lambda c: (c.state == _STATE_UP, _seq_of(c.uniqueid)))
-        answered = [c.answered for c in chans if c.answered is not None]
-        recording = [c.recording for c in chans if c.recording is not None]
-        source, destination = self._ends(call, ext)
-        view: dict[str, Any] = {
-            "id": call.view_ids[ext],
-            "extension": ext,
-            "status": self._status(call, best),
-            "flow": self._flow(call, ext),
-        }
-        _put(view, "callerId", self._caller_id(call))
-        _put(view, "source", source)
-        _put(view, "destination", destination)
-        if answered:
-            view["answered"] = m.iso(min(answered))
-        if recording:
-            view["recording"] = m.iso(min(recording))
-        return view
-
-    @staticmethod
-    def _status(call: Call, ch: Channel) -> str:
-        s = ch.state
-        if s == _STATE_UP:
-            return m.STATUS_ON_CALL
-        if s == 5:  # Ringing: this phone rings
-            return m.STATUS_RINGING
-        if s == 4:  # Ring: the caller waits for the other side
-            others_ringing = any(
-                o.state == 5 for o in call.channels.values() if o is not ch
-            ) or ch.dial_status in _RINGING_DIALSTATUS
-            return m.STATUS_OTHER_SIDE_RINGING if others_ringing else m.STATUS_TRYING
-        if s in (0, 9):  # Down / Pre-ring: being set up
-            return m.STATUS_TRYING
-        if s in (1, 2, 3, 8):
-            return m.STATUS_OFF_HOOK
-        return m.STATUS_UNKNOWN
-
-    def _flow(self, call: Call, ext: str) -> str:
-        if call.origin_ext is None:
-            return m.FLOW_INCOMING
-        if call.origin_ext != ext:
-            return m.FLOW_LOCAL
-        others = [e for e in call.extensions() if e != ext]
-        if others or call.origin_exten in self._numbers:
-            return m.FLOW_LOCAL
-        return m.FLOW_OUTGOING
-
-    @staticmethod
-    def _caller_id(call: Call) -> str | None:
-        num = call.origin_num if call.origin_num not in ("", "<unknown>") else ""
-        name = call.origin_name if call.origin_name not in ("", "<unknown>") else ""
-        if not num and not name:
-            return None
-        if not num:
-            return name  # "Name <>" would promise a number there is none of
-        return f"{name} <{num}>" if name else f"<{num}>"
-
-    def _ends(self, call: Call, ext: str) -> tuple[list[str] | None, list[str] | None]:
-        src = call.origin_num if call.origin_num not in ("", "<unknown>") else None
-        dest = call.origin_exten if call.origin_exten not in ("", "s") else None
-        if dest is None:
-            others = [e for e in call.extensions() if e != call.origin_ext]
-            dest = others[0] if others else None
-        return ([src] if src else None, [dest] if dest else None)

@@ -29,7 +29,9 @@ Path resolution for ``/uapi/phoneCalls/{userId}/{extension}``, in this order:
    forbidden as under its owner's id).
 6. An extension that does not belong to that user is ``extension_invalid``.
 
-``resolve_target`` runs all of it; the smaller functions are its parts.
+``resolve_target`` runs all of it; the smaller functions are its parts. The refusals
+(UserInvalid, ExtensionInvalid, AccessDenied) are pbx_bridge.errors'; who may record is
+pbx_bridge/recording/rules.py's.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pbx_bridge.directory.models import Extension, Principal, User, is_extension_number
+from pbx_bridge.errors import AccessDenied, AccessError, ExtensionInvalid, UserInvalid
 
 if TYPE_CHECKING:
     from pbx_bridge.directory.store import Directory
@@ -58,7 +61,6 @@ __all__ = [
     "can_know_user",
     "check_extension_of_user",
     "parse_extension_ref",
-    "recording_allowed",
     "resolve_extension",
     "resolve_target",
     "resolve_user",
@@ -72,32 +74,6 @@ NO_SUCH_USER = "no such user"
 NO_SUCH_EXTENSION = "no such extension"
 USER_ALIASES = ("@me", "@viewer", "@owner")
 _USER_ID = re.compile(r"[0-9]{1,15}")
-
-
-class AccessError(Exception):
-    """Base of the refusals below; ``code`` and ``status`` are the contract's."""
-
-    code = "access_denied"
-    status = 403
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class UserInvalid(AccessError):
-    code = "user_invalid"
-    status = 400
-
-
-class ExtensionInvalid(AccessError):
-    code = "extension_invalid"
-    status = 400
-
-
-class AccessDenied(AccessError):
-    code = "access_denied"
-    status = 403
 
 
 # --------------------------------------------------------------------------- policy
@@ -143,11 +119,6 @@ def can_act_on(principal: Principal, extension: Extension, directory: Directory)
             and owner.organization == principal.organization_id
         )
     return extension.owner == principal.user_id
-
-
-def recording_allowed(extension: Extension) -> bool:
-    """Recording through the API needs call recording on, triggered on demand (``*1``)."""
-    return extension.recording.enabled and extension.recording.trigger == "star1"
 
 
 # --------------------------------------------------------------------------- path parts

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from pbx_bridge.api.app import create_app
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.sandbox import Sandbox
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 from tests.support.audio import (
     WAVE_FORMAT_GSM610,
     WAVE_FORMAT_PCM,
@@ -39,7 +39,7 @@ ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d$")
 class Api:
     http: aiohttp.ClientSession
     base: str
-    bridge: Bridge
+    bridge: Services
     directory: Directory
     token: str
 
@@ -67,7 +67,7 @@ class Api:
 async def _serve(pbx: Sandbox, tmp_path: Path, **ami: object) -> AsyncIterator[Api]:
     directory = demo_directory(tmp_path)
     settings = bridge_settings(pbx, tmp_path, **ami)
-    bridge = Bridge(settings, directory)
+    bridge = Services(settings, directory)
     app = create_app(settings, directory, bridge)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()

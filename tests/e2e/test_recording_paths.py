@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from aiohttp.test_utils import TestServer
 
 from pbx_bridge.api.app import create_app
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 from tests.e2e.test_api_recording import A, Api, _one_call
 from tests.support.audio import recording_content
 from tests.support.bridge import bridge_settings, demo_directory, eventually, wait_ready
@@ -31,7 +31,7 @@ async def test_configured_directory_default_format_and_a_restart_within_a_second
     settings = settings.model_copy(
         update={"recordings": settings.recordings.model_copy(update={"directory": inner})})
     directory = demo_directory(tmp_path)
-    bridge = Bridge(settings, directory)
+    bridge = Services(settings, directory)
     server = TestServer(create_app(settings, directory, bridge), host="127.0.0.1")
     await server.start_server()
     try:

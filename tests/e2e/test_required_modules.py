@@ -13,10 +13,11 @@ import logging
 
 import pytest
 
+from pbx_bridge.calls.render import render_call
 from pbx_bridge.calls.tracker import Call
 from pbx_bridge.phones import Phone
 from pbx_bridge.sandbox import Sandbox
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 from tests.support.audio import (
     WAVE_FORMAT_GSM610,
     WAVE_FORMAT_PCM,
@@ -29,12 +30,12 @@ from tests.support.modules import required_modules_sandbox
 JOHN = "0003*210"  # demo directory: *1 allowed, format wav
 
 
-def _view(bridge: Bridge, call: Call) -> dict:
-    (view,) = bridge.tracker.render(call, JOHN)["phoneCallView"]
+def _view(bridge: Services, call: Call) -> dict:
+    (view,) = render_call(bridge.tracker, call, JOHN)["phoneCallView"]
     return view
 
 
-async def _answered_call(bridge: Bridge, sb: Sandbox, started: list[Phone]) -> tuple[Phone, Call]:
+async def _answered_call(bridge: Services, sb: Sandbox, started: list[Phone]) -> tuple[Phone, Call]:
     phone = Phone(sb, JOHN, tone_hz=440)
     started.append(phone)
     await phone.start()
@@ -62,10 +63,10 @@ async def test_star1_and_the_api_record_with_only_the_required_modules(tmp_path)
             await phone.send_dtmf("*1")  # and stop
             await eventually(lambda: "recording" not in _view(bridge, call), what="*1 stop")
 
-            await bridge.start_recording(call, ext, "wav49")  # the API path, other format
+            await bridge.recording.service.start(call, ext, "wav49")  # the API path, other format
             assert "recording" in _view(bridge, call)
             await asyncio.sleep(2.0)
-            await bridge.stop_recording(call, ext)
+            await bridge.recording.service.stop(call, ext)
             assert "recording" not in _view(bridge, call)
             await phone.hangup()
         finally:
@@ -109,7 +110,7 @@ async def test_star1_without_func_cut_fails_visibly_and_claims_nothing(tmp_path,
             assert resp.get("Value", "") == "", "no PBX_REC stamp without a MixMonitor"
 
             # A resync (what a restarted bridge sees) claims nothing either.
-            await bridge.resync(check_recordings=True)
+            await bridge.link.resync(reconnected=True)
             assert "recording" not in _view(bridge, call)
             await phone.hangup()
         finally:
@@ -147,7 +148,7 @@ async def test_a_stamp_without_a_mixmonitor_is_not_believed_without_command_righ
                 "Setvar", {"Channel": channel.name, "Variable": "PBX_REC", "Value": stale})
             assert resp.get("Response") == "Success", resp
 
-            await bridge.resync()  # the periodic one
+            await bridge.link.resync()  # the periodic one
             assert "recording" not in _view(bridge, call)
             await bridge.close()  # and a restarted bridge
             bridge = await start_bridge(settings, directory)
@@ -161,7 +162,7 @@ async def test_a_stamp_without_a_mixmonitor_is_not_believed_without_command_righ
 
             # A real recording is still recognised after a restart, with those rights.
             ext = directory.extension(JOHN)
-            await bridge.start_recording(call, ext, "wav")
+            await bridge.recording.service.start(call, ext, "wav")
             await bridge.close()
             bridge = await start_bridge(settings, directory)
             (call,) = bridge.tracker.calls_of(JOHN)

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestServer
 from openapi_spec_validator import validate
 
 from pbx_bridge.api.app import create_app
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 from tests.support.bridge import bridge_settings, demo_directory, eventually, wait_ready
 from tests.support.metrics import requests_served
 
@@ -27,7 +27,7 @@ SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 async def test_schemathesis_finds_no_5xx_and_no_schema_mismatch(pbx, phones, tmp_path) -> None:
     directory = demo_directory(tmp_path)
     settings = bridge_settings(pbx, tmp_path)
-    bridge = Bridge(settings, directory)
+    bridge = Services(settings, directory)
     server = TestServer(create_app(settings, directory, bridge), host="127.0.0.1")
     await server.start_server()
     try:

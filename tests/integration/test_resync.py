@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from pbx_bridge.calls.tracker import parse_rec
+from pbx_bridge.calls.render import render_call
+from pbx_bridge.recording.variables import parse_rec
 from pbx_bridge.sandbox import Sandbox
 from tests.support.audio import WAVE_FORMAT_PCM, inspect_wav
 from tests.support.bridge import (
@@ -22,7 +23,7 @@ A, B = "0003*210", "0003*211"
 
 
 def rendered(bridge, ext: str = A) -> list[dict]:
-    return [bridge.tracker.render(c, ext) for c in bridge.tracker.calls_of(ext)]
+    return [render_call(bridge.tracker, c, ext) for c in bridge.tracker.calls_of(ext)]
 
 
 def asterisk_view(sandbox: Sandbox) -> set[str]:

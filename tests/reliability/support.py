@@ -36,7 +36,7 @@ from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.phones import MAX_PHONES, Phone
 from pbx_bridge.sandbox import Sandbox
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 from tests.support.bridge import demo_directory, wait_ready
 from tests.support.pbx import HARNESS_USER, EventLog
 
@@ -121,7 +121,7 @@ class Reply:
 class Api:
     http: aiohttp.ClientSession
     base: str
-    bridge: Bridge
+    bridge: Services
     directory: Directory
     app: web.Application | None = None
     tokens: dict[int, str] = field(default_factory=dict)
@@ -212,7 +212,7 @@ async def serve(
     HTTP server on a loopback port."""
     directory = demo_directory(tmp_path)
     settings = rel_settings(pbx, tmp_path, ami_port=ami_port, http=http, **ami)
-    bridge = Bridge(settings, directory)
+    bridge = Services(settings, directory)
     app = create_app(settings, directory, bridge)
     server = await start_server(app)
     try:
@@ -408,7 +408,7 @@ async def pbx_truth(ami: AmiClient, *, mixmonitors: bool = True) -> dict[str, Pb
     return out
 
 
-def differences(bridge: Bridge, truth: dict[str, PbxChannel]) -> list[str]:
+def differences(bridge: Services, truth: dict[str, PbxChannel]) -> list[str]:
     """What the bridge shows that Asterisk does not have, and the other way round."""
     out = []
     mine = bridge.tracker.channels
@@ -433,7 +433,7 @@ def differences(bridge: Bridge, truth: dict[str, PbxChannel]) -> list[str]:
     return out
 
 
-async def wait_consistent(bridge: Bridge, ami: AmiClient, timeout: float = 10.0) -> None:
+async def wait_consistent(bridge: Services, ami: AmiClient, timeout: float = 10.0) -> None:
     """Until the bridge shows exactly what Asterisk has (events may lag a moment)."""
     deadline = time.monotonic() + timeout
     while True:

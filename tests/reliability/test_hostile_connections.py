@@ -1,5 +1,5 @@
 """Hostile clients at the connection level (issue 9, items 2, 6, 11 and the minor ones),
-against the app served as `pbx-bridge serve` serves it (pbx_bridge.api.server.HttpService
+against the app served as `pbx-bridge serve` serves it (pbx_bridge.api.listener.HttpService
 on a real loopback socket).
 
 The bridge behind it is not connected to a PBX: everything here is decided before a
@@ -23,9 +23,9 @@ import aiohttp
 import pytest
 
 from pbx_bridge.api.app import AccessLogger, create_app
-from pbx_bridge.api.server import HttpService
+from pbx_bridge.api.listener import HttpService
 from pbx_bridge.config import Settings
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 from tests.reliability.support import report, summary
 from tests.unit.api_support import Apps, make_directory, make_settings
 
@@ -65,7 +65,7 @@ async def served(tmp_path: Path, **http: Any) -> AsyncIterator[Served]:
     settings = make_settings(tmp_path, **http)
     directory = make_directory(settings)
     apps = Apps.create(directory)
-    app = create_app(settings, directory, Bridge(settings, directory))
+    app = create_app(settings, directory, Services(settings, directory))
     service = HttpService(app, settings.http, host="127.0.0.1", port=0,
                           access_log_class=AccessLogger)
     await service.start()

@@ -136,8 +136,8 @@ async def _settled(api: Api) -> None:
     """Wait until no action is pending anywhere (late answers included)."""
     bridge = api.bridge
     deadline = time.monotonic() + 10
-    while (bridge.ami._pending or api.app[BACKGROUND] or bridge._bg  # type: ignore[index]
-           or any(lock.locked() for lock in bridge._view_locks.values())):
+    while (bridge.ami._pending or api.app[BACKGROUND] or bridge.link._bg  # type: ignore[index]
+           or bridge.recording.views.busy()):
         assert time.monotonic() < deadline, "actions still pending"
         await asyncio.sleep(0.05)
     await asyncio.sleep(8 * ACTION_TIMEOUT)  # the fake's late answers arrive and are dropped
@@ -174,7 +174,7 @@ async def _timeouts_leak_nothing(api: Api, n: int, *, min_timeouts: int = 0) -> 
     assert outcomes == {(504, "pbx_timeout"): n}, outcomes
     assert timed_out >= max(min_timeouts, n), (timed_out, n)
     assert not api.bridge.ami._pending
-    assert len(api.bridge._view_locks) <= 4 * (N_CALLS + 64)
+    assert len(api.bridge.recording.views) <= 4 * (N_CALLS + 64)
     assert api.bridge.ami.connected and api.bridge.ready, "timeouts never drop the link"
     growth = after - before
     top = snap1.compare_to(snap0, "lineno")[:8]

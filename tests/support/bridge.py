@@ -1,4 +1,4 @@
-"""A real Bridge (service.py) wired to the sandbox Asterisk, for integration tests."""
+"""The real Services (pbx_bridge/server.py) wired to the sandbox Asterisk, for integration tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.sandbox import Sandbox
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 
 DEMO_DIRECTORY = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"
 
@@ -37,14 +37,14 @@ def bridge_settings(sandbox: Sandbox, tmp_path: Path, *, port: int | None = None
     )
 
 
-async def start_bridge(settings: Settings, directory: Directory) -> Bridge:
-    bridge = Bridge(settings, directory)
+async def start_bridge(settings: Settings, directory: Directory) -> Services:
+    bridge = Services(settings, directory)
     await bridge.start()
     await wait_ready(bridge)
     return bridge
 
 
-async def wait_ready(bridge: Bridge, timeout: float = 15.0) -> None:
+async def wait_ready(bridge: Services, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while not (bridge.ready and bridge.ami.connected):
         if time.monotonic() > deadline:

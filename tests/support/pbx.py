@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pbx_bridge.calls.tracker import parse_rec
+from pbx_bridge.recording.variables import parse_rec
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.sandbox import HARNESS_AMI_USER, Sandbox
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pbx_bridge.calls.render import render_call
 from pbx_bridge.calls.tracker import Tracker
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.phones import Phone
@@ -150,7 +151,7 @@ def compare(tracker: Tracker, cp: Checkpoint) -> list[str]:
 
     rendered = []
     for call in sorted(tracker.calls.values(), key=lambda c: (c.published, c.linkedid)):
-        views = tracker.render(call, "")["phoneCallView"]
+        views = render_call(tracker, call, "")["phoneCallView"]
         if views:
             rendered.append(views)
     if len(rendered) != len(cp.expected):

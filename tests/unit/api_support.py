@@ -1,5 +1,5 @@
 """Helpers for the API unit tests (tests/unit/test_api_*.py): a demo directory in a tmp
-SQLite file with one app and token per principal, a Bridge whose AMI client points at a
+SQLite file with one app and token per principal, the Services (pbx_bridge/server.py) whose AMI client points at a
 closed port (it never connects), and a tiny PBX stand-in that feeds the bridge's tracker
 with events shaped like real AMI ones.
 
@@ -20,7 +20,8 @@ from pbx_bridge.calls.tracker import Call
 from pbx_bridge.config import AmiSettings, DatabaseSettings, HttpSettings, Settings
 from pbx_bridge.directory.models import DirectoryFile, User
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.service import Bridge
+from pbx_bridge.recording.events import apply_event as apply_recording_event
+from pbx_bridge.server import Services
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"
 BASE_URL = "https://pbx.example.com"
@@ -113,7 +114,7 @@ class Chan:
 class FakePbx:
     """Feeds ``bridge.tracker`` with AMI-shaped events (Newchannel, Newstate, Hangup)."""
 
-    def __init__(self, bridge: Bridge) -> None:
+    def __init__(self, bridge: Services) -> None:
         self.bridge = bridge
         self.seq = 0
         self.last: tuple[Chan, Chan] | None = None  # the channels of the last call()
@@ -141,6 +142,7 @@ class FakePbx:
 
     def feed(self, ev: dict[str, str]) -> None:
         self.bridge.tracker.feed(ev)
+        apply_recording_event(self.bridge.tracker, ev)  # the recording feature's reading
         self.bridge.tracker.take_effects()  # Setvar effects: nobody to send them to
 
     def channel(
@@ -224,7 +226,7 @@ def force_connected(monkeypatch: Any, ami: Any, value: bool = True) -> None:
 class Api:
     settings: Settings
     directory: Directory
-    bridge: Bridge
+    bridge: Services
     client: Any  # aiohttp.test_utils.TestClient
     apps: Apps
     pbx: FakePbx
@@ -245,7 +247,7 @@ class Api:
 
         settings = make_settings(tmp_path, **http)
         directory = make_directory(settings, clock)
-        bridge = Bridge(settings, directory)
+        bridge = Services(settings, directory)
         spy = AmiSpy(bridge.ami)
         bridge.ami.send_action = spy  # type: ignore[method-assign]
         app = create_app(settings, directory, bridge)

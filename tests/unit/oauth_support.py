@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pbx_bridge.config import AuthSettings
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 from tests.unit.api_support import AmiSpy, Api, Apps, FakePbx, make_directory, make_settings
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -28,7 +28,7 @@ async def start_api(
     settings = make_settings(tmp_path)
     settings = settings.model_copy(update={"auth": AuthSettings(**auth)})
     directory = make_directory(settings, clock)
-    bridge = Bridge(settings, directory)
+    bridge = Services(settings, directory)
     spy = AmiSpy(bridge.ami)
     bridge.ami.send_action = spy  # type: ignore[method-assign]
     server = TestServer(create_app(settings, directory, bridge))

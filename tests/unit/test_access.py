@@ -13,13 +13,13 @@ from pbx_bridge.directory.access import (
     can_act_on,
     can_act_on_user,
     can_know_user,
-    recording_allowed,
     resolve_extension,
     resolve_target,
     resolve_user,
     visible_extensions,
 )
 from pbx_bridge.directory.models import DirectoryFile, Principal, User
+from pbx_bridge.recording.rules import on_demand as recording_allowed
 from pbx_bridge.directory.store import Directory
 
 pytestmark = pytest.mark.unit

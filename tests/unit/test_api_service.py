@@ -141,8 +141,8 @@ async def test_metrics(api: Api, monkeypatch) -> None:
     api.ready(monkeypatch)
     api.pbx.call("PJSIP/0003*210", "PJSIP/pstn")
     api.pbx.call("PJSIP/0003*212", "PJSIP/pstn")
-    api.bridge.metrics.recordings_started = 3
-    api.bridge.metrics.recordings_failed = 1
+    api.bridge.recording.counts.started = 3
+    api.bridge.recording.counts.failed = 1
     await api.get("/uapi/phoneCalls/@me/0003*210")
     await api.get("/uapi/phoneCalls/@you/0003*210")
     await api.client.get("/no/such/path")
@@ -221,7 +221,7 @@ async def test_unexpected_exception_is_500_without_details(
     def boom(*_a, **_k):
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(api.bridge, "calls_for", boom)
+    monkeypatch.setattr(api.bridge.link, "calls_for", boom)
     resp = await api.get("/uapi/phoneCalls/@me/0003*210?accessRequestToken=zzz")
     assert await error_of(resp) == (500, "internal_error")
     assert "secret" not in await resp.text()

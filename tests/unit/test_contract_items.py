@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pbx_bridge.calls.render import render_call
 from pbx_bridge.calls.tracker import Tracker
-from pbx_bridge.recording.policy import recording_path
+from pbx_bridge.recording.naming import recording_path
 from tests.support.scenarios import DEVICES, Checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +68,7 @@ def _one_channel(state: int, desc: str) -> str:
         "Timestamp": "1795849232.000000",
     })
     (call,) = tracker.calls.values()
-    (view,) = tracker.render(call, "0003*210")["phoneCallView"]
+    (view,) = render_call(tracker, call, "0003*210")["phoneCallView"]
     return view["status"]
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from pbx_bridge.calls.tracker import Tracker
 from pbx_bridge.directory.models import Extension
-from pbx_bridge.recording import auto
+from pbx_bridge.recording import always as auto
 from tests.support.scenarios import DEVICES, SCENARIOS
 from tests.unit.test_tracker_replay import load
 

@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from pbx_bridge import service
 from pbx_bridge.directory.models import DirectoryFile, RecordingSetup
-from pbx_bridge.service import Bridge
+from pbx_bridge.server import Services
 from tests.fakeami import FakeAmi, FakeConnection
 from tests.unit.api_support import make_directory, make_settings
 
@@ -51,16 +50,18 @@ class RefuseFirst:
 
 
 @pytest.fixture
-async def rig(tmp_path, monkeypatch) -> AsyncIterator[tuple[Bridge, FakeAmi, RefuseFirst]]:
-    monkeypatch.setattr(service, "AUTO_RETRY_FIRST", 0.05)
+async def rig(tmp_path, monkeypatch) -> AsyncIterator[tuple[Services, FakeAmi, RefuseFirst]]:
     fake = FakeAmi(username="pbx-bridge", secret="test-secret")
     refuse = RefuseFirst(2)
     fake.handlers["coreshowchannels"] = _no_channels
     fake.handlers["mixmonitor"] = refuse
     await fake.start()
     base = make_settings(tmp_path)
-    settings = base.model_copy(update={"ami": base.ami.model_copy(update={"port": fake.port})})
-    bridge = Bridge(settings, make_directory(settings))
+    settings = base.model_copy(update={
+        "ami": base.ami.model_copy(update={"port": fake.port}),
+        "recordings": base.recordings.model_copy(update={"always_retry_first": 0.05}),
+    })
+    bridge = Services(settings, make_directory(settings))
     await bridge.start()
     try:
         async with asyncio.timeout(5):

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pbx_bridge.calls.tracker import Tracker, call_id, parse_rec, rec_value
+from pbx_bridge.calls.render import caller_id, render_call
+from pbx_bridge.calls.tracker import Tracker, call_id
+from pbx_bridge.recording.variables import parse_rec, rec_value
+from pbx_bridge.replay import ReplayTracker
 
 DEV = {"PJSIP/0003*210": "0003*210", "PJSIP/0003*211": "0003*211"}
 
@@ -20,7 +23,7 @@ def test_non_finite_or_absurd_times_never_break_rendering() -> None:
     t.feed(chan("inf.1", "1e300.1", "PJSIP/0003*210-1", Timestamp="nan",
                 **{"ChanVariable(PBX_VIEW)": "1e300.1|01|99999999999999999999"}))
     (call,) = t.calls.values()
-    doc = t.render(call, "0003*210")
+    doc = render_call(t, call, "0003*210")
     assert doc["published"] == doc["answered"] == "2026-11-28T06:56:40+00:00"
 
 
@@ -93,12 +96,12 @@ def test_pbx_rec_values(value: str | None, expected: tuple) -> None:
 
 def test_recording_and_its_file_come_from_pbx_rec_on_events_and_resync() -> None:
     rec = {"ChanVariable(PBX_REC)": "1795849240.000|3/0003*210/d/f-01-062040.wav"}
-    live = Tracker(DEV)
+    live = ReplayTracker(DEV)
     live.feed(chan("100.1", "100.1", "PJSIP/0003*210-1"))
     live.feed({**chan("100.1", "100.1", "PJSIP/0003*210-1"), "Event": "MixMonitorStart", **rec})
     (ch,) = live.channels.values()
     assert (ch.recording, ch.rec_file) == (1795849240.0, "3/0003*210/d/f-01-062040.wav")
-    fresh = Tracker(DEV)
+    fresh = ReplayTracker(DEV)
     fresh.resync([{**chan("100.1", "100.1", "PJSIP/0003*210-1"), "Event": "CoreShowChannel",
                    **rec}])
     (ch,) = fresh.channels.values()
@@ -126,4 +129,4 @@ def test_caller_id(num: str, name: str, expected: str | None) -> None:
     t = Tracker(DEV)
     t.feed(chan("100.1", "100.1", "PJSIP/pstn-1", CallerIDNum=num, CallerIDName=name))
     (call,) = t.calls.values()
-    assert Tracker._caller_id(call) == expected
+    assert caller_id(call) == expected

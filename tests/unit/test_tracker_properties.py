@@ -9,15 +9,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pbx_bridge.calls import model
+from pbx_bridge.calls.render import render_call
 from pbx_bridge.calls.tracker import Call, Tracker
 from pbx_bridge.calls.transcript import read_events
+from pbx_bridge.replay import ReplayTracker
 from tests.support.scenarios import DEVICES
 
 
 def assert_renders_the_model(tracker: Tracker, call: Call) -> None:
     """The tracker renders plain dicts for speed; they must be exactly what the pydantic
     PhoneCall (the OpenAPI schema's source) validates and dumps back."""
-    doc = tracker.render(call, "x", owner_id="3", owner_name="Org", link="http://h/p")
+    doc = render_call(tracker, call, "x", owner_id="3", owner_name="Org", link="http://h/p")
     assert model.PhoneCall.model_validate(doc).to_json() == doc
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -44,7 +46,7 @@ def mangled(draw: st.DrawFn) -> list[dict[str, str]]:
 @settings(max_examples=300, deadline=None)
 @given(mangled())
 def test_no_call_outlives_its_channels(events: list[dict[str, str]]) -> None:
-    tracker = Tracker(DEVICES)
+    tracker = ReplayTracker(DEVICES)
     for ev in events:
         tracker.feed(ev)
         for call in tracker.calls.values():  # rendering never fails mid-stream either
@@ -63,7 +65,7 @@ def test_no_call_outlives_its_channels(events: list[dict[str, str]]) -> None:
               st.text(max_size=8)),
 ), max_size=40))
 def test_garbage_events_never_raise(events: list[dict[str, str]]) -> None:
-    tracker = Tracker(DEVICES)
+    tracker = ReplayTracker(DEVICES)
     for ev in events:
         tracker.feed(ev)
     tracker.resync([e for e in events if "Uniqueid" in e])

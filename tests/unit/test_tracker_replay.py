@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pbx_bridge.calls.tracker import Tracker
+from pbx_bridge.calls.render import render_call
 from pbx_bridge.calls.transcript import read_events
+from pbx_bridge.replay import ReplayTracker
 from tests.support.scenarios import DEVICES, SCENARIOS, Checkpoint, compare
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -30,7 +31,7 @@ def test_every_scenario_has_a_transcript() -> None:
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_replay_matches_asterisk_at_every_checkpoint(name: str) -> None:
     events, checkpoints = load(name)
-    tracker = Tracker(DEVICES)
+    tracker = ReplayTracker(DEVICES)
     fed = 0
     problems: list[str] = []
     for cp in checkpoints:
@@ -48,7 +49,7 @@ def test_resync_at_any_checkpoint_rebuilds_the_same_views(name: str) -> None:
     variables the first bridge wrote) shows the same views with the same ids."""
     events, checkpoints = load(name)
     for cp in checkpoints:
-        live = Tracker(DEVICES)
+        live = ReplayTracker(DEVICES)
         live.feed_many(events[: cp.event_index])
         effects = {e.channel: e.value for e in live.take_effects()}
         # What CoreShowChannels would carry: the channel list plus PBX_VIEW as written.
@@ -57,7 +58,7 @@ def test_resync_at_any_checkpoint_rebuilds_the_same_views(name: str) -> None:
             ev = dict(item)
             ev["ChanVariable(PBX_VIEW)"] = effects.get(item["Channel"], "")
             snapshot.append(ev)
-        fresh = Tracker(DEVICES)
+        fresh = ReplayTracker(DEVICES)
         fresh.resync(snapshot)
         for lid, call in live.calls.items():
             other = fresh.calls.get(lid)
@@ -79,10 +80,10 @@ def test_the_busy_transcript_is_a_rejection_seen_while_ringing() -> None:
     assert [cp.label for cp in checkpoints] == ["ringing", "ended"]
     assert [v.status for v in checkpoints[0].expected[0]] == ["4", "3"]
     assert any(e.get("Event") == "DialEnd" and e.get("DialStatus") == "BUSY" for e in events)
-    tracker = Tracker(DEVICES)
+    tracker = ReplayTracker(DEVICES)
     tracker.feed_many(events[: checkpoints[0].event_index])
     (call,) = tracker.calls.values()
-    views = tracker.render(call, "0003*210")["phoneCallView"]
+    views = render_call(tracker, call, "0003*210")["phoneCallView"]
     assert [(v["extension"], v["status"]) for v in views] == [("0003*210", "4"), ("0003*211", "3")]
     tracker.feed_many(events[checkpoints[0].event_index :])
     assert not tracker.calls and not tracker.channels

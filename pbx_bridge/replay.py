@@ -1,13 +1,38 @@
-"""`pbx-bridge replay FILE`: AMI events through the tracker, calls out as JSON."""
+"""Replaying AMI events without Asterisk: `ReplayTracker` and `pbx-bridge replay FILE`.
+
+`ReplayTracker` is the call tracker with the recording feature's (pure) reading of the
+same events, the picture of calls the running service keeps, minus the AMI link. The
+`replay` command, the replay tests and the benches feed it transcripts (one AMI event
+per line, calls/transcript.py) and print or check the calls as PhoneCall JSON.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Iterable
+from typing import Any
 
-from pbx_bridge.calls.tracker import Tracker, device_of
+from pbx_bridge.calls.render import render_call
+from pbx_bridge.calls.tracker import Event, Tracker, device_of
 from pbx_bridge.calls.transcript import read_events
+from pbx_bridge.recording import events as recording_events
+
+__all__ = ["ReplayTracker", "register"]
+
+
+class ReplayTracker(Tracker):
+    """The tracker, with recordings read from MixMonitor events and PBX_REC stamps."""
+
+    def feed(self, ev: Event) -> None:
+        super().feed(ev)
+        recording_events.apply_event(self, ev)
+
+    def resync(self, snapshot: Iterable[Event], now: float | None = None) -> None:
+        rows = list(snapshot)
+        super().resync(rows, now)
+        recording_events.apply_snapshot(self, rows)
 
 
 def _devices(args: argparse.Namespace, events: list[dict[str, str]]) -> dict[str, str]:
@@ -27,17 +52,17 @@ def _devices(args: argparse.Namespace, events: list[dict[str, str]]) -> dict[str
     return devices
 
 
-def _dump(tracker: Tracker) -> list[dict]:
+def _dump(tracker: Tracker) -> list[dict[str, Any]]:
     out = []
     for call in sorted(tracker.calls.values(), key=lambda c: (c.published, c.linkedid)):
         exts = call.extensions()
-        out.append(tracker.render(call, exts[0] if exts else ""))
+        out.append(render_call(tracker, call, exts[0] if exts else ""))
     return out
 
 
 def _cmd(args: argparse.Namespace) -> int:
     events = read_events(args.file)
-    tracker = Tracker(_devices(args, events))
+    tracker = ReplayTracker(_devices(args, events))
     for n, ev in enumerate(events, 1):
         tracker.feed(ev)
         if args.trace:

@@ -1,4 +1,4 @@
-"""Recording policy, pure: file naming, formats and the MixMonitor arguments.
+"""Recording file names and formats, pure.
 
 The dialplan's *1 subroutine (asterisk-conf/extensions.conf, [pbx-bridge-rec]) builds
 the same names, so a recording lands in the same place whoever started it:
@@ -49,9 +49,3 @@ def recording_path(
     if base_dir:
         return f"{base_dir.rstrip('/')}/{name}"
     return name
-
-
-def policy_value(fmt: str, organization_id: int, extension: str) -> str:
-    """The AstDB value the *1 subroutine reads: "<format>,<organization id>,<extension>"."""
-    file_suffix(fmt)
-    return f"{fmt},{organization_id},{extension}"

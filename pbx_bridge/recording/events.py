@@ -1,0 +1,55 @@
+"""What AMI tells about recordings, handed to the tracker. Pure: no I/O.
+
+MixMonitorStart / MixMonitorStop events, and the PBX_REC stamp on CoreShowChannel rows
+after a resync, become the tracker's `mark_recording` / `clear_recording`. Run after
+the tracker applied the same event (or the same rows), so the channel is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from pbx_bridge.calls.tracker import Tracker
+from pbx_bridge.recording.variables import REC_HEADER, parse_rec
+
+Event = Mapping[str, str]
+
+
+def apply_event(tracker: Tracker, ev: Event) -> None:
+    name = ev.get("Event")
+    if name != "MixMonitorStart" and name != "MixMonitorStop":
+        return
+    uid = ev.get("Uniqueid")
+    if not uid or uid not in tracker.channels:
+        return
+    if name == "MixMonitorStop":
+        tracker.clear_recording(uid)
+        return
+    # Whoever starts a recording stamps PBX_REC first (the API and *1 alike); that
+    # stamp, not the event's time, is what a resync reads back, so use it here too.
+    started, file = parse_rec(ev.get(REC_HEADER))
+    tracker.mark_recording(uid, started or tracker.event_time(ev), file)
+
+
+def apply_snapshot(tracker: Tracker, rows: Iterable[Event]) -> None:
+    """After `Tracker.resync(rows)`: each row that carries PBX_REC says whether (and
+    since when) its channel records; a row without the variable changes nothing."""
+    for row in rows:
+        rec = row.get(REC_HEADER)
+        uid = row.get("Uniqueid")
+        if rec is None or not uid:
+            continue
+        started, file = parse_rec(rec)
+        if started is None:
+            tracker.clear_recording(uid)
+        else:
+            tracker.mark_recording(uid, started, file)
+
+
+def recording_confirmed(tracker: Tracker, row: Event) -> bool:
+    """Does the tracker already hold this row's channel as recording, with a readable
+    PBX_REC stamp on the row? (Whether the view's start is in doubt is the caller's.)"""
+    ch = tracker.channels.get(row.get("Uniqueid", ""))
+    if ch is None or ch.recording is None:
+        return False
+    return parse_rec(row.get(REC_HEADER))[0] is not None

@@ -1,0 +1,123 @@
+"""The recording feature, plugged into the PBX link (core/feature.py's hooks).
+
+It keeps the tracker's recording marks true (recording/events.py), checks PBX_REC
+stamps against the MixMonitor Asterisk runs on resync (recording/probe.py), writes who
+may record with *1 to AstDB (recording/astdb.py), logs the *1 subroutine's reports
+(recording/star1.py), records "always" extensions by itself (recording/always.py), and
+serves StartRecording / StopRecording (recording/service.py) under the rules of
+recording/rules.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from pbx_bridge.calls.tracker import Call
+from pbx_bridge.config import Settings
+from pbx_bridge.core.feature import Event, Feature
+from pbx_bridge.core.link import PbxLink
+from pbx_bridge.directory.models import Extension
+from pbx_bridge.directory.store import Directory
+from pbx_bridge.recording import astdb, events, rules, star1
+from pbx_bridge.recording.always import AlwaysRecorder
+from pbx_bridge.recording.service import RecordingCounts, RecordingService
+from pbx_bridge.recording.slots import ViewSlots
+from pbx_bridge.recording.variables import REC_HEADER
+
+__all__ = ["RecordingFeature"]
+
+
+class RecordingFeature(Feature):
+    def __init__(
+        self,
+        link: PbxLink,
+        directory: Directory,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.link = link
+        self.directory = directory
+        rec = settings.recordings
+        self.default_format = rec.default_format
+        self._base_dir = rec.directory
+        self.service = RecordingService(
+            link, directory, base_dir=rec.directory,
+            stop_wait=settings.ami.action_timeout, clock=clock,
+        )
+        self.always = AlwaysRecorder(
+            link, directory, self.service,
+            retry_first=rec.always_retry_first, retry_cap=rec.always_retry_cap,
+        )
+        link.add_feature(self)
+
+    @property
+    def counts(self) -> RecordingCounts:
+        return self.service.counts
+
+    @property
+    def views(self) -> ViewSlots:
+        return self.service.views
+
+    # ------------------------------------------------------------------ the API's
+    async def start(self, call: Call, ext: Extension, fmt: str | None = None) -> None:
+        """StartRecording: allowed by the rules, then started (idempotent)."""
+        rules.check_start(ext)
+        await self.service.start(call, ext, fmt or self.default_format)
+
+    async def stop(self, call: Call, ext: Extension) -> None:
+        """StopRecording: allowed by the rules, then stopped (a no-op if not recording)."""
+        rules.check_stop(ext)
+        await self.service.stop(call, ext)
+
+    # ------------------------------------------------------------------ link hooks
+    async def review_snapshot(self, rows: list[Event], *, reconnected: bool) -> list[Event]:
+        # A PBX_REC stamp alone is never believed: it is checked against the MixMonitor
+        # Asterisk runs, unless the tracker already saw that very recording confirmed
+        # (MixMonitorStart, or the MixMonitor action's success) and nothing can have been
+        # missed since (no reconnect, the view's start not in doubt).
+        doubtful = [
+            i for i, row in enumerate(rows)
+            if row.get(REC_HEADER) and (reconnected or not self._confirmed(row))
+        ]
+        if not doubtful:
+            return rows
+        # Checked concurrently: one round trip for all, not one per channel.
+        checked = await asyncio.gather(*(self.service.probe.checked_row(rows[i]) for i in doubtful))
+        rows = list(rows)
+        for i, row in zip(doubtful, checked, strict=True):
+            rows[i] = row
+        return rows
+
+    def _confirmed(self, row: Event) -> bool:
+        ext = self.link.tracker.extension_of(row.get("Channel", ""))
+        if ext is not None and self.service.in_doubt(row.get("Linkedid", ""), ext):
+            return False
+        return events.recording_confirmed(self.link.tracker, row)
+
+    def on_snapshot(self, rows: list[Event]) -> None:
+        events.apply_snapshot(self.link.tracker, rows)
+
+    def on_event(self, ev: Event) -> None:
+        events.apply_event(self.link.tracker, ev)
+        if star1.is_star1_report(ev) and star1.log_star1_report(
+            ev, self.link.tracker.extension_of
+        ):
+            self.service.counts.failed += 1
+        self.always.on_event(ev)
+
+    async def on_connected(self) -> None:
+        await astdb.sync_policy(self.link.ami, self.directory, self._base_dir)
+
+    def on_ready(self, *, reconnected: bool) -> None:
+        if reconnected:
+            self.always.forget_tried()
+        self.always.sweep()
+
+    def on_directory(self) -> None:
+        self.always.reload()
+        if self.link.ami.connected:
+            self.link.spawn(astdb.sync_policy(self.link.ami, self.directory, self._base_dir))
+            self.always.sweep()

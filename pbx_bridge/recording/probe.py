@@ -1,0 +1,68 @@
+"""Asking Asterisk whether a recording really runs (Getvar only, AMI class `call`).
+
+A PBX_REC stamp on a channel only says a recording was *started* there. A link lost
+between the PBX_REC reservation and the MixMonitor action (or between StopMixMonitor and
+the release), or a *1 subroutine of an older extensions.conf that stamped before a
+MixMonitor that failed, leaves PBX_REC on a channel that records nothing; believing it
+would show `recording` for a file that does not exist and answer every later
+StartRecording "already recording". So the MixMonitor whose id the channel holds is
+looked up, and stale reservations are released.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from pbx_bridge.core.link import PbxLink
+from pbx_bridge.pbx.ami import AmiError, is_success
+from pbx_bridge.recording.variables import MIXMONITOR_ID, REC_HEADER, REC_VAR, RECID_VAR
+
+log = logging.getLogger("pbx_bridge.service")
+
+Row = Mapping[str, str]
+
+
+class MixMonitorProbe:
+    def __init__(self, link: PbxLink) -> None:
+        self._link = link
+
+    async def runs(self, channel: str) -> bool | None:
+        """Does the MixMonitor whose id the channel holds in PBX_RECID still exist
+        (MIXMONITOR(<id>,filename) non-empty)? Two Getvars. No id on the channel:
+        nothing of ours runs (False). None if Asterisk refuses the question (e.g. the
+        channel is gone). AmiNotConnected / AmiTimeout propagate."""
+        ami = self._link.ami
+        resp = await ami.send_action("Getvar", {"Channel": channel, "Variable": RECID_VAR})
+        if not is_success(resp):
+            return None
+        rec_id = resp.get("Value", "")
+        if not MIXMONITOR_ID.fullmatch(rec_id):
+            return False
+        resp = await ami.send_action(
+            "Getvar", {"Channel": channel, "Variable": f"MIXMONITOR({rec_id},filename)"}
+        )
+        if not is_success(resp):
+            return None
+        return bool(resp.get("Value"))
+
+    async def checked_row(self, row: Row) -> Row:
+        """A CoreShowChannel row whose PBX_REC stamp is kept only if its MixMonitor
+        runs; a stale stamp is released on the channel too."""
+        channel = row.get("Channel", "")
+        if not channel:
+            return {**row, REC_HEADER: ""}
+        try:
+            running = await self.runs(channel)
+        except AmiError as exc:
+            log.info("%s: cannot check its recording (%s); not shown", channel, exc)
+            return {**row, REC_HEADER: ""}
+        if running:
+            return row
+        if running is False:
+            log.warning(
+                "%s (extension %s): PBX_REC set but no MixMonitor running; releasing it",
+                channel, self._link.tracker.extension_of(channel) or "-",
+            )
+            self._link.spawn(self._link.setvar(channel, REC_VAR, ""))
+        return {**row, REC_HEADER: ""}

@@ -1,0 +1,175 @@
+"""The composition root: settings -> storage -> PBX link -> features -> HTTP app.
+
+`run` is what ``pbx-bridge serve`` does (api/cli.py parses its arguments): load the
+settings, refuse a demo secret, open the database (never migrating it), build the
+`Services` (the PBX link and the features plugged into it), the aiohttp app over them
+(api/app.py), and serve it on the hardened listener (api/listener.py) until SIGTERM or
+SIGINT; SIGHUP reloads the TLS certificate and key. Recordings in progress are
+Asterisk's (MixMonitor) and keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pbx_bridge.calls.tracker import Tracker
+from pbx_bridge.config import Settings, load_settings
+from pbx_bridge.core.link import PbxLink, ami_client
+from pbx_bridge.directory.store import Directory, Migrate
+from pbx_bridge.logs import setup_logging
+from pbx_bridge.pbx.ami import AmiClient
+from pbx_bridge.recording.feature import RecordingFeature
+from pbx_bridge.secret_check import refused_secret
+
+__all__ = ["Counters", "Services", "run", "serve"]
+
+log = logging.getLogger("pbx_bridge.serve")
+_api_log = logging.getLogger("pbx_bridge.api")
+
+
+@dataclass(frozen=True)
+class Counters:
+    """The running service's counters, as /metrics shows them."""
+
+    recordings_started: int
+    recordings_failed: int
+    recordings_stopped: int
+    resyncs: int
+
+
+class Services:
+    """What runs behind the HTTP app: the PBX link and its features, one lifetime
+    (`start` / `close`), and the watch that hands directory changes made by another
+    process (``pbx-bridge directory load`` while the service runs) to them."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        directory: Directory,
+        *,
+        ami: AmiClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.directory = directory
+        self.link = PbxLink(
+            ami or ami_client(settings.ami),
+            self._device_map,
+            resync_interval=settings.ami.resync_interval,
+            clock=clock,
+        )
+        self.recording = RecordingFeature(self.link, directory, settings, clock=clock)
+        self._watcher: asyncio.Task[None] | None = None
+
+    def _device_map(self) -> dict[str, str]:
+        return {dev: ext.number for dev, ext in self.directory.extensions_by_device().items()}
+
+    async def start(self) -> None:
+        await self.link.start()
+        self._watcher = asyncio.create_task(self._watch_directory())
+
+    async def close(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+        await self.link.close()
+
+    def reload_directory(self) -> None:
+        self.link.reload_devices()
+
+    async def _watch_directory(self) -> None:
+        known = self.directory.extensions_by_device()
+        while True:
+            await asyncio.sleep(self.settings.database.directory_poll)
+            try:
+                current = self.directory.extensions_by_device()
+                if current != known:
+                    known = current
+                    _api_log.info("directory changed: %d devices now", len(current))
+                    self.reload_directory()
+            except Exception:  # a locked or briefly broken database: try again later
+                _api_log.warning("could not check the directory for changes", exc_info=True)
+
+    # Shorthands for tests, benches and /metrics.
+    @property
+    def tracker(self) -> Tracker:
+        return self.link.tracker
+
+    @property
+    def ami(self) -> AmiClient:
+        return self.link.ami
+
+    @property
+    def ready(self) -> bool:
+        return self.link.ready
+
+    @ready.setter
+    def ready(self, value: bool) -> None:
+        self.link.ready = value
+
+    @property
+    def metrics(self) -> Counters:
+        counts = self.recording.counts
+        return Counters(counts.started, counts.failed, counts.stopped, self.link.resyncs)
+
+
+def run(config: str | None, *, demo: bool) -> int:
+    """``pbx-bridge serve``: exit status 0 after a graceful stop, 2 on a refused secret."""
+    settings = load_settings(config)
+    refused = refused_secret(settings, demo=demo)
+    if refused:
+        print(f"pbx-bridge serve: {refused}", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    # Never migrates: refuses an unmigrated or outdated schema (`pbx-bridge db upgrade`).
+    directory = Directory.from_settings(settings, migrate=Migrate.NOTHING)
+    try:
+        asyncio.run(serve(settings, directory))
+    finally:
+        directory.close()
+    log.info("stopped")
+    return 0
+
+
+async def serve(settings: Settings, directory: Directory) -> None:
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."""
+    from pbx_bridge.api.app import AccessLogger, create_app
+    from pbx_bridge.api.listener import HttpService
+
+    # Built inside the running loop: the link creates asyncio objects.
+    app = create_app(settings, directory, Services(settings, directory))
+    service = HttpService(
+        app,
+        settings.http,
+        shutdown_timeout=settings.http.shutdown_timeout,
+        access_log=logging.getLogger("pbx_bridge.access"),
+        access_log_class=AccessLogger,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, service.reload_tls)
+    try:
+        await service.start()
+        log.info(
+            "serving on %s (AMI %s:%d, database %s)",
+            service.url,
+            settings.ami.host,
+            settings.ami.port,
+            directory.path,
+        )
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await service.close()
