@@ -18,9 +18,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from pbx_bridge.replay import ReplayTracker
 from pbx_bridge.calls.transcript import read_events
 from pbx_bridge.pbx.framing import AmiParser
+from pbx_bridge.replay import ReplayTracker
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 DEVICES = {f"PJSIP/0003*2{n:02d}": f"0003*2{n:02d}" for n in range(100)}

@@ -10,7 +10,7 @@ _COMMAND_MODULES = (
     "pbx_bridge.sandbox",
     "pbx_bridge.directory.cli",
     "pbx_bridge.storage.cli",
-    "pbx_bridge.api.cli",
+    "pbx_bridge.server",
     "pbx_bridge.replay",
     "pbx_bridge.phones",
 )

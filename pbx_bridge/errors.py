@@ -2,12 +2,12 @@
 
 Each error carries the contract's ``status`` and ``code`` (CONTRACT section 2, Errors)
 and a ``message``; :func:`pbx_bridge.api.errors.error_middleware` turns any of them into
-the error envelope, in that one place. ``public_message`` is what the client reads: for
-the PBX errors it is a fixed text, because their ``message`` holds the AMI detail that
-only the log should see.
+the error envelope, in that one place (where the PBX errors get a fixed text for the
+client: their ``message`` holds the AMI detail that only the log should see).
 
 - :class:`ApiError`: a request refused by the HTTP layer (its status and code given);
-- :class:`AccessError` and its kinds: the access policy (``directory/access.py``);
+- :class:`~pbx_bridge.directory.access.AccessError` and its kinds (UserInvalid,
+  ExtensionInvalid, AccessDenied): the access policy, defined beside it;
 - :class:`PbxUnavailable`, :class:`PbxTimeout`, :class:`ViewState`, :class:`PbxRefused`:
   the PBX link and the recording feature;
 - :class:`RecordingDisabled`: the recording rules (``recording/rules.py``).
@@ -18,16 +18,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 __all__ = [
-    "AccessDenied",
-    "AccessError",
     "ApiError",
-    "ExtensionInvalid",
     "PbxBridgeError",
     "PbxRefused",
     "PbxTimeout",
     "PbxUnavailable",
     "RecordingDisabled",
-    "UserInvalid",
     "ViewState",
 ]
 
@@ -42,11 +38,6 @@ class PbxBridgeError(Exception):
         super().__init__(message)
         self.message = message
         self.headers: dict[str, str] = dict(headers or {})
-
-    @property
-    def public_message(self) -> str:
-        """The envelope's message (the client's); ``message`` may say more, for the log."""
-        return self.message
 
 
 class ApiError(PbxBridgeError):
@@ -65,76 +56,34 @@ class ApiError(PbxBridgeError):
         self.code = code
 
 
-# --------------------------------------------------------------------------- access
-
-
-class AccessError(PbxBridgeError):
-    """Base of the access policy's refusals."""
-
-    code = "access_denied"
-    status = 403
-
-
-class UserInvalid(AccessError):
-    code = "user_invalid"
-    status = 400
-
-
-class ExtensionInvalid(AccessError):
-    code = "extension_invalid"
-    status = 400
-
-
-class AccessDenied(AccessError):
-    code = "access_denied"
-    status = 403
-
-
 # --------------------------------------------------------------------------- PBX
+# Their message holds the AMI detail, for the log: the client reads a fixed text
+# (api/errors.py).
 
 
 class PbxUnavailable(PbxBridgeError):
     """AMI is not connected or the state is not resynced yet."""
 
-    status = 503
     code = "pbx_unavailable"
-
-    @property
-    def public_message(self) -> str:
-        return "the PBX is not available right now"
+    status = 503
 
 
 class PbxTimeout(PbxBridgeError):
     """Asterisk did not answer in time."""
 
-    status = 504
     code = "pbx_timeout"
-
-    @property
-    def public_message(self) -> str:
-        return "the PBX did not answer in time"
+    status = 504
 
 
 class ViewState(PbxBridgeError):
     """The view cannot be recorded now: not answered, or already gone."""
 
-    status = 409
     code = "pc_phonecallview_state"
-
-    @property
-    def public_message(self) -> str:
-        return f"the view cannot be changed: {self.message}"
-
-
-class PbxRefused(PbxBridgeError):
-    """Asterisk answered an action with an error."""
-
     status = 409
-    code = "pc_phonecallview_state"
 
-    @property
-    def public_message(self) -> str:
-        return "the PBX refused the action on this view"
+
+class PbxRefused(ViewState):
+    """Asterisk answered an action on the view with an error (409 like ViewState)."""
 
 
 # --------------------------------------------------------------------------- recording

@@ -1,15 +1,17 @@
 """The composition root: settings -> storage -> PBX link -> features -> HTTP app.
 
-`run` is what ``pbx-bridge serve`` does (api/cli.py parses its arguments): load the
+`run` is what ``pbx-bridge serve`` does (`register` adds the command): load the
 settings, refuse a demo secret, open the database (never migrating it), build the
 `Services` (the PBX link and the features plugged into it), the aiohttp app over them
 (api/app.py), and serve it on the hardened listener (api/listener.py) until SIGTERM or
-SIGINT; SIGHUP reloads the TLS certificate and key. Recordings in progress are
-Asterisk's (MixMonitor) and keep running.
+SIGINT (requests in flight get ``http.shutdown_timeout`` seconds to finish); SIGHUP
+reloads the TLS certificate and key. Recordings in progress are Asterisk's (MixMonitor)
+and keep running.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -28,7 +30,7 @@ from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.secret_check import refused_secret
 
-__all__ = ["Counters", "Services", "run", "serve"]
+__all__ = ["Counters", "Services", "register", "run", "serve"]
 
 log = logging.getLogger("pbx_bridge.serve")
 _api_log = logging.getLogger("pbx_bridge.api")
@@ -173,3 +175,27 @@ async def serve(settings: Settings, directory: Directory) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         await service.close()
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the HTTP API and the AMI connection",
+        description=(
+            "Run the UAPI PhoneCalls HTTP service next to Asterisk: connect to AMI, follow "
+            "the calls, serve /uapi/phoneCalls, /healthz, /readyz, /metrics and "
+            "/oauth/token on http.host:http.port (HTTPS with http.tls_cert/tls_key). Stops "
+            "gracefully on SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."
+        ),
+    )
+    serve.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings TOML file (default: $PBX_BRIDGE_CONFIG, else built-in defaults)",
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="accept an empty, placeholder or demo AMI secret (never on a shared machine)",
+    )
+    serve.set_defaults(func=lambda args: run(args.config, demo=args.demo))

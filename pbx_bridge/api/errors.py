@@ -14,7 +14,14 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
-from pbx_bridge.errors import ApiError, PbxBridgeError
+from pbx_bridge.errors import (
+    ApiError,
+    PbxBridgeError,
+    PbxRefused,
+    PbxTimeout,
+    PbxUnavailable,
+    ViewState,
+)
 
 __all__ = [
     "BEARER_CHALLENGE",
@@ -32,6 +39,15 @@ _HTTP_CODES = {
     404: ("not_found", "no such resource"),
     405: ("method_not_allowed", "method not allowed on this resource"),
     413: ("body_too_large", "request body too large"),
+}
+
+# What the client reads for the PBX errors, whose own message is the AMI detail (logged
+# where it matters); "{message}" stands for that message.
+_CLIENT_TEXT: dict[type[PbxBridgeError], str] = {
+    PbxUnavailable: "the PBX is not available right now",
+    PbxTimeout: "the PBX did not answer in time",
+    ViewState: "the view cannot be changed: {message}",
+    PbxRefused: "the PBX refused the action on this view",
 }
 
 
@@ -52,7 +68,9 @@ def error_response(
 def _from_exception(exc: Exception) -> web.Response | None:
     """The envelope for a known exception; None for an unexpected one."""
     if isinstance(exc, PbxBridgeError):
-        return error_response(exc.status, exc.code, exc.public_message, exc.headers)
+        text = _CLIENT_TEXT.get(type(exc))
+        message = text.format(message=exc.message) if text else exc.message
+        return error_response(exc.status, exc.code, message, exc.headers)
     if isinstance(exc, web.HTTPException):
         return _from_http_exception(exc)
     return None

@@ -141,6 +141,28 @@ class Call:
     origin_name: str = ""
     origin_exten: str = ""
 
+    def add_view(self, extension: str, view_tag: str) -> None:
+        """Give the extension its view id: the one a bridge tagged its channel with for
+        this call (PBX_VIEW), if free, else the next one."""
+        linked, _, rest = view_tag.partition("|")
+        tagged = rest.partition("|")[0]
+        free = tagged not in self.view_ids.values()
+        if linked == self.linkedid and tagged.isascii() and tagged.isdigit() and free:
+            self.view_ids[extension] = tagged
+            self.next_view = max(self.next_view, int(tagged) + 1)
+            return
+        self.view_ids[extension] = f"{self.next_view:02d}"
+        self.next_view += 1
+
+    def take_origin(self, ch: Channel) -> None:
+        """The originating channel (Uniqueid == Linkedid) defines the calling party;
+        until it is seen, the first channel stands in for it."""
+        self.origin_uid = ch.uniqueid
+        self.origin_ext = ch.extension
+        self.origin_num = ch.caller_num
+        self.origin_name = ch.caller_name
+        self.origin_exten = ch.exten
+
     def channels_of(self, extension: str) -> list[Channel]:
         return [c for c in self.channels.values() if c.extension == extension]
 
@@ -155,6 +177,32 @@ class Call:
         return min(times) if times else None
 
 
+class _ExtensionCalls:
+    """extension -> {linkedid: how many of the call's channels are the extension's}."""
+
+    def __init__(self) -> None:
+        self._counts: dict[str, dict[str, int]] = {}
+
+    def linkedids(self, extension: str) -> Mapping[str, int]:
+        return self._counts.get(extension, {})
+
+    def add(self, extension: str, linkedid: str) -> None:
+        counts = self._counts.setdefault(extension, {})
+        counts[linkedid] = counts.get(linkedid, 0) + 1
+
+    def remove(self, extension: str, linkedid: str) -> None:
+        counts = self._counts.get(extension)
+        if counts is None:
+            return
+        n = counts.get(linkedid, 0) - 1
+        if n > 0:
+            counts[linkedid] = n
+            return
+        counts.pop(linkedid, None)
+        if not counts:
+            del self._counts[extension]
+
+
 class Tracker:
     def __init__(
         self,
@@ -165,7 +213,7 @@ class Tracker:
         self.channels: dict[str, Channel] = {}
         self.calls: dict[str, Call] = {}  # by Linkedid
         self._by_id: dict[str, Call] = {}  # by public id
-        self._ext_calls: dict[str, dict[str, int]] = {}  # extension -> {linkedid: n}
+        self._ext_calls = _ExtensionCalls()
         self._tombstones: OrderedDict[str, None] = OrderedDict()
         self._effects: list[SetVar] = []
         self._clock = clock
@@ -204,7 +252,7 @@ class Tracker:
         return self._by_id.get(public_id)
 
     def calls_of(self, extension: str) -> list[Call]:
-        ids = self._ext_calls.get(extension, {})
+        ids = self._ext_calls.linkedids(extension)
         return sorted((self.calls[lid] for lid in ids), key=lambda c: (c.published, c.linkedid))
 
     def take_effects(self) -> list[SetVar]:
@@ -349,50 +397,24 @@ class Tracker:
             self._by_id[call.id] = call
         call.channels[ch.uniqueid] = ch
         if ch.uniqueid == call.linkedid or not call.origin_uid:
-            # The originating channel (Uniqueid == Linkedid) defines the calling party;
-            # until we have seen it, the first channel stands in for it.
-            call.origin_uid = ch.uniqueid
-            call.origin_ext = ch.extension
-            call.origin_num = ch.caller_num
-            call.origin_name = ch.caller_name
-            call.origin_exten = ch.exten
+            call.take_origin(ch)
         if ch.extension:
             self._assign_view(call, ch)
-            counts = self._ext_calls.setdefault(ch.extension, {})
-            counts[call.linkedid] = counts.get(call.linkedid, 0) + 1
+            self._ext_calls.add(ch.extension, call.linkedid)
 
     def _detach(self, call: Call, ch: Channel) -> None:
         if call.channels.pop(ch.uniqueid, None) is None:
             return
         if ch.extension:
-            counts = self._ext_calls.get(ch.extension)
-            if counts is not None:
-                n = counts.get(call.linkedid, 0) - 1
-                if n > 0:
-                    counts[call.linkedid] = n
-                else:
-                    counts.pop(call.linkedid, None)
-                    if not counts:
-                        del self._ext_calls[ch.extension]
+            self._ext_calls.remove(ch.extension, call.linkedid)
         if not call.channels:
             del self.calls[call.linkedid]
             self._by_id.pop(call.id, None)
 
     def _assign_view(self, call: Call, ch: Channel) -> None:
-        ext = ch.extension
-        assert ext is not None
-        if ext not in call.view_ids:
-            vid = None
-            linked, _, rest = ch.view_tag.partition("|")
-            tagged = rest.partition("|")[0]
-            free = tagged not in call.view_ids.values()
-            if linked == call.linkedid and tagged.isascii() and tagged.isdigit() and free:
-                vid = tagged
-                call.next_view = max(call.next_view, int(tagged) + 1)
-            if vid is None:
-                vid = f"{call.next_view:02d}"
-                call.next_view += 1
-            call.view_ids[ext] = vid
+        assert ch.extension is not None
+        if ch.extension not in call.view_ids:
+            call.add_view(ch.extension, ch.view_tag)
         self._tag_view(ch)
 
     def _tag_view(self, ch: Channel) -> None:

@@ -29,8 +29,7 @@ Path resolution for ``/uapi/phoneCalls/{userId}/{extension}``, in this order:
    forbidden as under its owner's id).
 6. An extension that does not belong to that user is ``extension_invalid``.
 
-``resolve_target`` runs all of it; the smaller functions are its parts. The refusals
-(UserInvalid, ExtensionInvalid, AccessDenied) are pbx_bridge.errors'; who may record is
+``resolve_target`` runs all of it; the smaller functions are its parts. Who may record is
 pbx_bridge/recording/rules.py's.
 """
 
@@ -41,7 +40,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pbx_bridge.directory.models import Extension, Principal, User, is_extension_number
-from pbx_bridge.errors import AccessDenied, AccessError, ExtensionInvalid, UserInvalid
+from pbx_bridge.errors import PbxBridgeError
 
 if TYPE_CHECKING:
     from pbx_bridge.directory.store import Directory
@@ -74,6 +73,32 @@ NO_SUCH_USER = "no such user"
 NO_SUCH_EXTENSION = "no such extension"
 USER_ALIASES = ("@me", "@viewer", "@owner")
 _USER_ID = re.compile(r"[0-9]{1,15}")
+
+
+class AccessError(PbxBridgeError):
+    """Base of the refusals below (pbx_bridge.errors' hierarchy); ``code`` and ``status``
+    are the contract's, the message the client's."""
+
+    code = "access_denied"
+    status = 403
+
+
+class _NoSuch(AccessError):
+    """400: malformed, unknown, or not to be known to exist (the same answer)."""
+
+    status = 400
+
+
+class UserInvalid(_NoSuch):
+    code = "user_invalid"
+
+
+class ExtensionInvalid(_NoSuch):
+    code = "extension_invalid"
+
+
+class AccessDenied(AccessError):
+    """Known to exist, but outside the requester's context (the base's 403 access_denied)."""
 
 
 # --------------------------------------------------------------------------- policy

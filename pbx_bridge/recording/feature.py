@@ -51,15 +51,9 @@ class RecordingFeature(Feature):
             link, directory, self.service,
             retry_first=rec.always_retry_first, retry_cap=rec.always_retry_cap,
         )
+        self.counts: RecordingCounts = self.service.counts
+        self.views: ViewSlots = self.service.views  # the per-view slots (bounded)
         link.add_feature(self)
-
-    @property
-    def counts(self) -> RecordingCounts:
-        return self.service.counts
-
-    @property
-    def views(self) -> ViewSlots:
-        return self.service.views
 
     # ------------------------------------------------------------------ the API's
     async def start(self, call: Call, ext: Extension, fmt: str | None = None) -> None:

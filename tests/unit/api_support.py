@@ -1,7 +1,7 @@
 """Helpers for the API unit tests (tests/unit/test_api_*.py): a demo directory in a tmp
-SQLite file with one app and token per principal, the Services (pbx_bridge/server.py) whose AMI client points at a
-closed port (it never connects), and a tiny PBX stand-in that feeds the bridge's tracker
-with events shaped like real AMI ones.
+SQLite file with one app and token per principal, the Services (pbx_bridge/server.py)
+whose AMI client points at a closed port (it never connects), and a tiny PBX stand-in
+that feeds the bridge's tracker with events shaped like real AMI ones.
 
 Nothing here ever answers an AMI action: recording success is the integration tier's.
 """

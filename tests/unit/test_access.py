@@ -19,8 +19,8 @@ from pbx_bridge.directory.access import (
     visible_extensions,
 )
 from pbx_bridge.directory.models import DirectoryFile, Principal, User
-from pbx_bridge.recording.rules import on_demand as recording_allowed
 from pbx_bridge.directory.store import Directory
+from pbx_bridge.recording.rules import on_demand as recording_allowed
 
 pytestmark = pytest.mark.unit
 
