@@ -66,7 +66,7 @@ async def test_bridge_restart_keeps_call_ids_views_and_recording(pbx, phones, tm
         for ch in list(call.channels.values()):  # PBX_VIEW has reached the channels
             await eventually_async(lambda ch=ch: _getvar(first, ch.name, "PBX_VIEW"))
         ext = directory.extension(A)
-        await first.start_recording(call, ext, "wav")
+        await first.recording.service.start(call, ext, "wav")
         before = rendered(first)
         assert before[0]["phoneCallView"][0]["recording"]
         await asyncio.sleep(1.0)
@@ -83,7 +83,7 @@ async def test_bridge_restart_keeps_call_ids_views_and_recording(pbx, phones, tm
         assert rel.startswith("3/0003*210/"), rel
         path = pbx.monitor_dir / rel
         await asyncio.sleep(1.0)  # recording on, with no bridge watching for a moment
-        await second.stop_recording(call, directory.extension(A))
+        await second.recording.service.stop(call, directory.extension(A))
         assert "recording" not in rendered(second)[0]["phoneCallView"][0]
         await a.hangup()
         await b.wait_event("CALL_CLOSED")

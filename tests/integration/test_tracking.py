@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from pbx_bridge.calls.tracker import Tracker
+from pbx_bridge.replay import ReplayTracker
 from tests.support.scenarios import DEVICES, SCENARIOS, Checkpoint, Run, compare
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))
 async def test_tracker_follows_asterisk(name, pbx, phones, ami_log) -> None:
     client = ami_log.client
-    tracker = Tracker(DEVICES)
+    tracker = ReplayTracker(DEVICES)
     client.add_event_handler(tracker.feed)
     _, items = await client.send_list_action("CoreShowChannels")
     tracker.resync(items)
