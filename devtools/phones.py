@@ -22,8 +22,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devtools.sandbox import Sandbox
 from pbx_bridge.directory.models import is_extension_number
-from pbx_bridge.sandbox import Sandbox
 
 PHONES_DIR = "var/pbx-sandbox/phones"  # inside the root
 MAX_PHONES = 40  # at once per sandbox: their ports stay inside the sandbox's port range
@@ -416,7 +416,7 @@ def _cmd(args: argparse.Namespace) -> int:
     async def run() -> int:
         sb = Sandbox(name=args.sandbox)
         if not sb.running():
-            print(f"pbx-bridge phone: sandbox '{sb.name}' is not running", file=sys.stderr)
+            print(f"devtools phone: sandbox '{sb.name}' is not running", file=sys.stderr)
             return 1
         answer = not args.dial
         phone = (
