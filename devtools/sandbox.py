@@ -31,6 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 ROOT_PACKAGES = (
     "asterisk",
@@ -129,7 +130,7 @@ def _check_can_build(cache: Path) -> None:
         )
 
 
-def ensure_root(root: Path | None = None, *, log=None) -> Path:
+def ensure_root(root: Path | None = None, *, log: TextIO | None = None) -> Path:
     """Return a ready root, building it once if needed (safe against parallel callers)."""
     root = root or default_root()
     marker = root / ".pbx-bridge-root-ok"
@@ -200,7 +201,9 @@ class Sandbox:
         default_factory=lambda: int(os.environ.get("PBX_BRIDGE_SANDBOX_PORT_OFFSET", "0"))
     )
     # The Asterisk we started, kept so that stop() reaps it (no zombies in long runs).
-    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False, compare=False)
+    _proc: subprocess.Popen[bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
     _secrets: SandboxSecrets | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -437,7 +440,7 @@ class Sandbox:
             self._kill(proc.pid)
             raise
 
-    def _wait_booted(self, proc: subprocess.Popen, deadline: float) -> None:
+    def _wait_booted(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
         while True:
             if proc.poll() is not None:
                 raise SandboxError(
@@ -553,7 +556,7 @@ def _cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sandbox",
         help="a local Asterisk (Debian sid root, no Docker) for development and tests",
