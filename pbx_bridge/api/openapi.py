@@ -173,21 +173,17 @@ def _json(description: str, schema: Schema) -> Schema:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
-_BEARER_HEADERS = {
-    "WWW-Authenticate": {
-        "description": '`Bearer realm="pbx-bridge"`, with `error="invalid_token"` when a '
-        "token was given",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^Bearer "},
-    }
-}
-_ALLOW = {
-    "Allow": {
-        "description": "the methods the resource supports",
-        "required": True,
-        "schema": {"type": "string"},
-    }
-}
+def _header(name: str, description: str, pattern: str) -> dict[str, Schema]:
+    """A response header that is always sent."""
+    schema = {"type": "string", "pattern": pattern}
+    return {name: {"description": description, "required": True, "schema": schema}}
+
+
+_BEARER_HEADERS = _header(
+    "WWW-Authenticate",
+    '`Bearer realm="pbx-bridge"`, with `error="invalid_token"` when a token was given',
+    "^Bearer ",
+)
 
 
 _LIST_QUERY_CODES = ["startindex_invalid", "count_invalid", "filterby_invalid",
@@ -452,24 +448,12 @@ def _oauth_paths(internal: dict[str, Schema]) -> dict[str, Any]:
     client_failed = _error(
         "Client authentication failed",
         "invalid_client",
-        headers={
-            "WWW-Authenticate": {
-                "description": '`Basic realm="pbx-bridge"`',
-                "required": True,
-                "schema": {"type": "string", "pattern": "^Basic "},
-            }
-        },
+        headers=_header("WWW-Authenticate", '`Basic realm="pbx-bridge"`', "^Basic "),
     )
     throttled = _error(
         "Too many failed client authentications for this client id or from this address",
         "too_many_requests",
-        headers={
-            "Retry-After": {
-                "description": "seconds until the lockout ends",
-                "required": True,
-                "schema": {"type": "string", "pattern": "^[0-9]+$"},
-            }
-        },
+        headers=_header("Retry-After", "seconds until the lockout ends", "^[0-9]+$"),
     )
     no_store = {
         "Cache-Control": {
