@@ -16,6 +16,7 @@ stop:
 
 test: bootstrap
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 	.venv/bin/pytest $(PYTEST_ARGS)
 
 test-unit: bootstrap
@@ -23,6 +24,7 @@ test-unit: bootstrap
 
 lint: bootstrap
 	.venv/bin/ruff check .
+	.venv/bin/mypy
 
 # Side-by-side benchmarks (bench/run.py): its own sandbox Asterisk ("bench", ports from
 # PBX_BRIDGE_SANDBOX_PORT_OFFSET), about 3 minutes; results in docs/bench/.

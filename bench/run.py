@@ -58,12 +58,12 @@ import aiohttp
 from bench.ari import Ari
 from bench.rawami import RawAmi
 from bench.replay import ReplayServer, rewrite
+from devtools.sandbox import ARI_USER, HARNESS_AMI_USER, Sandbox, SandboxError
 from pbx_bridge.calls.tracker import call_id as public_id
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.pbx.framing import AmiParser
-from pbx_bridge.sandbox import HARNESS_AMI_USER, Sandbox, SandboxError
 from pbx_bridge.server import Services
 
 REPO = Path(__file__).resolve().parent.parent
@@ -259,7 +259,9 @@ class Lab:
             events="call", filters=("Event: MixMonitorSt",),
         )
         await self.hangup_all()
-        self.ari = Ari(f"http://127.0.0.1:{sb.http_port}/ari", AMI_USER, sb.secrets.ari)
+        # ARI is the comparison only (the bridge does not use it): the sandbox's URL, user
+        # and generated password.
+        self.ari = Ari(sb.ari_url, ARI_USER, sb.secrets.ari)
         await self.ari.start(limit=200)
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         await self.start_bridge()
@@ -274,8 +276,6 @@ class Lab:
             PBX_BRIDGE_AMI__HOST="127.0.0.1",
             PBX_BRIDGE_AMI__PORT=str(sb.ami_port),
             PBX_BRIDGE_AMI__SECRET=sb.secrets.ami,
-            PBX_BRIDGE_ARI__URL=f"http://127.0.0.1:{sb.http_port}/ari",
-            PBX_BRIDGE_ARI__PASSWORD=sb.secrets.ari,
             PBX_BRIDGE_DATABASE__URL=f"sqlite:///{self.db_path}",
         )
         return env
@@ -773,10 +773,6 @@ async def finish_profile(prof: tuple[subprocess.Popen, Path]) -> str:
 def bench_settings(lab: Lab, ami_port: int) -> Settings:
     return Settings(
         ami={"port": ami_port, "secret": lab.sandbox.secrets.ami, "action_timeout": 10.0},
-        ari={
-            "url": f"http://127.0.0.1:{lab.sandbox.http_port}/ari",
-            "password": lab.sandbox.secrets.ari,
-        },
         database={"url": f"sqlite:///{lab.db_path}"},
     )
 

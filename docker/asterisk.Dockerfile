@@ -1,5 +1,5 @@
 # Asterisk from the same Debian sid packages as the development sandbox
-# (pbx_bridge/sandbox.py ROOT_PACKAGES), configured by the project's asterisk-conf/,
+# (devtools/sandbox.py ROOT_PACKAGES), configured by the project's asterisk-conf/,
 # which compose.yaml mounts read-only; the entrypoint writes /etc/asterisk from it with
 # the secrets of the environment and runs Asterisk with umask 027.
 FROM debian:sid-slim

@@ -1,4 +1,7 @@
-"""Registry of CLI command groups (each module exposes `register(subparsers)`)."""
+"""Registry of CLI command groups (each module exposes `register(subparsers)`).
+
+Only what runs next to a PBX: the development sandbox and phones are `python -m devtools`
+(devtools/ in the checkout, never in the wheel)."""
 
 from __future__ import annotations
 
@@ -7,12 +10,10 @@ import importlib
 
 # module path -> the function in it that adds its subcommands
 _COMMAND_MODULES = (
-    "pbx_bridge.sandbox",
     "pbx_bridge.directory.cli",
     "pbx_bridge.storage.cli",
     "pbx_bridge.server",
     "pbx_bridge.replay",
-    "pbx_bridge.phones",
 )
 
 

@@ -5,7 +5,7 @@ the TOML file, the defaults below. ``load_settings()`` is the one entry point th
 the project uses; it turns every problem (missing file, bad TOML, unknown key, value out
 of range) into one :class:`ConfigError` whose message names the file and the key.
 
-Secrets (``ami.secret``, ``ari.password``, ``database.url``, which may hold a password)
+Secrets (``ami.secret``, ``database.url``, which may hold a password)
 are :class:`pydantic.SecretStr`: they print as ``**********`` in ``repr``/``str``/
 ``model_dump(mode="json")`` and therefore in logs. Read the value with
 ``.get_secret_value()`` only where it is used (sent to Asterisk, given to the driver).
@@ -39,7 +39,6 @@ __all__ = [
     "ENV_CONFIG_PATH",
     "ENV_PREFIX",
     "AmiSettings",
-    "AriSettings",
     "AuthSettings",
     "ConfigError",
     "DatabaseSettings",
@@ -88,7 +87,6 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Text = Annotated[str, Field(min_length=1), AfterValidator(_no_control)]
 Secret = Annotated[SecretStr, AfterValidator(_no_control_secret)]
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class _Section(BaseModel):
@@ -171,12 +169,6 @@ class AmiSettings(_Section):
     resync_interval: Seconds = 300.0
     # Let `serve` use an empty, placeholder or demo secret (pbx_bridge/secret_check.py).
     allow_demo_secret: bool = False
-
-
-class AriSettings(_Section):
-    url: HttpUrl = "http://127.0.0.1:8088/ari"
-    username: Text = "pbx-bridge"
-    password: Secret = SecretStr("")
 
 
 def _database_url(value: SecretStr) -> SecretStr:
@@ -284,6 +276,11 @@ _DIRECTORY_DATABASE_GONE = (
     'url = "sqlite:///<that path>" (environment: PBX_BRIDGE_DATABASE__URL)'
 )
 
+# Nothing in pbx-bridge ever used ARI (only bench/ compares against it, with the sandbox's
+# own credentials). The environment variables PBX_BRIDGE_ARI__* are ignored, so an old
+# EnvironmentFile still starts; a section in the file is an error that says what to do.
+_ARI_GONE = "[ari] was removed (pbx-bridge does not use ARI): delete the section"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
@@ -296,7 +293,6 @@ class Settings(BaseSettings):
 
     http: HttpSettings = HttpSettings()
     ami: AmiSettings = AmiSettings()
-    ari: AriSettings = AriSettings()
     database: DatabaseSettings = DatabaseSettings()
     recordings: RecordingsSettings = RecordingsSettings()
     auth: AuthSettings = AuthSettings()
@@ -312,6 +308,8 @@ class Settings(BaseSettings):
         if isinstance(data, dict) and isinstance(data.get("directory"), dict):
             if "database" in data["directory"]:
                 raise ValueError(_DIRECTORY_DATABASE_GONE)
+        if isinstance(data, dict) and "ari" in data:
+            raise ValueError(_ARI_GONE)
         return data
 
     @property

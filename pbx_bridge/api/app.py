@@ -105,7 +105,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await runtime.close()
-        pending = list(app[BACKGROUND])
+        background = app[BACKGROUND]
+        pending = list(background)
         for task in pending:
             task.cancel()
         if pending:

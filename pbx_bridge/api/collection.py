@@ -49,7 +49,7 @@ from typing import Any, Literal, TypeVar
 from multidict import MultiMapping
 
 from pbx_bridge.api.errors import ApiError
-from pbx_bridge.calls.model import iso
+from pbx_bridge.calls.model import PhoneCall, iso
 
 __all__ = [
     "DEFAULT_COUNT",
@@ -86,9 +86,8 @@ FILTER_FIELDS = ("id", "published")
 FILTER_OPS = ("equals", "contains", "startsWith", "greaterThan", "lessThan", "present", "inArray")
 DEFAULT_FILTER_OP = "contains"  # OpenSocial's default
 SORT_ORDERS = ("ascending", "descending")
-# The PhoneCall's top-level fields, in the order it renders them.
-FIELDS = ("id", "extension", "ownerId", "ownerName", "published", "answered", "phoneCallView",
-          "link")
+# The PhoneCall's top-level fields, in the order it renders them (the model's order).
+FIELDS = tuple(info.alias or name for name, info in PhoneCall.model_fields.items())
 TOKEN_PARAM = "accessRequestToken"
 LIST_PARAMS = ("startIndex", "count", "filterBy", "filterOp", "filterValue", "sortOrder",
                "fields", TOKEN_PARAM)

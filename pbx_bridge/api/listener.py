@@ -279,8 +279,9 @@ class _TcpSite(web.TCPSite):
         self._runner._reg_site(self)
         server = self._runner.server
         assert server is not None
-        extra = {"ssl_handshake_timeout": self._handshake_timeout} if self._ssl_context else {}
-        self._server = await asyncio.get_running_loop().create_server(
+        # asyncio refuses a handshake timeout without TLS.
+        handshake = self._handshake_timeout if self._ssl_context else None
+        listener = await asyncio.get_running_loop().create_server(
             server,
             self._host,
             self._port,
@@ -288,9 +289,10 @@ class _TcpSite(web.TCPSite):
             backlog=self._backlog,
             reuse_address=self._reuse_address,
             reuse_port=self._reuse_port,
-            **extra,
+            ssl_handshake_timeout=handshake,
         )
-        sockets = self._server.sockets
+        self._server = listener
+        sockets = listener.sockets
         if sockets:
             self._bound_port = sockets[0].getsockname()[1]
 

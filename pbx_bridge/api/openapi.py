@@ -1,31 +1,40 @@
 """The OpenAPI 3.1 description of every route the app serves (``GET /uapi/openapi.json``).
 
-Built in code, next to the handlers it describes, so that it stays exact: every status a
-route can answer is listed, every error lists the codes it can carry, and every object
-schema is closed (``additionalProperties: false``). ``tests/unit/test_api_openapi.py``
-checks it against the spec and against the app's router.
+Every body's schema (``components.schemas``) is generated from the pydantic models that
+define it, once: the PhoneCall from :mod:`pbx_bridge.calls.model`, the rest from
+:mod:`pbx_bridge.api.schemas`, each field's docstring as its description. Paths,
+parameters (from :mod:`pbx_bridge.api.collection`'s constants), security and responses
+are built here in code and only reference those schemas. Every status a route can answer
+is listed, every error lists the codes it can carry, and every object schema is closed
+(``additionalProperties: false``). ``tests/unit/test_api_service.py`` checks the document
+against the spec and the app's router; ``tests/unit/test_phonecall_schema.py`` checks
+every rendered PhoneCall against it.
 """
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, models_json_schema
+from pydantic_core import core_schema
 
 from pbx_bridge import __version__
-from pbx_bridge.api import collection, validation
+from pbx_bridge.api import collection, schemas, validation
 from pbx_bridge.api.routes import PREFIXES
+from pbx_bridge.calls import model
 
-__all__ = ["OPENAPI", "build_document", "openapi_handler"]
+__all__ = ["OPENAPI", "build_document", "component_schemas", "openapi_handler"]
 
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 Schema = dict[str, Any]
 
 _REF = "#/components/schemas/"
-_DATE_TIME = {"type": "string", "format": "date-time"}
-_UAPI_SECURITY = [{"bearer": []}, {"authenticationHeader": []}, {"accessRequestToken": []}]
+_UAPI_SECURITY: list[dict[str, list[str]]] = [
+    {"bearer": []}, {"authenticationHeader": []}, {"accessRequestToken": []}
+]
 
 ERROR_DESCRIPTIONS = {
     "pc_recformat_invalid": "`format` present but not `wav` or `wav49`",
@@ -74,22 +83,78 @@ ERROR_DESCRIPTIONS = {
 }
 
 
-def _error_schema(codes: list[str]) -> Schema:
+# The models behind components.schemas, each in the direction it travels: what the
+# service sends is described as it serializes, what it takes as it validates.
+_MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
+    (model.PhoneCall, "serialization"),
+    (model.PhoneCallFields, "serialization"),
+    (schemas.PhoneCallList, "serialization"),
+    (schemas.PhoneCallAction, "validation"),
+    (schemas.Error, "serialization"),
+    (schemas.Status, "serialization"),
+    (schemas.Token, "serialization"),
+    (schemas.TokenRequest, "validation"),
+    (schemas.RevokeRequest, "validation"),
+)
+
+
+class _ApiJsonSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema, spelled as the API behaves: a field without a value is
+    left out of the JSON, never ``null``, so an optional field is documented as optional
+    and not as nullable (an explicit ``null`` in a PUT body is refused too); no generated
+    titles (the component names say it); descriptions on one line."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> Schema:
+        return self.generate_inner(schema["schema"])
+
+    def default_schema(self, schema: core_schema.WithDefaultSchema) -> Schema:
+        if schema.get("default", ...) is None:
+            return self.generate_inner(schema["schema"])
+        return super().default_schema(schema)
+
+    def field_title_should_be_set(self, schema: Any) -> bool:
+        return False
+
+    def generate(self, schema: Any, mode: JsonSchemaMode = "validation") -> Schema:
+        return _tidy(super().generate(schema, mode))
+
+    def generate_definitions(self, inputs: Any) -> Any:
+        keys, definitions = super().generate_definitions(inputs)
+        return keys, {name: _tidy(value) for name, value in definitions.items()}
+
+
+def _tidy(node: Any, *, names: bool = False) -> Any:
+    """No ``title``, descriptions on one line; ``names``: ``node`` maps field names (a
+    ``properties``), which are kept whatever they are called."""
+    if isinstance(node, list):
+        return [_tidy(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if names:
+        return {key: _tidy(value) for key, value in node.items()}
     return {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["error"],
-        "properties": {
-            "error": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["code", "message"],
-                "properties": {
-                    "code": {"type": "string", "enum": codes},
-                    "message": {"type": "string"},
-                },
-            }
-        },
+        key: " ".join(value.split()) if key == "description" else
+        _tidy(value, names=key == "properties")
+        for key, value in node.items()
+        if key != "title"
+    }
+
+
+def component_schemas() -> dict[str, Schema]:
+    """``components.schemas``: generated from the models, referenced where they are."""
+    _keys, top = models_json_schema(
+        _MODELS, ref_template=_REF + "{model}", schema_generator=_ApiJsonSchema
+    )
+    return dict(sorted(top["$defs"].items()))
+
+
+def _error_schema(codes: list[str]) -> Schema:
+    # The envelope is the Error model's; each answer narrows the codes it can carry.
+    return {
+        "allOf": [
+            {"$ref": _REF + "Error"},
+            {"properties": {"error": {"properties": {"code": {"enum": codes}}}}},
+        ]
     }
 
 
@@ -108,21 +173,17 @@ def _json(description: str, schema: Schema) -> Schema:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
-_BEARER_HEADERS = {
-    "WWW-Authenticate": {
-        "description": '`Bearer realm="pbx-bridge"`, with `error="invalid_token"` when a '
-        "token was given",
-        "required": True,
-        "schema": {"type": "string", "pattern": "^Bearer "},
-    }
-}
-_ALLOW = {
-    "Allow": {
-        "description": "the methods the resource supports",
-        "required": True,
-        "schema": {"type": "string"},
-    }
-}
+def _header(name: str, description: str, pattern: str) -> dict[str, Schema]:
+    """A response header that is always sent."""
+    schema = {"type": "string", "pattern": pattern}
+    return {name: {"description": description, "required": True, "schema": schema}}
+
+
+_BEARER_HEADERS = _header(
+    "WWW-Authenticate",
+    '`Bearer realm="pbx-bridge"`, with `error="invalid_token"` when a token was given',
+    "^Bearer ",
+)
 
 
 _LIST_QUERY_CODES = ["startindex_invalid", "count_invalid", "filterby_invalid",
@@ -199,7 +260,7 @@ _CALL_ID_PARAM = {
     "in": "path",
     "required": True,
     "description": "the `id` of a PhoneCall",
-    "schema": {"type": "string", "pattern": "^[0-9a-f]{1,40}$"},
+    "schema": {"type": "string", "pattern": model.CALL_ID_PATTERN},
 }
 _FIELD_NAMES = "|".join(collection.FIELDS)
 _FIELDS_PARAM = {
@@ -270,135 +331,6 @@ _LIST_PARAMS = [
     },
     _FIELDS_PARAM,
 ]
-
-SCHEMAS: dict[str, Schema] = {
-    "PhoneCallView": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["id", "extension", "status"],
-        "properties": {
-            "id": {"type": "string", "pattern": "^[0-9]{2,}$"},
-            "extension": {"type": "string"},
-            "status": {
-                "type": "string",
-                "enum": ["0", "1", "2", "3", "4", "5"],
-                "description": "0 unknown, 1 off hook, 2 trying, 3 ringing, "
-                "4 other side ringing, 5 on call",
-            },
-            "flow": {
-                "type": "string",
-                "enum": ["2", "4", "8"],
-                "description": "2 local, 4 outgoing to the public network, "
-                "8 incoming from the public network",
-            },
-            "callerId": {"type": "string"},
-            "source": {"type": "array", "items": {"type": "string"}},
-            "destination": {"type": "array", "items": {"type": "string"}},
-            "answered": _DATE_TIME,
-            "recording": {**_DATE_TIME, "description": "when the current recording started"},
-        },
-    },
-    "PhoneCall": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["id", "extension", "phoneCallView"],
-        "properties": {
-            "id": {"type": "string", "pattern": "^[0-9a-f]{1,40}$"},
-            "extension": {"type": "string"},
-            "ownerId": {"type": "string"},
-            "ownerName": {"type": "string"},
-            "published": _DATE_TIME,
-            "answered": _DATE_TIME,
-            "phoneCallView": {"type": "array", "items": {"$ref": _REF + "PhoneCallView"}},
-            "link": {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["self"],
-                "properties": {"self": {"type": "string", "format": "uri"}},
-            },
-        },
-    },
-    "PhoneCallList": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["startIndex", "itemsPerPage", "totalResults", "entry"],
-        "properties": {
-            "startIndex": {"type": "integer", "minimum": 0},
-            "itemsPerPage": {"type": "integer", "minimum": 0},
-            "totalResults": {"type": "integer", "minimum": 1},
-            "entry": {"type": "array", "items": {"$ref": _REF + "PhoneCallFields"}},
-        },
-    },
-    "PhoneCallAction": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["action", "phoneCallViewId"],
-        "properties": {
-            "action": {"type": "string", "enum": list(validation.ACTIONS)},
-            "format": {
-                "type": "string",
-                "enum": list(validation.FORMATS),
-                "description": "StartRecording only; default: the service's "
-                "`recordings.default_format` (`wav` unless configured)",
-            },
-            "phoneCallViewId": {"type": "string", "pattern": "^[0-9]{2}$"},
-        },
-    },
-    "Status": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["status"],
-        "properties": {"status": {"type": "string", "enum": ["ok"]}},
-    },
-    "Token": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["access_token", "token_type", "expires_in"],
-        "properties": {
-            "access_token": {"type": "string"},
-            "token_type": {"type": "string", "enum": ["Bearer"]},
-            "expires_in": {"type": "integer", "minimum": 1},
-        },
-    },
-    "TokenRequest": {
-        "type": "object",
-        "additionalProperties": {"type": "string"},
-        "required": ["grant_type"],
-        "description": "Unknown parameters are ignored (RFC 6749 3.2); a control character "
-        "in any parameter is refused (400 `invalid_request`)",
-        "properties": {
-            "grant_type": {"type": "string", "enum": ["client_credentials"]},
-            "client_id": {"type": "string"},
-            "client_secret": {"type": "string"},
-        },
-    },
-    "RevokeRequest": {
-        "type": "object",
-        "additionalProperties": {"type": "string"},
-        "required": ["token"],
-        "description": "Unknown parameters are ignored; a control character in any "
-        "parameter is refused (400 `invalid_request`)",
-        "properties": {
-            "token": {"type": "string"},
-            "token_type_hint": {
-                "type": "string",
-                "description": "accepted and ignored (there is one kind of token)",
-            },
-            "client_id": {"type": "string"},
-            "client_secret": {"type": "string"},
-        },
-    },
-}
-
-
-# A PhoneCall as GET answers it: with `fields`, only the named fields (and `id`).
-SCHEMAS["PhoneCallFields"] = {
-    **copy.deepcopy(SCHEMAS["PhoneCall"]),
-    "required": ["id"],
-    "description": "A PhoneCall; every field of it unless the request's `fields` named "
-    "some (`id` is always there)",
-}
-
 
 def _uapi_paths() -> dict[str, Any]:
     paths: dict[str, Any] = {}
@@ -516,24 +448,12 @@ def _oauth_paths(internal: dict[str, Schema]) -> dict[str, Any]:
     client_failed = _error(
         "Client authentication failed",
         "invalid_client",
-        headers={
-            "WWW-Authenticate": {
-                "description": '`Basic realm="pbx-bridge"`',
-                "required": True,
-                "schema": {"type": "string", "pattern": "^Basic "},
-            }
-        },
+        headers=_header("WWW-Authenticate", '`Basic realm="pbx-bridge"`', "^Basic "),
     )
     throttled = _error(
         "Too many failed client authentications for this client id or from this address",
         "too_many_requests",
-        headers={
-            "Retry-After": {
-                "description": "seconds until the lockout ends",
-                "required": True,
-                "schema": {"type": "string", "pattern": "^[0-9]+$"},
-            }
-        },
+        headers=_header("Retry-After", "seconds until the lockout ends", "^[0-9]+$"),
     )
     no_store = {
         "Cache-Control": {
@@ -620,7 +540,7 @@ def build_document(public_base_url: str | None = None) -> dict[str, Any]:
         },
         "paths": {**_uapi_paths(), **_service_paths()},
         "components": {
-            "schemas": copy.deepcopy(SCHEMAS),
+            "schemas": component_schemas(),
             "securitySchemes": {
                 "bearer": {
                     "type": "http",

@@ -56,7 +56,7 @@ ONE_PATH = "{prefix}/{{userId}}/{{extension}}/{{phoneCallId}}"
 
 # Recording actions still running after their request gave up (504): kept referenced so
 # they finish (and release the view's lock) instead of being garbage-collected.
-BACKGROUND = web.AppKey("background_actions", set)
+BACKGROUND: web.AppKey[set[asyncio.Future[Any]]] = web.AppKey("background_actions")
 
 
 # --------------------------------------------------------------------------- helpers

@@ -9,7 +9,8 @@ CR, LF, NUL or any other control character is always a 400 (CONTRACT section 2).
 - The PhoneCallAction body: UTF-8 JSON object, no duplicate keys, no unknown keys, every
   field a string (``body_invalid``); then ``action`` (``pc_action_invalid``), ``format``
   (``pc_recformat_invalid``), ``phoneCallViewId`` (``pc_phonecallview_invalid``), in this
-  order.
+  order. The rules are :class:`pbx_bridge.api.schemas.PhoneCallAction`'s, the model the
+  OpenAPI document shows.
 - Query parameters: no control character and nothing absurdly long in any of them
   (``request_invalid``), checked before their meaning; what each parameter means, and
   which ones a route takes, is :mod:`pbx_bridge.api.collection`'s.
@@ -21,13 +22,15 @@ import asyncio
 import json
 import re
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, get_args
 
 from aiohttp import web
 from multidict import MultiMapping
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError
+from pydantic import ConfigDict, Field, Strict, ValidationError, create_model
 
 from pbx_bridge.api.errors import ApiError
+from pbx_bridge.api.schemas import ActionName, PhoneCallAction, RecordingFormat
+from pbx_bridge.calls.model import CALL_ID_PATTERN
 from pbx_bridge.directory import access
 
 __all__ = [
@@ -35,7 +38,6 @@ __all__ = [
     "FORMATS",
     "MAX_SEGMENT",
     "PHONE_CALL_ID_RE",
-    "VIEW_ID_RE",
     "Action",
     "check_query",
     "extension_segment",
@@ -46,10 +48,9 @@ __all__ = [
 ]
 
 MAX_SEGMENT = 64  # longer path segments are refused before any lookup
-PHONE_CALL_ID_RE = re.compile(r"[0-9a-f]{1,40}")
-VIEW_ID_RE = re.compile(r"[0-9]{2}")
-ACTIONS = ("StartRecording", "StopRecording")
-FORMATS = ("wav", "wav49")
+PHONE_CALL_ID_RE = re.compile(CALL_ID_PATTERN)  # anchored: fullmatch as before
+ACTIONS: tuple[str, ...] = get_args(ActionName)
+FORMATS: tuple[str, ...] = get_args(RecordingFormat)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _QUERY_MAX = 1024
 
@@ -117,22 +118,21 @@ async def read_body(request: web.Request, timeout: float) -> bytes:
 
 StrictText = Annotated[str, Strict()]
 
-
-class _Body(BaseModel):
-    """The PhoneCallAction as sent: types only. Absent fields stay None; an explicit
-    ``null`` is a wrong type (defaults are not validated, values are)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-    action: StrictText = Field(default=None)  # type: ignore[assignment]
-    format: StrictText = Field(default=None)  # type: ignore[assignment]
-    phoneCallViewId: StrictText = Field(default=None)  # type: ignore[assignment]
+# The PhoneCallAction's keys as sent, types only (``body_invalid``), derived from the
+# model. Absent fields stay None; an explicit ``null`` is a wrong type (defaults are not
+# validated, values are).
+_SHAPE_FIELDS: dict[str, Any] = {
+    name: (StrictText, Field(default=None)) for name in PhoneCallAction.model_fields
+}
+_BodyShape = create_model(
+    "_BodyShape", __config__=ConfigDict(extra="forbid", strict=True, frozen=True), **_SHAPE_FIELDS
+)
 
 
 @dataclass(frozen=True)
 class Action:
-    action: Literal["StartRecording", "StopRecording"]
-    format: Literal["wav", "wav49"] | None  # None: not given
+    action: ActionName
+    format: RecordingFormat | None  # None: not given
     view_id: str
 
 
@@ -168,26 +168,30 @@ def parse_action(raw: bytes) -> Action:
     if not isinstance(data, dict):
         raise _body_invalid("the body must be a JSON object")
     try:
-        body = _Body.model_validate(data)
+        _BodyShape.model_validate(data)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         field = ".".join(str(p) for p in err["loc"]) or "body"
         if err["type"] == "extra_forbidden":
             raise _body_invalid(f"unknown field {_shown(field)}") from None
         raise _body_invalid(f"the field {_shown(field)} must be a string") from None
+    return _action(data)
 
-    if body.action is None or body.action not in ACTIONS:
-        raise ApiError(400, "pc_action_invalid", "action must be StartRecording or StopRecording")
-    if body.format is not None and body.format not in FORMATS:
-        raise ApiError(400, "pc_recformat_invalid", "format must be wav or wav49")
-    if body.phoneCallViewId is None or VIEW_ID_RE.fullmatch(body.phoneCallViewId) is None:
+
+def _action(data: dict[str, Any]) -> Action:
+    """A body of known keys and string values, checked against the PhoneCallAction."""
+    try:
+        body = PhoneCallAction.model_validate(data)
+    except ValidationError as exc:
+        # The model reports its fields in order, so the first error is the one to answer.
+        field = exc.errors(include_url=False)[0]["loc"][0]
+        if field == "action":
+            raise ApiError(
+                400, "pc_action_invalid", "action must be StartRecording or StopRecording"
+            ) from None
+        if field == "format":
+            raise ApiError(400, "pc_recformat_invalid", "format must be wav or wav49") from None
         raise ApiError(
-            400,
-            "pc_phonecallview_invalid",
-            'phoneCallViewId is required: two digits, e.g. "01"',
-        )
-    return Action(
-        action=body.action,  # type: ignore[arg-type]
-        format=body.format,  # type: ignore[arg-type]
-        view_id=body.phoneCallViewId,
-    )
+            400, "pc_phonecallview_invalid", 'phoneCallViewId is required: two digits, e.g. "01"'
+        ) from None
+    return Action(action=body.action, format=body.format, view_id=body.phoneCallViewId)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from datetime import datetime
 
 from pbx_bridge.config import load_settings
@@ -139,15 +140,11 @@ def _token_list(args: argparse.Namespace) -> int:
         if args.app is not None and directory.app(args.app) is None:
             raise DirectoryError(f"no app with client id {args.app!r}")
         tokens = directory.list_tokens(args.app)
-    print(
-        f"{'ID':{TOKEN_ID_LEN}}  {'CLIENT_ID':32}  {'USER':>6}  {'ISSUED':25}  "
-        f"{'EXPIRES':25}  APP"
-    )
+    row = f"{{:{TOKEN_ID_LEN}}}  {{:32}}  {{:>6}}  {{:25}}  {{:25}}  {{}}"
+    print(row.format("ID", "CLIENT_ID", "USER", "ISSUED", "EXPIRES", "APP"))
     for t in tokens:
-        print(
-            f"{t.id:{TOKEN_ID_LEN}}  {t.client_id:32}  {t.user_id:>6}  {_when(t.issued):25}  "
-            f"{_when(t.expires):25}  {t.app_name}"
-        )
+        when = _when(t.issued), _when(t.expires)
+        print(row.format(t.id, t.client_id, t.user_id, *when, t.app_name))
     return 0
 
 
@@ -181,17 +178,40 @@ def _app_arg(parser: argparse._ActionsContainer, help_text: str, *, required: bo
 # --------------------------------------------------------------------------- registration
 
 
+def _group(
+    sub: argparse._SubParsersAction, name: str, help_text: str, description: str
+) -> argparse._SubParsersAction:
+    """A command group (``pbx-bridge <name> COMMAND``)."""
+    parser = sub.add_parser(name, help=help_text, description=description)
+    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+
+
+def _command(
+    group: argparse._SubParsersAction,
+    func: Callable[[argparse.Namespace], int],
+    name: str,
+    *,
+    help: str,
+    description: str,
+) -> argparse.ArgumentParser:
+    """A command of a group, with ``--config`` and its handler already attached."""
+    parser: argparse.ArgumentParser = group.add_parser(name, help=help, description=description)
+    _add_config(parser)
+    parser.set_defaults(func=func)
+    return parser
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     # directory load FILE
-    directory = sub.add_parser(
+    directory_sub = _group(
+        sub,
         "directory",
-        help="manage the directory (organizations, users, extensions)",
-        description="Manage the directory of organizations, users and extensions.",
+        "manage the directory (organizations, users, extensions)",
+        "Manage the directory of organizations, users and extensions.",
     )
-    directory_sub = directory.add_subparsers(
-        dest="directory_command", required=True, metavar="COMMAND"
-    )
-    load = directory_sub.add_parser(
+    load = _command(
+        directory_sub,
+        _directory_load,
         "load",
         help="load (upsert) organizations, users and extensions from a TOML file",
         description=(
@@ -202,17 +222,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     load.add_argument("file", metavar="FILE", help="directory TOML file")
-    _add_config(load)
-    load.set_defaults(func=_directory_load)
 
     # app create --user ID --name NAME
-    app = sub.add_parser(
+    app_sub = _group(
+        sub,
         "app",
-        help="manage apps (OAuth clients registered to a user)",
-        description="Manage apps: OAuth 2.0 clients registered to a user.",
+        "manage apps (OAuth clients registered to a user)",
+        "Manage apps: OAuth 2.0 clients registered to a user.",
     )
-    app_sub = app.add_subparsers(dest="app_command", required=True, metavar="COMMAND")
-    create = app_sub.add_parser(
+    create = _command(
+        app_sub,
+        _app_create,
         "create",
         help="register an app to a user; prints its client id and secret",
         description=(
@@ -228,11 +248,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="id of the user the app acts for",
     )
     create.add_argument("--name", required=True, metavar="NAME", help="name of the app")
-    _add_config(create)
-    create.set_defaults(func=_app_create)
 
     # app list [--user ID]
-    app_list = app_sub.add_parser(
+    app_list = _command(
+        app_sub,
+        _app_list,
         "list",
         help="list apps (client id, user, enabled or disabled, created, name)",
         description="List the registered apps. Secrets are never shown (only hashes are "
@@ -241,8 +261,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     app_list.add_argument(
         "--user", type=_positive_int, metavar="ID", help="only the apps of this user"
     )
-    _add_config(app_list)
-    app_list.set_defaults(func=_app_list)
 
     # app disable|enable|delete --app CLIENT_ID
     for name, func, summary, text in (
@@ -269,19 +287,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "id and secret stop working.",
         ),
     ):
-        command = app_sub.add_parser(name, help=summary, description=text)
+        command = _command(app_sub, func, name, help=summary, description=text)
         _app_arg(command, "the app's client id")
-        _add_config(command)
-        command.set_defaults(func=func)
 
     # token issue --app CLIENT_ID [--ttl SECONDS]
-    token = sub.add_parser(
-        "token",
-        help="manage bearer tokens",
-        description="Manage OAuth 2.0 bearer tokens.",
-    )
-    token_sub = token.add_subparsers(dest="token_command", required=True, metavar="COMMAND")
-    issue = token_sub.add_parser(
+    token_sub = _group(sub, "token", "manage bearer tokens", "Manage OAuth 2.0 bearer tokens.")
+    issue = _command(
+        token_sub,
+        _token_issue,
         "issue",
         help="issue a bearer token for an app; prints only the token",
         description=(
@@ -300,11 +313,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="lifetime in seconds (default: auth.cli_token_ttl, 900; capped at "
         "auth.max_token_ttl)",
     )
-    _add_config(issue)
-    issue.set_defaults(func=_token_issue)
 
     # token list [--app CLIENT_ID]
-    token_list = token_sub.add_parser(
+    token_list = _command(
+        token_sub,
+        _token_list,
         "list",
         help="list the tokens not yet expired (id, app, user, issued, expires)",
         description="List the bearer tokens not yet expired: id, app, user, when issued, "
@@ -312,11 +325,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "stored); the id names a token for `token revoke`.",
     )
     _app_arg(token_list, "only the tokens of this app", required=False)
-    _add_config(token_list)
-    token_list.set_defaults(func=_token_list)
 
     # token revoke ID | --token-stdin | --app CLIENT_ID
-    revoke = token_sub.add_parser(
+    revoke = _command(
+        token_sub,
+        _token_revoke,
         "revoke",
         help="revoke a token (by its id, by the token on stdin, or every token of an app)",
         description="Revoke bearer tokens at once: the running service refuses them from "
@@ -332,5 +345,3 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="read the token itself from standard input (never from the command line)",
     )
     _app_arg(which, "revoke every token of this app", required=False)
-    _add_config(revoke)
-    revoke.set_defaults(func=_token_revoke)

@@ -622,7 +622,8 @@ class Directory:
             ).first()
         if row is None:
             return None
-        expires_at, client_id, user_id, role, organization = row
+        values: tuple[Any, ...] = tuple(row)
+        expires_at, client_id, user_id, role, organization = values
         principal = Principal(
             user_id=user_id,
             role=role,

@@ -15,9 +15,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
+from devtools.sandbox import Sandbox
 from pbx_bridge.api.app import create_app
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.sandbox import Sandbox
 from pbx_bridge.server import Services
 from tests.support.audio import (
     WAVE_FORMAT_GSM610,

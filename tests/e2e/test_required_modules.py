@@ -13,10 +13,10 @@ import logging
 
 import pytest
 
+from devtools.phones import Phone
+from devtools.sandbox import Sandbox
 from pbx_bridge.calls.render import render_call
 from pbx_bridge.calls.tracker import Call
-from pbx_bridge.phones import Phone
-from pbx_bridge.sandbox import Sandbox
 from pbx_bridge.server import Services
 from tests.support.audio import (
     WAVE_FORMAT_GSM610,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import uuid
 
+from devtools.sandbox import Sandbox
 from pbx_bridge.pbx.ami import AmiClient, is_success
-from pbx_bridge.sandbox import Sandbox
 from tests.support.pbx import AMI_USER
 
 

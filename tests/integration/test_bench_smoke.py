@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 
 from bench.run import METHODS, Options, run, table, write
-from pbx_bridge.sandbox import Sandbox
+from devtools.sandbox import Sandbox
 
 
 def _stats_ok(st: dict) -> bool:

@@ -10,7 +10,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pbx_bridge.sandbox import DEFAULT_CONF_DIR, ensure_root
+from devtools.sandbox import DEFAULT_CONF_DIR, ensure_root
 from tests.support.modules import marked_modules
 
 # What the subroutine's file suffixes need to be written (a format is no function):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+from devtools.sandbox import Sandbox
 from pbx_bridge.calls.render import render_call
 from pbx_bridge.recording.variables import parse_rec
-from pbx_bridge.sandbox import Sandbox
 from tests.support.audio import WAVE_FORMAT_PCM, inspect_wav
 from tests.support.bridge import (
     bridge_settings,

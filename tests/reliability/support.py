@@ -29,13 +29,13 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from devtools.phones import MAX_PHONES, Phone
+from devtools.sandbox import Sandbox
 from pbx_bridge.api.app import AccessLogger, create_app
 from pbx_bridge.api.validation import has_control
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient
-from pbx_bridge.phones import MAX_PHONES, Phone
-from pbx_bridge.sandbox import Sandbox
 from pbx_bridge.server import Services
 from tests.support.bridge import demo_directory, wait_ready
 from tests.support.pbx import HARNESS_USER, EventLog

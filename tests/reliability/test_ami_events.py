@@ -4,7 +4,7 @@ instead of being taken for the answer to an action and dropped."""
 
 from __future__ import annotations
 
-from pbx_bridge.phones import Phone
+from devtools.phones import Phone
 
 
 async def test_originate_response_is_an_event(pbx, ami_log) -> None:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from devtools.phones import Phone
 from pbx_bridge.calls.tracker import call_id
-from pbx_bridge.phones import Phone
 from tests.reliability.support import (
     ADMIN,
     ALWAYS_RECORDED,

@@ -6,9 +6,9 @@ import asyncio
 import time
 from pathlib import Path
 
+from devtools.sandbox import Sandbox
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.sandbox import Sandbox
 from pbx_bridge.server import Services
 
 DEMO_DIRECTORY = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"

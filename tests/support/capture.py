@@ -15,9 +15,9 @@ import os
 import sys
 from pathlib import Path
 
+from devtools.phones import Phone
+from devtools.sandbox import Sandbox
 from pbx_bridge.calls.transcript import write_events
-from pbx_bridge.phones import Phone
-from pbx_bridge.sandbox import Sandbox
 from tests.support.pbx import EventLog, connect_ami, wait_no_channels
 from tests.support.scenarios import SCENARIOS, Run
 

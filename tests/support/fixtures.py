@@ -14,8 +14,8 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 
-from pbx_bridge.phones import Phone
-from pbx_bridge.sandbox import Sandbox, SandboxError
+from devtools.phones import Phone
+from devtools.sandbox import Sandbox, SandboxError
 from tests.support.pbx import EventLog, connect_ami, wait_no_channels
 
 # Port offsets tried when the default ports are taken and none was given.

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pbx_bridge.sandbox import DEFAULT_CONF_DIR, Sandbox, SandboxError
+from devtools.sandbox import DEFAULT_CONF_DIR, Sandbox, SandboxError
 
 _LOAD = re.compile(r"^load\s*=\s*(?P<module>[\w.]+\.so)\s*(?:;(?P<why>.*))?$")
 

@@ -7,9 +7,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from devtools.sandbox import HARNESS_AMI_USER, Sandbox
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.variables import parse_rec
-from pbx_bridge.sandbox import HARNESS_AMI_USER, Sandbox
 
 # The bridge's AMI user (asterisk-conf/manager.conf, the shipped classes); its secret is
 # the sandbox instance's: `sandbox.secrets.ami`.

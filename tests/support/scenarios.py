@@ -18,11 +18,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from devtools.phones import Phone
+from devtools.sandbox import Sandbox
 from pbx_bridge.calls.render import render_call
 from pbx_bridge.calls.tracker import Tracker
 from pbx_bridge.pbx.ami import AmiClient
-from pbx_bridge.phones import Phone
-from pbx_bridge.sandbox import Sandbox
 from tests.support.pbx import EventLog
 
 DEMO_EXTENSIONS = ("0003*210", "0003*211", "0003*212", "0003*213", "0004*210")

@@ -22,6 +22,7 @@ from pbx_bridge.directory.models import DirectoryFile, User
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.events import apply_event as apply_recording_event
 from pbx_bridge.server import Services
+from tests.support.openapi import answer_schema, validator
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"
 BASE_URL = "https://pbx.example.com"
@@ -268,7 +269,7 @@ class Api:
         headers = dict(kw.pop("headers", {}))
         if who is not None:
             headers.update(self.apps.auth(who))
-        return await self.client.get(_url(path), headers=headers, **kw)
+        return await _as_documented(await self.client.get(_url(path), headers=headers, **kw))
 
     async def put(self, path: str, body: Any, who: str | None = "john", **kw: Any):
         import json as _json
@@ -278,7 +279,19 @@ class Api:
             headers.update(self.apps.auth(who))
         data = body if isinstance(body, bytes | str) else _json.dumps(body)
         headers.setdefault("Content-Type", "application/json")
-        return await self.client.put(_url(path), data=data, headers=headers, **kw)
+        return await _as_documented(
+            await self.client.put(_url(path), data=data, headers=headers, **kw)
+        )
+
+
+async def _as_documented(resp: Any) -> Any:
+    """Every PhoneCall (list, one, PUT) the API answers in these tests must match the
+    OpenAPI document generated from the models; the body stays readable afterwards."""
+    if resp.status == 200:
+        schema = answer_schema(resp.method, resp.url.raw_path, resp.status)
+        if schema is not None:
+            validator(schema).validate(await resp.json())
+    return resp
 
 
 def _url(path: str) -> Any:

@@ -41,9 +41,6 @@ def test_defaults() -> None:
     assert s.ami.secret.get_secret_value() == ""
     assert (s.ami.ping_interval, s.ami.ping_timeout, s.ami.action_timeout) == (10.0, 5.0, 5.0)
     assert (s.ami.connect_timeout, s.ami.backoff_cap, s.ami.auth_retry) == (5.0, 30.0, 60.0)
-    assert s.ari.url == "http://127.0.0.1:8088/ari"
-    assert s.ari.username == "pbx-bridge"
-    assert s.ari.password.get_secret_value() == ""
     assert s.database.url.get_secret_value() == "sqlite:///var/pbx_bridge.sqlite3"
     assert (s.recordings.directory, s.recordings.default_format) == ("", "wav")
     assert (s.auth.token_ttl, s.auth.max_token_ttl) == (3600, 31536000)
@@ -186,15 +183,15 @@ def test_secrets_never_shown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = write(tmp_path, f'[ami]\nsecret = "{SECRET}"\n')
-    monkeypatch.setenv("PBX_BRIDGE_ARI__PASSWORD", SECRET + "-ari")
+    monkeypatch.setenv("PBX_BRIDGE_DATABASE__URL", f"postgresql://u:{SECRET}-db@h/db")
     s = load_settings(path)
     assert isinstance(s.ami.secret, SecretStr)
     assert s.ami.secret.get_secret_value() == SECRET
-    assert s.ari.password.get_secret_value() == SECRET + "-ari"
+    assert s.database.url.get_secret_value() == f"postgresql://u:{SECRET}-db@h/db"
     shown = [repr(s), str(s), repr(s.ami), str(s.ami), s.model_dump_json(), str(s.model_dump())]
     shown.append(str(s.model_dump(mode="json")))
     with caplog.at_level(logging.DEBUG):
-        logging.getLogger("pbx_bridge.test").info("settings %s %r %s", s, s, s.ari)
+        logging.getLogger("pbx_bridge.test").info("settings %s %r %s", s, s, s.database)
     shown.append(caplog.text)
     for text in shown:
         assert SECRET not in text

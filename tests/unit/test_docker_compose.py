@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pbx_bridge.sandbox import ROOT_PACKAGES
+from devtools.sandbox import ROOT_PACKAGES
 
 REPO = Path(__file__).resolve().parents[2]
 ENTRYPOINT = REPO / "docker" / "asterisk-entrypoint.sh"

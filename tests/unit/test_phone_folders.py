@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pbx_bridge.cli import main
-from pbx_bridge.phones import PHONES_DIR, Phone, PhoneError, listens_on
-from pbx_bridge.sandbox import Sandbox
+from devtools.cli import main
+from devtools.phones import PHONES_DIR, Phone, PhoneError, listens_on
+from devtools.sandbox import Sandbox
 
 
 def test_dead_runs_folders_are_pruned_live_ones_kept(tmp_path: Path) -> None:

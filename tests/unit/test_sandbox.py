@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pbx_bridge import sandbox as sb
-from pbx_bridge.cli import main
+from devtools import sandbox as sb
+from devtools.cli import main
 
 
 def test_not_root(monkeypatch, tmp_path) -> None:
@@ -60,7 +60,7 @@ def test_cli_prints_one_line_and_exits_1(monkeypatch, capsys) -> None:
     monkeypatch.setattr(sb, "ensure_root", boom)
     assert main(["sandbox", "build"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert err == ["pbx-bridge sandbox: the Asterisk sandbox needs root (chroot, mmdebstrap): "
+    assert err == ["devtools sandbox: the Asterisk sandbox needs root (chroot, mmdebstrap): "
                    "run as root"]
 
 
@@ -117,7 +117,7 @@ def test_prepare_puts_generated_secrets_in_place_of_the_placeholders(
         assert private.stat().st_mode & 0o077 == 0, private
     # The harness user lives only in the instance's copy, never in asterisk-conf/.
     assert sb.HARNESS_AMI_USER not in (sb.DEFAULT_CONF_DIR / "manager.conf").read_text()
-    # Another process (e.g. `pbx-bridge phone`) reads the same secrets back.
+    # Another process (e.g. `python -m devtools phone`) reads the same secrets back.
     assert sb.Sandbox(name="unit", root=box.root).secrets == keys
     assert keys.ami not in repr(keys)
 

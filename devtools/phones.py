@@ -21,9 +21,10 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from devtools.sandbox import Sandbox
 from pbx_bridge.directory.models import is_extension_number
-from pbx_bridge.sandbox import Sandbox
 
 PHONES_DIR = "var/pbx-sandbox/phones"  # inside the root
 MAX_PHONES = 40  # at once per sandbox: their ports stay inside the sandbox's port range
@@ -44,7 +45,7 @@ class PhoneError(RuntimeError):
 @dataclass
 class PhoneEvent:
     type: str
-    data: dict
+    data: dict[str, Any]
 
 
 @dataclass
@@ -66,7 +67,7 @@ class Phone:
     history: list[PhoneEvent] = field(default_factory=list)
 
     @classmethod
-    def carrier(cls, sandbox: Sandbox, number: str, **kw: object) -> Phone:
+    def carrier(cls, sandbox: Sandbox, number: str, **kw: Any) -> Phone:
         """The public network calling in: its calls reach the PBX as the "pstn" trunk
         (matched by its address 127.0.0.2) with `number` as caller id. (baresip 1.1 only
         accepts requests addressed to its own contact user, so calls *to* public numbers
@@ -82,7 +83,7 @@ class Phone:
         self._proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._pending: dict[str, asyncio.Future[dict]] = {}
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._tokens = itertools.count(1)
         self._read_task: asyncio.Task[None] | None = None
         self.name = f"{self.user.replace('*', '_')}-{os.getpid()}-{self.slot}"
@@ -331,7 +332,7 @@ class Phone:
         if self._writer is None:
             raise PhoneError("phone not started")
         token = str(next(self._tokens))
-        fut: asyncio.Future[dict] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[token] = fut
         body = json.dumps({"command": command, "params": params, "token": token}).encode()
         self._writer.write(str(len(body)).encode() + b":" + body + b",")
@@ -416,7 +417,7 @@ def _cmd(args: argparse.Namespace) -> int:
     async def run() -> int:
         sb = Sandbox(name=args.sandbox)
         if not sb.running():
-            print(f"pbx-bridge phone: sandbox '{sb.name}' is not running", file=sys.stderr)
+            print(f"devtools phone: sandbox '{sb.name}' is not running", file=sys.stderr)
             return 1
         answer = not args.dial
         phone = (
@@ -443,7 +444,7 @@ def _cmd(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "phone",
         help="a real SIP phone (baresip) on the sandbox PBX, for demos",

@@ -31,6 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 ROOT_PACKAGES = (
     "asterisk",
@@ -60,11 +61,14 @@ ASTERISK_UMASK = 0o027
 # The test harness's own AMI user: every class, for fault injection and checks the bridge
 # may not do (`mixmonitor list`, Originate). Only in a sandbox's generated manager.conf.
 HARNESS_AMI_USER = "pbx-bridge-harness"
-# Where given secrets come from (the bridge's own setting names, so `make demo` exports
-# them once for both); anything not given is generated.
+# The ARI user of asterisk-conf/ari.conf. The bridge does not use ARI; the bench compares
+# against it with this user and the instance's generated password (Sandbox.ari_url).
+ARI_USER = "pbx-bridge"
+# Where given secrets come from (the AMI one is the bridge's own setting name, so
+# `make demo` exports it once for both); anything not given (ARI, the harness user) is
+# generated per instance.
 _SECRET_ENV = {
     "ami": "PBX_BRIDGE_AMI__SECRET",
-    "ari": "PBX_BRIDGE_ARI__PASSWORD",
     "sip": "PBX_BRIDGE_DEMO_SIP_PASSWORD",
 }
 # Secrets end up in config files: keep them to characters that need no quoting anywhere.
@@ -80,7 +84,7 @@ class SandboxSecrets:
     """The secrets of one sandbox instance (never logged, never in git)."""
 
     ami: str  # AMI user "pbx-bridge", the bridge's, with the shipped classes
-    ari: str  # ARI user "pbx-bridge"
+    ari: str  # ARI user ARI_USER (the bench's comparison only)
     sip: str  # every demo extension's SIP password
     harness: str  # AMI user HARNESS_AMI_USER, tests only
 
@@ -126,7 +130,7 @@ def _check_can_build(cache: Path) -> None:
         )
 
 
-def ensure_root(root: Path | None = None, *, log=None) -> Path:
+def ensure_root(root: Path | None = None, *, log: TextIO | None = None) -> Path:
     """Return a ready root, building it once if needed (safe against parallel callers)."""
     root = root or default_root()
     marker = root / ".pbx-bridge-root-ok"
@@ -148,7 +152,7 @@ def ensure_root(root: Path | None = None, *, log=None) -> Path:
             str(tmp),
         ]
         out = log or sys.stderr
-        print(f"pbx-bridge sandbox: building the Asterisk root in {root} ...", file=out)
+        print(f"devtools sandbox: building the Asterisk root in {root} ...", file=out)
         try:
             proc = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
@@ -197,7 +201,9 @@ class Sandbox:
         default_factory=lambda: int(os.environ.get("PBX_BRIDGE_SANDBOX_PORT_OFFSET", "0"))
     )
     # The Asterisk we started, kept so that stop() reaps it (no zombies in long runs).
-    _proc: subprocess.Popen | None = field(default=None, init=False, repr=False, compare=False)
+    _proc: subprocess.Popen[bytes] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
     _secrets: SandboxSecrets | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -207,6 +213,11 @@ class Sandbox:
     @property
     def http_port(self) -> int:
         return 8088 + self.port_offset
+
+    @property
+    def ari_url(self) -> str:
+        """ARI's base URL (user ARI_USER, password `secrets.ari`)."""
+        return f"http://127.0.0.1:{self.http_port}/ari"
 
     @property
     def sip_port(self) -> int:
@@ -240,7 +251,7 @@ class Sandbox:
     @property
     def secrets(self) -> SandboxSecrets:
         """The instance's secrets, as written by prepare() (read back by another process,
-        e.g. `pbx-bridge phone` next to `make demo`)."""
+        e.g. `python -m devtools phone` next to `make demo`)."""
         if self._secrets is None:
             try:
                 data = json.loads(self.secrets_file.read_text())
@@ -300,7 +311,7 @@ class Sandbox:
         options = base.split("[options]", 1)[1] if "[options]" in base else ""
         d = self.inner_dir
         (etc / "asterisk.conf").write_text(
-            "; written by pbx_bridge.sandbox from asterisk-conf/asterisk.conf\n"
+            "; written by devtools.sandbox from asterisk-conf/asterisk.conf\n"
             "[directories]\n"
             f"astcachedir => {d}/cache\n"
             f"astetcdir => {d}/etc\n"
@@ -349,7 +360,7 @@ class Sandbox:
             text = text.replace(line, f"{option} = {value}")
             if name == "manager.conf":
                 text += (
-                    "\n; written by pbx_bridge.sandbox: the test harness's own user (never\n"
+                    "\n; written by devtools.sandbox: the test harness's own user (never\n"
                     "; in asterisk-conf/), for checks and faults the bridge may not cause.\n"
                     f"[{HARNESS_AMI_USER}]\nsecret = {keys.harness}\n"
                     "deny = 0.0.0.0/0.0.0.0\npermit = 127.0.0.1/255.255.255.255\n"
@@ -406,7 +417,7 @@ class Sandbox:
         if busy:
             raise SandboxError(
                 f"port {busy[0]} on 127.0.0.1 is in use: another Asterisk running? "
-                "(pbx-bridge sandbox stop)"
+                "(python -m devtools sandbox stop)"
             )
         if fresh or not (self.instance_dir / "etc" / "asterisk.conf").exists():
             self.prepare()
@@ -429,7 +440,7 @@ class Sandbox:
             self._kill(proc.pid)
             raise
 
-    def _wait_booted(self, proc: subprocess.Popen, deadline: float) -> None:
+    def _wait_booted(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
         while True:
             if proc.poll() is not None:
                 raise SandboxError(
@@ -523,7 +534,7 @@ def _cmd(args: argparse.Namespace) -> int:
             sb.start(timeout=args.timeout)
             print(
                 f"Asterisk running (pid {sb.pid()}, {time.monotonic() - t0:.1f} s): "
-                f"AMI 127.0.0.1:{sb.ami_port}, ARI http://127.0.0.1:{sb.http_port}/ari, "
+                f"AMI 127.0.0.1:{sb.ami_port}, ARI {sb.ari_url}, "
                 f"SIP udp 127.0.0.1:{sb.sip_port}, recordings in {sb.monitor_dir}"
             )
         elif args.action == "stop":
@@ -535,17 +546,17 @@ def _cmd(args: argparse.Namespace) -> int:
             return 0 if pid else 3
         elif args.action == "cli":
             if not args.rest:
-                raise SandboxError("usage: pbx-bridge sandbox cli 'core show channels'")
+                raise SandboxError("usage: python -m devtools sandbox cli 'core show channels'")
             sys.stdout.write(sb.cli(" ".join(args.rest)))
         elif args.action == "path":
             print(sb.instance_dir)
     except SandboxError as exc:
-        print(f"pbx-bridge sandbox: {exc}", file=sys.stderr)
+        print(f"devtools sandbox: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "sandbox",
         help="a local Asterisk (Debian sid root, no Docker) for development and tests",

@@ -1,0 +1,119 @@
+"""Every other body the API sends or takes, as pydantic models (the PhoneCall itself is
+:mod:`pbx_bridge.calls.model`'s). The OpenAPI document's ``components.schemas`` are
+generated from these (:mod:`pbx_bridge.api.openapi`), each field's docstring becoming its
+description; :class:`PhoneCallAction` also validates the PUT body
+(:func:`pbx_bridge.api.validation.parse_action`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pbx_bridge.calls.model import PhoneCallFields
+
+__all__ = [
+    "ActionName",
+    "Error",
+    "ErrorDetail",
+    "PhoneCallAction",
+    "PhoneCallList",
+    "RecordingFormat",
+    "RevokeRequest",
+    "Status",
+    "Token",
+    "TokenRequest",
+]
+
+ActionName = Literal["StartRecording", "StopRecording"]
+RecordingFormat = Literal["wav", "wav49"]
+VIEW_ID_PATTERN = "^[0-9]{2}$"  # what a PUT names; a rendered view id may grow longer
+
+
+class _Closed(BaseModel):
+    """A JSON object with exactly the declared fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class PhoneCallList(_Closed):
+    """A page of calls."""
+
+    startIndex: int = Field(ge=0)
+    """the index of the first call of the page (0-based)"""
+    itemsPerPage: int = Field(ge=0)
+    """the number of calls in this page"""
+    totalResults: int = Field(ge=1)
+    """the number of calls that passed the filter"""
+    entry: list[PhoneCallFields]
+    """the calls, oldest first unless `sortOrder=descending`"""
+
+
+class PhoneCallAction(_Closed):
+    """What to do to one view of the call. A JSON object with these keys only, each value
+    a string."""
+
+    # Strict: a number or null is not a string. parse_action checks a body in two steps so
+    # that each mistake gets the contract's code: the JSON shape first (`body_invalid`),
+    # then this model, whose errors come in field order: action, format, phoneCallViewId.
+    model_config = ConfigDict(strict=True)
+
+    action: ActionName
+    """case-sensitive"""
+    format: RecordingFormat | None = None
+    """StartRecording only; default: the service's `recordings.default_format` (`wav`
+    unless configured)"""
+    phoneCallViewId: str = Field(pattern=VIEW_ID_PATTERN)
+    """the id of the view (the leg of one local extension) to act on"""
+
+
+class ErrorDetail(_Closed):
+    code: str
+    """the error code (the answer's description lists the codes it can carry)"""
+    message: str
+    """human text"""
+
+
+class Error(_Closed):
+    """The body of every 4xx/5xx answer."""
+
+    error: ErrorDetail
+
+
+class Status(_Closed):
+    status: Literal["ok"]
+
+
+class Token(_Closed):
+    """A bearer token for an app."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int = Field(ge=1)
+    """seconds until the token expires"""
+
+
+class _Form(BaseModel):
+    # Unknown form parameters are ignored (RFC 6749 3.2), but every value is text.
+    model_config = ConfigDict(extra="allow", frozen=True, use_attribute_docstrings=True)
+    __pydantic_extra__: dict[str, str] = Field(init=False)
+
+
+class TokenRequest(_Form):
+    """Unknown parameters are ignored (RFC 6749 3.2); a control character in any
+    parameter is refused (400 `invalid_request`)"""
+
+    grant_type: Literal["client_credentials"]
+    client_id: str | None = None
+    client_secret: str | None = None
+
+
+class RevokeRequest(_Form):
+    """Unknown parameters are ignored; a control character in any parameter is refused
+    (400 `invalid_request`)"""
+
+    token: str
+    token_type_hint: str | None = None
+    """accepted and ignored (there is one kind of token)"""
+    client_id: str | None = None
+    client_secret: str | None = None
