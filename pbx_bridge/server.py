@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pbx_bridge.calls.tracker import Tracker
+from pbx_bridge.commands import add_config_option
 from pbx_bridge.config import Settings, load_settings
 from pbx_bridge.core.link import PbxLink, ami_client
 from pbx_bridge.directory.store import Directory, Migrate
@@ -188,11 +189,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "gracefully on SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."
         ),
     )
-    serve.add_argument(
-        "--config",
-        metavar="FILE",
-        help="settings TOML file (default: $PBX_BRIDGE_CONFIG, else built-in defaults)",
-    )
+    add_config_option(serve)
     serve.add_argument(
         "--demo",
         action="store_true",

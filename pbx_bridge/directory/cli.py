@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from datetime import datetime
 
+from pbx_bridge.commands import Subcommands, add_command, add_group
 from pbx_bridge.config import load_settings
 from pbx_bridge.directory.store import (
     TOKEN_ID_LEN,
@@ -37,14 +37,6 @@ def _positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
     return value
-
-
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="FILE",
-        help="settings TOML file (default: $PBX_BRIDGE_CONFIG, else built-in defaults)",
-    )
 
 
 def open_directory(config: str | None) -> Directory:
@@ -178,38 +170,21 @@ def _app_arg(parser: argparse._ActionsContainer, help_text: str, *, required: bo
 # --------------------------------------------------------------------------- registration
 
 
-def _group(
-    sub: argparse._SubParsersAction, name: str, help_text: str, description: str
-) -> argparse._SubParsersAction:
-    """A command group (``pbx-bridge <name> COMMAND``)."""
-    parser = sub.add_parser(name, help=help_text, description=description)
-    return parser.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND")
+def register(sub: Subcommands) -> None:
+    _register_directory(sub)
+    _register_app(sub)
+    _register_token(sub)
 
 
-def _command(
-    group: argparse._SubParsersAction,
-    func: Callable[[argparse.Namespace], int],
-    name: str,
-    *,
-    help: str,
-    description: str,
-) -> argparse.ArgumentParser:
-    """A command of a group, with ``--config`` and its handler already attached."""
-    parser: argparse.ArgumentParser = group.add_parser(name, help=help, description=description)
-    _add_config(parser)
-    parser.set_defaults(func=func)
-    return parser
-
-
-def register(sub: argparse._SubParsersAction) -> None:
+def _register_directory(sub: Subcommands) -> None:
     # directory load FILE
-    directory_sub = _group(
+    directory_sub = add_group(
         sub,
         "directory",
         "manage the directory (organizations, users, extensions)",
         "Manage the directory of organizations, users and extensions.",
     )
-    load = _command(
+    load = add_command(
         directory_sub,
         _directory_load,
         "load",
@@ -223,14 +198,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     load.add_argument("file", metavar="FILE", help="directory TOML file")
 
+
+
+def _register_app(sub: Subcommands) -> None:
     # app create --user ID --name NAME
-    app_sub = _group(
+    app_sub = add_group(
         sub,
         "app",
         "manage apps (OAuth clients registered to a user)",
         "Manage apps: OAuth 2.0 clients registered to a user.",
     )
-    create = _command(
+    create = add_command(
         app_sub,
         _app_create,
         "create",
@@ -250,7 +228,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--name", required=True, metavar="NAME", help="name of the app")
 
     # app list [--user ID]
-    app_list = _command(
+    app_list = add_command(
         app_sub,
         _app_list,
         "list",
@@ -262,6 +240,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--user", type=_positive_int, metavar="ID", help="only the apps of this user"
     )
 
+    _register_app_states(app_sub)
+
+
+def _register_app_states(app_sub: Subcommands) -> None:
     # app disable|enable|delete --app CLIENT_ID
     for name, func, summary, text in (
         (
@@ -287,12 +269,15 @@ def register(sub: argparse._SubParsersAction) -> None:
             "id and secret stop working.",
         ),
     ):
-        command = _command(app_sub, func, name, help=summary, description=text)
+        command = add_command(app_sub, func, name, help=summary, description=text)
         _app_arg(command, "the app's client id")
 
+
+
+def _register_token(sub: Subcommands) -> None:
     # token issue --app CLIENT_ID [--ttl SECONDS]
-    token_sub = _group(sub, "token", "manage bearer tokens", "Manage OAuth 2.0 bearer tokens.")
-    issue = _command(
+    token_sub = add_group(sub, "token", "manage bearer tokens", "Manage OAuth 2.0 bearer tokens.")
+    issue = add_command(
         token_sub,
         _token_issue,
         "issue",
@@ -315,7 +300,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
 
     # token list [--app CLIENT_ID]
-    token_list = _command(
+    token_list = add_command(
         token_sub,
         _token_list,
         "list",
@@ -327,7 +312,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _app_arg(token_list, "only the tokens of this app", required=False)
 
     # token revoke ID | --token-stdin | --app CLIENT_ID
-    revoke = _command(
+    revoke = add_command(
         token_sub,
         _token_revoke,
         "revoke",

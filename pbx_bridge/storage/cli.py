@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from pbx_bridge.commands import Subcommands, add_command, add_group
 from pbx_bridge.config import load_settings
 from pbx_bridge.storage.database import Database
 from pbx_bridge.storage.migrate import Migrate, ensure_schema, schema_state
@@ -48,35 +49,28 @@ def _status(args: argparse.Namespace) -> int:
     return 1
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    db = sub.add_parser(
+def register(sub: Subcommands) -> None:
+    db_sub = add_group(
+        sub,
         "db",
-        help="the database: apply migrations, show the schema revision",
-        description="The database named by [database] url (SQLite by default, or "
-        "PostgreSQL): its schema is versioned and changed only by `db upgrade`.",
+        "the database: apply migrations, show the schema revision",
+        "The database named by [database] url (SQLite by default, or PostgreSQL): its "
+        "schema is versioned and changed only by `db upgrade`.",
     )
-    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
-    for name, func, summary, text in (
-        (
-            "upgrade",
-            _upgrade,
-            "apply the pending migrations; prints the revision before and after",
-            "Apply every pending migration in one transaction (nothing changes if one "
-            "fails), creating the schema in an empty database and adopting a database "
-            "made by a pbx-bridge from before migrations. Safe to run again.",
-        ),
-        (
-            "status",
-            _status,
-            "show the schema's revision and the newest this pbx-bridge knows",
-            "Show the database's schema revision and the head revision of this "
-            "pbx-bridge. Exits 0 when up to date, 1 otherwise.",
-        ),
-    ):
-        command = db_sub.add_parser(name, help=summary, description=text)
-        command.add_argument(
-            "--config",
-            metavar="FILE",
-            help="settings TOML file (default: $PBX_BRIDGE_CONFIG, else built-in defaults)",
-        )
-        command.set_defaults(func=func)
+    add_command(
+        db_sub,
+        _upgrade,
+        "upgrade",
+        help="apply the pending migrations; prints the revision before and after",
+        description="Apply every pending migration in one transaction (nothing changes if "
+        "one fails), creating the schema in an empty database and adopting a database "
+        "made by a pbx-bridge from before migrations. Safe to run again.",
+    )
+    add_command(
+        db_sub,
+        _status,
+        "status",
+        help="show the schema's revision and the newest this pbx-bridge knows",
+        description="Show the database's schema revision and the head revision of this "
+        "pbx-bridge. Exits 0 when up to date, 1 otherwise.",
+    )

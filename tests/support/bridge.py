@@ -32,7 +32,6 @@ def bridge_settings(sandbox: Sandbox, tmp_path: Path, *, port: int | None = None
             "action_timeout": 3.0,
             **ami,
         },
-        ari={"url": f"http://127.0.0.1:{sandbox.http_port}/ari", "password": sandbox.secrets.ari},
         database={"url": f"sqlite:///{tmp_path / 'directory.sqlite3'}"},
     )
 
