@@ -445,82 +445,95 @@ def _service_paths() -> dict[str, Any]:
 
 
 def _oauth_paths(internal: dict[str, Schema]) -> dict[str, Any]:
-    client_failed = _error(
-        "Client authentication failed",
-        "invalid_client",
-        headers=_header("WWW-Authenticate", '`Basic realm="pbx-bridge"`', "^Basic "),
-    )
-    throttled = _error(
-        "Too many failed client authentications for this client id or from this address",
-        "too_many_requests",
-        headers=_header("Retry-After", "seconds until the lockout ends", "^[0-9]+$"),
-    )
-    no_store = {
-        "Cache-Control": {
-            "description": "`no-store`",
-            "schema": {"type": "string", "enum": ["no-store"]},
-        }
-    }
-    common = {
-        "408": _error("The body arrived too slowly", "request_timeout"),
-        "413": _error("Body too large", "body_too_large"),
-        "429": throttled,
-        **internal,
-    }
-
-    def token(operation_id: str, note: str) -> Schema:
-        return {
-            "post": {
-                "operationId": operation_id,
-                "tags": ["service"],
-                "summary": "OAuth 2.0 client credentials grant: a bearer token for an app. "
-                "The client authenticates with HTTP Basic or with `client_id` and "
-                "`client_secret` in the form, not both" + note,
-                "security": [{"clientBasic": []}, {}],
-                "requestBody": {
-                    "required": True,
-                    "content": {FORM: {"schema": {"$ref": _REF + "TokenRequest"}}},
-                },
-                "responses": {
-                    "200": {
-                        **_json("A bearer token", {"$ref": _REF + "Token"}),
-                        "headers": no_store,
-                    },
-                    "400": _error("Invalid request", "invalid_request", "unsupported_grant_type"),
-                    "401": client_failed,
-                    **common,
-                },
-            }
-        }
-
+    """The OAuth 2.0 endpoints: the token grant, at two paths, and token revocation."""
     return {
-        "/oauth/token": token("issueToken", ""),
-        "/oauth/token.php": token(
+        "/oauth/token": _oauth_token_path("issueToken", "", internal),
+        "/oauth/token.php": _oauth_token_path(
             "issueTokenVoipNow",
             ". VoipNow's path of the same endpoint; the `type` and `redirect_uri` its "
             "clients send are ignored",
+            internal,
         ),
-        "/oauth/revoke": {
-            "post": {
-                "operationId": "revokeToken",
-                "tags": ["service"],
-                "summary": "OAuth 2.0 token revocation (RFC 7009). The client authenticates "
-                "as at `/oauth/token`; its own token named in `token` is revoked at once. "
-                "200 also when the token is unknown, expired or another client's (then it "
-                "is left alone)",
-                "security": [{"clientBasic": []}, {}],
-                "requestBody": {
-                    "required": True,
-                    "content": {FORM: {"schema": {"$ref": _REF + "RevokeRequest"}}},
-                },
-                "responses": {
-                    "200": {"description": "Done (empty body)", "headers": no_store},
-                    "400": _error("Invalid request", "invalid_request"),
-                    "401": client_failed,
-                    **common,
-                },
-            }
+        "/oauth/revoke": _oauth_revoke_path(internal),
+    }
+
+
+_NO_STORE = {
+    "Cache-Control": {
+        "description": "`no-store`",
+        "schema": {"type": "string", "enum": ["no-store"]},
+    }
+}
+
+
+def _oauth_token_path(operation_id: str, note: str, internal: dict[str, Schema]) -> Schema:
+    return _oauth_post(
+        operation_id,
+        "OAuth 2.0 client credentials grant: a bearer token for an app. "
+        "The client authenticates with HTTP Basic or with `client_id` and "
+        "`client_secret` in the form, not both" + note,
+        "TokenRequest",
+        {
+            "200": {
+                **_json("A bearer token", {"$ref": _REF + "Token"}),
+                "headers": _NO_STORE,
+            },
+            "400": _error("Invalid request", "invalid_request", "unsupported_grant_type"),
+            **_oauth_errors(internal),
         },
+    )
+
+
+def _oauth_revoke_path(internal: dict[str, Schema]) -> Schema:
+    return _oauth_post(
+        "revokeToken",
+        "OAuth 2.0 token revocation (RFC 7009). The client authenticates "
+        "as at `/oauth/token`; its own token named in `token` is revoked at once. "
+        "200 also when the token is unknown, expired or another client's (then it "
+        "is left alone)",
+        "RevokeRequest",
+        {
+            "200": {"description": "Done (empty body)", "headers": _NO_STORE},
+            "400": _error("Invalid request", "invalid_request"),
+            **_oauth_errors(internal),
+        },
+    )
+
+
+def _oauth_post(operation_id: str, summary: str, form: str, responses: Schema) -> Schema:
+    """An OAuth endpoint: a form (the ``form`` model) POSTed by an app's client, which
+    authenticates with HTTP Basic or in the form."""
+    return {
+        "post": {
+            "operationId": operation_id,
+            "tags": ["service"],
+            "summary": summary,
+            "security": [{"clientBasic": []}, {}],
+            "requestBody": {
+                "required": True,
+                "content": {FORM: {"schema": {"$ref": _REF + form}}},
+            },
+            "responses": responses,
+        }
+    }
+
+
+def _oauth_errors(internal: dict[str, Schema]) -> dict[str, Schema]:
+    """The error answers both OAuth endpoints share, from 401 on."""
+    return {
+        "401": _error(
+            "Client authentication failed",
+            "invalid_client",
+            headers=_header("WWW-Authenticate", '`Basic realm="pbx-bridge"`', "^Basic "),
+        ),
+        "408": _error("The body arrived too slowly", "request_timeout"),
+        "413": _error("Body too large", "body_too_large"),
+        "429": _error(
+            "Too many failed client authentications for this client id or from this address",
+            "too_many_requests",
+            headers=_header("Retry-After", "seconds until the lockout ends", "^[0-9]+$"),
+        ),
+        **internal,
     }
 
 

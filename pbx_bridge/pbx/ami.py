@@ -402,63 +402,82 @@ class AmiClient:
                 self.reconnects += 1
             first = False
             self._up_since = None
-            delay: float | None = None
-            try:
-                await self._session()
-                reason = "link closed"
-            except AmiAuthError as exc:
-                if not rejected:
-                    # ONE clear line, no secret, no traceback; panoramisk
-                    # retried every 2 s forever without saying why.
-                    log.error(
-                        "AMI login rejected for user %r at %s:%d: %s",
-                        self.username,
-                        self.host,
-                        self.port,
-                        exc,
-                    )
-                else:
-                    log.debug("AMI login rejected again: %s", exc)
+            outcome = await self._run_session()
+            if isinstance(outcome, AmiAuthError):
+                self._log_rejected(outcome, again=rejected)
                 rejected = True
                 delay = self.auth_retry
-                reason = ""
-            except (OSError, TimeoutError, AmiError, EOFError) as exc:
-                reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            except Exception:  # a bug of ours: keep the link alive anyway
-                log.exception("AMI session crashed; reconnecting")
-                reason = "internal error"
-
-            if delay is None:
+            else:
                 rejected = False  # a different failure: say so again next time
                 if self._up_since is not None:
                     lived = loop.time() - self._up_since
-                    log.warning(
-                        "AMI link to %s:%d lost after %.1fs (%s); reconnecting",
-                        self.host,
-                        self.port,
-                        lived,
-                        reason,
-                    )
+                    self._log_lost_link(lived, outcome)
                     if lived > STABLE_LINK_SECONDS:
                         attempt = 0
                     failures = 0
                 else:
                     failures += 1
-                    level = (
-                        logging.WARNING if failures == 1 or failures % 10 == 0 else logging.DEBUG
-                    )
-                    log.log(
-                        level,
-                        "AMI connection to %s:%d failed (%s); attempt %d, retrying",
-                        self.host,
-                        self.port,
-                        reason,
-                        failures,
-                    )
-                # Full jitter: spreads a herd of bridges restarting together.
-                delay = random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**attempt))
+                    self._log_failed_connect(outcome, failures)
+                delay = self._backoff_delay(attempt)
                 attempt = min(attempt + 1, 62)
             await asyncio.sleep(delay)
+
+    async def _run_session(self) -> AmiAuthError | str:
+        """Run one session to its end; return the login's rejection, or why the link went."""
+        try:
+            await self._session()
+        except AmiAuthError as exc:
+            return exc
+        except (OSError, TimeoutError, AmiError, EOFError) as exc:
+            return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        except Exception:  # a bug of ours: keep the link alive anyway
+            log.exception("AMI session crashed; reconnecting")
+            return "internal error"
+        return "link closed"
+
+    def _log_rejected(self, exc: AmiAuthError, *, again: bool) -> None:
+        """Log a refused login: loudly the first time in a row, quietly after."""
+        if not again:
+            # ONE clear line, no secret, no traceback; panoramisk
+            # retried every 2 s forever without saying why.
+            log.error(
+                "AMI login rejected for user %r at %s:%d: %s",
+                self.username,
+                self.host,
+                self.port,
+                exc,
+            )
+        else:
+            log.debug("AMI login rejected again: %s", exc)
+
+    def _log_lost_link(self, lived: float, reason: str) -> None:
+        """Log the loss of a link that was logged in ``lived`` seconds."""
+        log.warning(
+            "AMI link to %s:%d lost after %.1fs (%s); reconnecting",
+            self.host,
+            self.port,
+            lived,
+            reason,
+        )
+
+    def _log_failed_connect(self, reason: str, failures: int) -> None:
+        """Log a failure to connect or log in: the first and every tenth loudly."""
+        level = logging.WARNING if failures == 1 or failures % 10 == 0 else logging.DEBUG
+        log.log(
+            level,
+            "AMI connection to %s:%d failed (%s); attempt %d, retrying",
+            self.host,
+            self.port,
+            reason,
+            failures,
+        )
+
+    def _backoff_delay(self, attempt: int) -> float:
+        """Seconds before the next try, after ``attempt`` failures in a row.
+
+        Full jitter: spreads a herd of bridges restarting together.
+        """
+        return random.uniform(0.0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
     async def _session(self) -> None:
         """One connection, from TCP connect to its loss.  Cleans up after itself."""
@@ -471,63 +490,83 @@ class AmiClient:
         read_task = asyncio.create_task(self._read_loop(reader, parser, banner), name="ami-reader")
         ping_task: asyncio.Task[None] | None = None
         try:
-            # Banner and Login answer within connect_timeout: a PBX that
-            # accepts TCP but never logs us in must not hang us.
-            async with asyncio.timeout(self.connect_timeout):
-                await banner.wait()
-                if read_task.done():
-                    raise AmiNotConnected("closed by Asterisk before its banner")
-                if parser.banner and not parser.banner.startswith("Asterisk Call Manager"):
-                    log.warning("unexpected AMI banner %r", parser.banner)
-                self._login_id = self._next_id()
-                try:
-                    resp: Message = await self._request(
-                        "Login",
-                        {
-                            "Username": self.username,
-                            "Secret": self.__secret,
-                            "Events": self.events,
-                        },
-                        None,
-                        action_id=self._login_id,
-                    )
-                except ValueError:
-                    raise AmiAuthError("username or secret contains control characters") from None
-            if not is_success(resp):
-                raise AmiAuthError(resp.get("Message") or "no reason given")
-            self._up_since = asyncio.get_running_loop().time()
-            log.info(
-                "AMI logged in to %s:%d as %r (%s)",
-                self.host,
-                self.port,
-                self.username,
-                parser.banner or "no banner",
-            )
+            await self._log_in(parser, banner, read_task)
             ping_task = asyncio.create_task(self._ping_loop(writer), name="ami-ping")
             await asyncio.wait({read_task, ping_task}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            was_connected = self._connected
-            self._set_connected(False)
-            self._login_id = None
-            if ping_task is not None:
-                ping_task.cancel()
-            if self._closing and was_connected:
-                # Polite goodbye so Asterisk logs a logoff, not a lost client.
-                with contextlib.suppress(Exception):
-                    writer.write(encode_action("Logoff", self._next_id()))
-                writer.close()
-            else:
-                writer.transport.abort()  # half-open links would linger on close()
-            read_task.cancel()
+            await self._end_session(writer, read_task, ping_task)
+
+    async def _log_in(
+        self, parser: AmiParser, banner: asyncio.Event, read_task: asyncio.Task[None]
+    ) -> None:
+        """Wait for the banner, then Login; AmiAuthError if Asterisk refuses it."""
+        # Banner and Login answer within connect_timeout: a PBX that
+        # accepts TCP but never logs us in must not hang us.
+        async with asyncio.timeout(self.connect_timeout):
+            await banner.wait()
+            if read_task.done():
+                raise AmiNotConnected("closed by Asterisk before its banner")
+            if parser.banner and not parser.banner.startswith("Asterisk Call Manager"):
+                log.warning("unexpected AMI banner %r", parser.banner)
+            resp = await self._send_login()
+        if not is_success(resp):
+            raise AmiAuthError(resp.get("Message") or "no reason given")
+        self._up_since = asyncio.get_running_loop().time()
+        log.info(
+            "AMI logged in to %s:%d as %r (%s)",
+            self.host,
+            self.port,
+            self.username,
+            parser.banner or "no banner",
+        )
+
+    async def _send_login(self) -> Message:
+        """Send the Login action and return its response (success or not)."""
+        self._login_id = self._next_id()
+        try:
+            resp: Message = await self._request(
+                "Login",
+                {
+                    "Username": self.username,
+                    "Secret": self.__secret,
+                    "Events": self.events,
+                },
+                None,
+                action_id=self._login_id,
+            )
+        except ValueError:
+            raise AmiAuthError("username or secret contains control characters") from None
+        return resp
+
+    async def _end_session(
+        self,
+        writer: asyncio.StreamWriter,
+        read_task: asyncio.Task[None],
+        ping_task: asyncio.Task[None] | None,
+    ) -> None:
+        """Close the link and stop its tasks; fail what waits on it, tell the handlers."""
+        was_connected = self._connected
+        self._set_connected(False)
+        self._login_id = None
+        if ping_task is not None:
+            ping_task.cancel()
+        if self._closing and was_connected:
+            # Polite goodbye so Asterisk logs a logoff, not a lost client.
+            with contextlib.suppress(Exception):
+                writer.write(encode_action("Logoff", self._next_id()))
+            writer.close()
+        else:
+            writer.transport.abort()  # half-open links would linger on close()
+        read_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await read_task
+        if ping_task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await read_task
-            if ping_task is not None:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await ping_task
-            self._writer = None
-            self._fail_pending(AmiNotConnected("AMI link lost"))
-            if was_connected:
-                self._queue.put_nowait(_DISCONNECTED)
+                await ping_task
+        self._writer = None
+        self._fail_pending(AmiNotConnected("AMI link lost"))
+        if was_connected:
+            self._queue.put_nowait(_DISCONNECTED)
 
     async def _ping_loop(self, writer: asyncio.StreamWriter) -> None:
         """Watchdog: an unanswered Ping means a half-open link; drop it. Unless Asterisk

@@ -105,10 +105,7 @@ class AmiParser:
             text = "\r" + text
             self._pending_cr = False
         if text[-1] == "\r":
-            # Its "\n" may be the first byte of the next feed; "\r" + "\n"
-            # must stay one line end.
-            self._pending_cr = True
-            text = text[:-1]
+            text = self._hold_back_cr(text)
             if not text:
                 return []
         n_nl = text.count("\n")
@@ -135,52 +132,79 @@ class AmiParser:
         self._tail_len = len(tail)
 
         if self._skipping:
-            try:
-                end = lines.index("")
-            except ValueError:
-                self._grow_tail("")
+            if not self._skip_rest(lines):
                 return []
-            del lines[: end + 1]
-            self._skipping = head_joined = False
+            head_joined = False
         if self.banner is None:
             if not lines:
                 self._grow_tail("")
                 return []
-            first = lines[0]
-            if ":" in first:
-                # Not a banner (a proxy, or a parser attached mid-stream): the
-                # first header of the first message, keep it.
-                self.banner = ""
-            else:
-                self.banner = first.strip(_BLANKS)
-                del lines[0]
+            if self._take_banner(lines):
                 head_joined = False
 
         out: list[Message] = []
         ends = lines.count("")
+        if ends and (self._lines or head_joined):
+            self._parse_continued(lines, out)
+            ends -= 1
         if ends:
-            if self._lines or head_joined:
-                # The first message continues lines of earlier feeds, which
-                # this feed's text-wide checks did not see: parse it alone.
-                end = lines.index("")
-                block = self._lines + lines[:end]
-                del lines[: end + 1]
-                ends -= 1
-                self._lines = []
-                self._size = 0
-                joined = "\n".join(block)
-                if block and not (len(joined) > MAX_LINE and self._too_big(block)):
-                    msg = self._parse_one(block, "\t" in joined or "\r" in joined)
-                    if msg:
-                        out.append(msg)
-            if ends:
-                self._parse_many(
-                    lines, ends, odd, chanvars, long_lines or len(text) > MAX_MESSAGE, out
-                )
+            self._parse_many(lines, ends, odd, chanvars, long_lines or len(text) > MAX_MESSAGE, out)
         if lines:
             self._carry(lines, long_lines)
         self._grow_tail("")
         return out
+
+    # -- the rarer paths of feed() -------------------------------------------
+
+    def _hold_back_cr(self, text: str) -> str:
+        """``text`` without its final CR, which is remembered: the LF after it may
+        be the first byte of the next feed, and CR + LF must stay one line end."""
+        self._pending_cr = True
+        return text[:-1]
+
+    def _skip_rest(self, lines: list[str]) -> bool:
+        """Drop the lines of the oversized message being skipped, up to its blank line.
+
+        False if that blank line has not come yet: every line here belongs to it.
+        """
+        try:
+            end = lines.index("")
+        except ValueError:
+            self._grow_tail("")
+            return False
+        del lines[: end + 1]
+        self._skipping = False
+        return True
+
+    def _take_banner(self, lines: list[str]) -> bool:
+        """Set ``banner`` from the stream's first line; True if that line was a banner
+        (and is removed from ``lines``), False if it was a header (and stays)."""
+        first = lines[0]
+        if ":" in first:
+            # Not a banner (a proxy, or a parser attached mid-stream): the
+            # first header of the first message, keep it.
+            self.banner = ""
+            return False
+        self.banner = first.strip(_BLANKS)
+        del lines[0]
+        return True
+
+    # -- the messages of a feed -------------------------------------------
+
+    def _parse_continued(self, lines: list[str], out: list[Message]) -> None:
+        """Parse the first message of ``lines`` (removing it) into ``out``: one that
+        continues lines of earlier feeds, which this feed's text-wide checks did not
+        see, so it is parsed alone."""
+        end = lines.index("")
+        block = self._lines + lines[:end]
+        del lines[: end + 1]
+        self._lines = []
+        self._size = 0
+        joined = "\n".join(block)
+        if block and not (len(joined) > MAX_LINE and self._too_big(block)):
+            msg = self._parse_one(block, "\t" in joined or "\r" in joined)
+            if msg:
+                out.append(msg)
 
     def _parse_many(
         self,
