@@ -369,7 +369,8 @@ def _uapi_paths() -> dict[str, Any]:
             "put": {
                 "operationId": f"updatePhoneCall{suffix}",
                 "tags": [tag],
-                "summary": "A PhoneCallAction: StartRecording or StopRecording (idempotent)" + note,
+                "summary": "A PhoneCallAction: Start, Stop, Pause or ResumeRecording "
+                           "(idempotent)" + note,
                 "security": _UAPI_SECURITY,
                 "parameters": [*_PATH_PARAMS, _CALL_ID_PARAM],
                 "requestBody": {

@@ -19,7 +19,8 @@ PUT        auth -> path -> query (request_invalid: any parameter but the token)
            pc_phonecallview_invalid) -> phoneCallId syntax
            -> ready (503) -> the call (pc_phonecall_invalid) -> the view
            (pc_phonecallview_invalid) -> policy (403 pc_recording_disabled:
-           StartRecording unless on demand by *1, StopRecording on an extension that
+           StartRecording, PauseRecording and ResumeRecording unless on demand by *1,
+           StopRecording, PauseRecording and ResumeRecording on an extension that
            records always) -> the action (409, 503, 504) -> 200
 
 The query parameters themselves (VoipNow's collection parameters) are
@@ -266,11 +267,15 @@ async def put_call(request: web.Request) -> web.StreamResponse:
     request.app[LINK].require_ready()
     call = _find_call(request, target, call_id)
     ext = _find_view(request, principal, call, action.view_id)
+    # The recording rules (403 pc_recording_disabled) are checked first, in the feature.
     if action.action == "StartRecording":
-        # The recording rules (403 pc_recording_disabled) are checked first, in the feature.
         await _run_action(request, recording.start(call, ext, action.format))
-    else:
+    elif action.action == "StopRecording":
         await _run_action(request, recording.stop(call, ext))
+    elif action.action == "PauseRecording":
+        await _run_action(request, recording.pause(call, ext))
+    else:
+        await _run_action(request, recording.resume(call, ext))
     return _json(_render(request, principal, target, call))
 
 

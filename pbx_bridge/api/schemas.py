@@ -25,7 +25,7 @@ __all__ = [
     "TokenRequest",
 ]
 
-ActionName = Literal["StartRecording", "StopRecording"]
+ActionName = Literal["StartRecording", "StopRecording", "PauseRecording", "ResumeRecording"]
 RecordingFormat = Literal["wav", "wav49"]
 VIEW_ID_PATTERN = "^[0-9]{2}$"  # what a PUT names; a rendered view id may grow longer
 
@@ -61,8 +61,8 @@ class PhoneCallAction(_Closed):
     action: ActionName
     """case-sensitive"""
     format: RecordingFormat | None = None
-    """StartRecording only; default: the service's `recordings.default_format` (`wav`
-    unless configured)"""
+    """StartRecording only (checked, then ignored, by the other actions); default: the
+    service's `recordings.default_format` (`wav` unless configured)"""
     phoneCallViewId: str = Field(pattern=VIEW_ID_PATTERN)
     """the id of the view (the leg of one local extension) to act on"""
 

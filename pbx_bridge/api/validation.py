@@ -51,6 +51,7 @@ MAX_SEGMENT = 64  # longer path segments are refused before any lookup
 PHONE_CALL_ID_RE = re.compile(CALL_ID_PATTERN)  # anchored: fullmatch as before
 ACTIONS: tuple[str, ...] = get_args(ActionName)
 FORMATS: tuple[str, ...] = get_args(RecordingFormat)
+_ACTION_MESSAGE = "action must be " + ", ".join(ACTIONS[:-1]) + " or " + ACTIONS[-1]
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _QUERY_MAX = 1024
 
@@ -186,9 +187,7 @@ def _action(data: dict[str, Any]) -> Action:
         # The model reports its fields in order, so the first error is the one to answer.
         field = exc.errors(include_url=False)[0]["loc"][0]
         if field == "action":
-            raise ApiError(
-                400, "pc_action_invalid", "action must be StartRecording or StopRecording"
-            ) from None
+            raise ApiError(400, "pc_action_invalid", _ACTION_MESSAGE) from None
         if field == "format":
             raise ApiError(400, "pc_recformat_invalid", "format must be wav or wav49") from None
         raise ApiError(

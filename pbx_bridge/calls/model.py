@@ -79,6 +79,9 @@ class PhoneCallView(_Out):
     """when this leg was answered (omitted while unanswered)"""
     recording: DateTime | None = None
     """when the current recording started"""
+    recordingPaused: DateTime | None = None
+    """while the current recording is paused (PauseRecording): when it was paused; the
+    file keeps running with silence until ResumeRecording"""
 
 
 class Link(_Out):

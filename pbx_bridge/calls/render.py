@@ -72,7 +72,17 @@ def _render_view(tracker: Tracker, call: Call, ext: str) -> dict[str, Any]:
         view["answered"] = m.iso(min(answered))
     if recording:
         view["recording"] = m.iso(min(recording))
+        _put(view, "recordingPaused", _paused(chans))
     return view
+
+
+def _paused(chans: list[Channel]) -> str | None:
+    """When the view's recording was paused, if every recording channel of it is (a view
+    with one channel still recording is not paused)."""
+    paused = [c.rec_paused for c in chans if c.recording is not None]
+    if not paused or None in paused:
+        return None
+    return m.iso(min(p for p in paused if p is not None))
 
 
 def _status(call: Call, ch: Channel) -> str:

@@ -17,8 +17,9 @@ How it stays true to the PBX:
   drop therefore rebuilds the same views with the same ids and times.
 - Whether a channel records is the recording feature's to say (it reads MixMonitor
   events and its own channel variables: pbx_bridge/recording/events.py); it tells the
-  tracker through `mark_recording` / `clear_recording`, the only writers of a channel's
-  recording state. The tracker knows nothing of how recordings are started or named.
+  tracker through `mark_recording` / `clear_recording` (and `mark_paused` /
+  `clear_paused` for a paused recording), the only writers of a channel's recording
+  state. The tracker knows nothing of how recordings are started or named.
 
 Rendering a call as the API's JSON is `calls/render.py`'s.
 """
@@ -121,6 +122,7 @@ class Channel:
     extension: str | None = None  # the local extension whose device this is
     recording: float | None = None  # when the running MixMonitor started
     rec_file: str | None = None
+    rec_paused: float | None = None  # when the running recording was paused (muted)
     dial_status: str = ""
     view_tag: str = ""  # last PBX_VIEW value seen on the channel
     on_hold: bool = False
@@ -272,13 +274,28 @@ class Tracker:
         ``started``, writing ``file``. Unknown or gone channels are ignored."""
         ch = self.channels.get(uniqueid)
         if ch is not None:
+            if ch.recording != started:  # another recording: it starts unpaused
+                ch.rec_paused = None
             ch.recording, ch.rec_file = started, file
 
     def clear_recording(self, uniqueid: str) -> None:
         """The recording feature says nothing records on this channel (any more)."""
         ch = self.channels.get(uniqueid)
         if ch is not None:
-            ch.recording, ch.rec_file = None, None
+            ch.recording, ch.rec_file, ch.rec_paused = None, None, None
+
+    def mark_paused(self, uniqueid: str, since: float) -> None:
+        """The recording feature says the channel's running recording is paused (muted)
+        since ``since``. Ignored for a channel that is unknown, gone or not recording."""
+        ch = self.channels.get(uniqueid)
+        if ch is not None and ch.recording is not None:
+            ch.rec_paused = since
+
+    def clear_paused(self, uniqueid: str) -> None:
+        """The recording feature says the channel's recording is not paused (any more)."""
+        ch = self.channels.get(uniqueid)
+        if ch is not None:
+            ch.rec_paused = None
 
     # ------------------------------------------------------------------ events
     def feed_many(self, events: Iterable[Event]) -> None:

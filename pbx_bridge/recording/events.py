@@ -1,8 +1,9 @@
 """What AMI tells about recordings, handed to the tracker. Pure: no I/O.
 
 MixMonitorStart / MixMonitorStop events, and the PBX_REC stamp on CoreShowChannel rows
-after a resync, become the tracker's `mark_recording` / `clear_recording`. Run after
-the tracker applied the same event (or the same rows), so the channel is known.
+after a resync, become the tracker's `mark_recording` / `clear_recording`;
+MixMonitorMute events and the PBX_RECPAUSED stamp its `mark_paused` / `clear_paused`.
+Run after the tracker applied the same event (or the same rows), so the channel is known.
 """
 
 from __future__ import annotations
@@ -10,17 +11,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from pbx_bridge.calls.tracker import Tracker
-from pbx_bridge.recording.variables import REC_HEADER, parse_rec
+from pbx_bridge.recording.variables import (
+    REC_HEADER,
+    RECPAUSED_HEADER,
+    parse_rec,
+    paused_since,
+)
 
 Event = Mapping[str, str]
+_RECORDING_EVENTS = frozenset({"MixMonitorStart", "MixMonitorStop", "MixMonitorMute"})
 
 
 def apply_event(tracker: Tracker, ev: Event) -> None:
     name = ev.get("Event")
-    if name != "MixMonitorStart" and name != "MixMonitorStop":
+    if name not in _RECORDING_EVENTS:
         return
     uid = ev.get("Uniqueid")
     if not uid or uid not in tracker.channels:
+        return
+    if name == "MixMonitorMute":
+        _apply_mute(tracker, uid, ev)
         return
     if name == "MixMonitorStop":
         tracker.clear_recording(uid)
@@ -29,6 +39,22 @@ def apply_event(tracker: Tracker, ev: Event) -> None:
     # stamp, not the event's time, is what a resync reads back, so use it here too.
     started, file = parse_rec(ev.get(REC_HEADER))
     tracker.mark_recording(uid, started or tracker.event_time(ev), file)
+
+
+def _apply_mute(tracker: Tracker, uid: str, ev: Event) -> None:
+    """Asterisk 22 reports every MixMonitorMute (also a repeated one) with ``Direction``
+    (read, write, both) and ``State`` (1 muted, 0 not). Paused means both directions
+    muted: a half-muted recording still holds one party. Any unmute ends the pause."""
+    if ev.get("State") == "0":
+        tracker.clear_paused(uid)
+        return
+    ch = tracker.channels[uid]
+    if ev.get("State") != "1" or ev.get("Direction") != "both" or ch.recording is None:
+        return
+    # PauseRecording stamps PBX_RECPAUSED first; the event carries it (channelvars), and
+    # that stamp, not the event's time, is what a resync reads back.
+    since = paused_since(ev.get(RECPAUSED_HEADER), ch.recording)
+    tracker.mark_paused(uid, since or tracker.event_time(ev))
 
 
 def apply_snapshot(tracker: Tracker, rows: Iterable[Event]) -> None:
@@ -42,8 +68,14 @@ def apply_snapshot(tracker: Tracker, rows: Iterable[Event]) -> None:
         started, file = parse_rec(rec)
         if started is None:
             tracker.clear_recording(uid)
-        else:
-            tracker.mark_recording(uid, started, file)
+            continue
+        tracker.mark_recording(uid, started, file)
+        if RECPAUSED_HEADER in row:  # (a manager.conf without it says nothing)
+            paused = paused_since(row[RECPAUSED_HEADER], started)
+            if paused is None:
+                tracker.clear_paused(uid)
+            else:
+                tracker.mark_paused(uid, paused)
 
 
 def recording_confirmed(tracker: Tracker, row: Event) -> bool:

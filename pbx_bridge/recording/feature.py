@@ -4,8 +4,8 @@ It keeps the tracker's recording marks true (recording/events.py), checks PBX_RE
 stamps against the MixMonitor Asterisk runs on resync (recording/probe.py), writes who
 may record with *1 to AstDB (recording/astdb.py), logs the *1 subroutine's reports
 (recording/star1.py), records "always" extensions by itself (recording/always.py), and
-serves StartRecording / StopRecording (recording/service.py) under the rules of
-recording/rules.py.
+serves StartRecording / StopRecording (recording/service.py) and PauseRecording /
+ResumeRecording (recording/pausing.py) under the rules of recording/rules.py.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording import astdb, events, rules, star1
 from pbx_bridge.recording.always import AlwaysRecorder
+from pbx_bridge.recording.pausing import RecordingPauser
 from pbx_bridge.recording.service import RecordingCounts, RecordingService
 from pbx_bridge.recording.slots import ViewSlots
 from pbx_bridge.recording.variables import REC_HEADER
@@ -47,6 +48,7 @@ class RecordingFeature(Feature):
             link, directory, base_dir=rec.directory,
             stop_wait=settings.ami.action_timeout, clock=clock,
         )
+        self.pauser = RecordingPauser(link, self.service, clock=clock)
         self.always = AlwaysRecorder(
             link, directory, self.service,
             retry_first=rec.always_retry_first, retry_cap=rec.always_retry_cap,
@@ -65,6 +67,17 @@ class RecordingFeature(Feature):
         """StopRecording: allowed by the rules, then stopped (a no-op if not recording)."""
         rules.check_stop(ext)
         await self.service.stop(call, ext)
+
+    async def pause(self, call: Call, ext: Extension) -> None:
+        """PauseRecording: StartRecording's gate (and never on "always"), then the view's
+        recording muted (idempotent; 409 if it records nothing)."""
+        rules.check_pause(ext)
+        await self.pauser.pause(call, ext.number)
+
+    async def resume(self, call: Call, ext: Extension) -> None:
+        """ResumeRecording: as PauseRecording, the other way."""
+        rules.check_pause(ext)
+        await self.pauser.resume(call, ext.number)
 
     # ------------------------------------------------------------------ link hooks
     async def review_snapshot(self, rows: list[Event], *, reconnected: bool) -> list[Event]:

@@ -7,6 +7,10 @@ triggers it:
 - ``always``: the bridge records every call by itself (recording/always.py); no app may
   stop that (StopRecording is refused), and StartRecording on it is refused too, as for
   an extension with recording off.
+
+PauseRecording and ResumeRecording have StartRecording's gate: an app may pause only
+what it could have started. A paused recording records nothing, so pausing a mandatory
+("always") recording would be stopping it by another name: refused like StopRecording.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.errors import RecordingDisabled
 
-__all__ = ["check_start", "check_stop", "on_demand", "records_always"]
+__all__ = ["check_pause", "check_start", "check_stop", "on_demand", "records_always"]
 
 
 def on_demand(extension: Extension) -> bool:
@@ -42,3 +46,13 @@ def check_stop(extension: Extension) -> None:
         raise RecordingDisabled(
             "this extension records every call (trigger always); it cannot be stopped"
         )
+
+
+def check_pause(extension: Extension) -> None:
+    """May an app pause (or resume) recording this extension's view? RecordingDisabled
+    if not: StartRecording's gate, with its own reason for an "always" extension."""
+    if records_always(extension):
+        raise RecordingDisabled(
+            "this extension records every call (trigger always); it cannot be paused"
+        )
+    check_start(extension)

@@ -22,7 +22,12 @@ from pbx_bridge.pbx.ami import AmiNotConnected, AmiTimeout, Message, is_success
 from pbx_bridge.recording import naming
 from pbx_bridge.recording.probe import MixMonitorProbe
 from pbx_bridge.recording.slots import ViewSlot, ViewSlots
-from pbx_bridge.recording.variables import MIXMONITOR_OPTIONS, REC_VAR, rec_value
+from pbx_bridge.recording.variables import (
+    MIXMONITOR_OPTIONS,
+    REC_VAR,
+    RECPAUSED_VAR,
+    rec_value,
+)
 
 log = logging.getLogger("pbx_bridge.service")
 
@@ -59,7 +64,8 @@ class RecordingService:
         slot = self.views.get((linkedid, extension))
         return slot is not None and slot.in_doubt is not None
 
-    def _slot(self, call: Call, extension: str) -> ViewSlot:
+    def slot(self, call: Call, extension: str) -> ViewSlot:
+        """The view's slot: its lock serialises every start, stop, pause and resume."""
         tracker = self.link.tracker
         return self.views.slot((call.linkedid, extension), tracker.calls, len(tracker.calls))
 
@@ -67,7 +73,7 @@ class RecordingService:
     async def start(self, call: Call, ext: Extension, fmt: str) -> None:
         """Start MixMonitor on the view's channel; idempotent, one per view at most."""
         self.link.require_ready()
-        slot = self._slot(call, ext.number)
+        slot = self.slot(call, ext.number)
         async with slot.lock:
             if _recording(call, ext.number):
                 return
@@ -168,19 +174,21 @@ class RecordingService:
     # ------------------------------------------------------------------ stop
     async def stop(self, call: Call, ext: Extension) -> None:
         self.link.require_ready()
-        async with self._slot(call, ext.number).lock:
+        async with self.slot(call, ext.number).lock:
             for ch in [c for c in call.channels_of(ext.number) if c.recording is not None]:
                 await self._stop_channel(ch)
 
     async def _stop_channel(self, ch: Channel) -> None:
         ami = self.link.ami
         tracker = self.link.tracker
+        clear = [REC_VAR] if ch.rec_paused is None else [REC_VAR, RECPAUSED_VAR]
         try:
             # Pipelined, like the start: Asterisk runs one connection's actions in the
             # order they arrive, so this is the same sequence in one round trip.
-            resp, _ = await asyncio.gather(
+            resp, *_ = await asyncio.gather(
                 ami.send_action("StopMixMonitor", {"Channel": ch.name}),
-                ami.send_action("Setvar", {"Channel": ch.name, "Variable": REC_VAR, "Value": ""}),
+                *(ami.send_action("Setvar", {"Channel": ch.name, "Variable": var, "Value": ""})
+                  for var in clear),
             )
         except AmiNotConnected as exc:
             raise PbxUnavailable(str(exc)) from exc

@@ -6,7 +6,8 @@ extensions.conf, [pbx-bridge-rec]) first stamps the view's channel with PBX_REC
 option i()). MIXMONITOR(<id>,filename) is non-empty exactly while that MixMonitor exists
 on the channel. Both are read with Getvar (class `call`), so no `command`/`system` AMI
 rights are needed to check a recording. The *1 subroutine reads who may record from
-AstDB (family ASTDB_FAMILY) and reports what it did not start as a UserEvent.
+AstDB (family ASTDB_FAMILY) and reports what it did not start as a UserEvent. A paused
+recording keeps running muted, stamped with PBX_RECPAUSED (see `paused_since`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,11 @@ REC_VAR = "PBX_REC"
 # How AMI events and CoreShowChannel rows carry PBX_REC (manager.conf channelvars).
 REC_HEADER = f"ChanVariable({REC_VAR})"
 RECID_VAR = "PBX_RECID"
+# PauseRecording stamps the channel with PBX_RECPAUSED (``<epoch when paused>``) and mutes
+# the MixMonitor (AMI MixMonitorMute, both directions); ResumeRecording unmutes it and
+# clears the stamp. A stamp older than the running recording's PBX_REC start is stale.
+RECPAUSED_VAR = "PBX_RECPAUSED"
+RECPAUSED_HEADER = f"ChanVariable({RECPAUSED_VAR})"
 MIXMONITOR_OPTIONS = f"i({RECID_VAR})"
 # MixMonitor ids are the address of its datastore, printed with %p.
 MIXMONITOR_ID = re.compile(r"0x[0-9a-fA-F]{1,16}")
@@ -41,3 +47,13 @@ def parse_rec(value: str | None) -> tuple[float | None, str | None]:
     stamp, _, file = value.partition("|")
     started = finite_epoch(stamp)
     return started, (file or None) if started is not None else None
+
+
+def paused_since(value: str | None, started: float | None) -> float | None:
+    """PBX_RECPAUSED -> when the running recording was paused, or None. Only a stamp of
+    the recording that runs counts: one from before its start (``started``, from PBX_REC)
+    was left by an earlier recording of the channel (say, one the *1 toggle stopped)."""
+    paused = finite_epoch(value)
+    if paused is None or started is None or paused < started:
+        return None
+    return paused

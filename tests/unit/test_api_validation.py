@@ -131,7 +131,8 @@ async def test_body_invalid(api: Api, call_id: str, body: bytes) -> None:
         {"action": "startrecording", "phoneCallViewId": "01"},
         {"action": "STARTRECORDING", "phoneCallViewId": "01"},
         {"action": "StartRecording ", "phoneCallViewId": "01"},
-        {"action": "PauseRecording", "phoneCallViewId": "01"},
+        {"action": "pauseRecording", "phoneCallViewId": "01"},
+        {"action": "Resume", "phoneCallViewId": "01"},
         {"action": "StartRecording\r\nAction: Originate", "phoneCallViewId": "01"},
         {"action": "x" * 5000, "phoneCallViewId": "01"},
     ],
@@ -142,7 +143,9 @@ async def test_action_invalid(api: Api, call_id: str, body: dict) -> None:
 
 
 @pytest.mark.parametrize("fmt", ["", "mp3", "WAV", "wav ", "gsm", "wav49\n", "w\u0430v"])
-@pytest.mark.parametrize("action", ["StartRecording", "StopRecording"])
+@pytest.mark.parametrize(
+    "action", ["StartRecording", "StopRecording", "PauseRecording", "ResumeRecording"]
+)
 async def test_recformat_invalid(api: Api, call_id: str, fmt: str, action: str) -> None:
     body = {"action": action, "format": fmt, "phoneCallViewId": "01"}
     assert await error_of(await api.put(f"{BASE}/{call_id}", body)) == (
