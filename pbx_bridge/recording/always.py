@@ -1,15 +1,22 @@
-"""Recording "always": the views the bridge must start recording by itself.
+"""Recording "always": the repair of views the dialplan did not record.
 
 An extension whose phone terminal setup says call recording on, triggered ``always``,
-has every call recorded without anyone asking. The bridge does it (not the dialplan)
-because only the bridge knows the view ids that the file names carry: as soon as the
-extension's view has an answered, concrete channel that records nothing, MixMonitor is
-started there through the same path as StartRecording (same naming, lock and PBX_REC
-reservation). A channel is tried once, so a refused start is not retried in a loop; a
-new channel of the view (a transfer) is tried again, and a refused or timed-out start
-is retried after ``recordings.always_retry_first`` seconds, doubling up to
-``always_retry_cap``, for as long as the channel lives. The tried set is cleared after a
-reconnect, so a bridge restart or a lost AMI link records what it missed.
+has every call recorded without anyone asking. The dialplan does it first: the bridge
+writes the policy to AstDB (recording/astdb.py, trigger field ``always``) and Dial's
+``U(pbx-bridge-rec)`` starts MixMonitor on the called extension's channel at answer,
+bridge running or not. The bridge repairs what that misses (the calling side, which no
+Dial hook reaches at answer; a PBX without the ``U()`` option; a bridge started
+mid-call): a view whose extension has an answered, concrete channel that records
+nothing ``recordings.always_grace`` seconds after the bridge first saw it so is started
+through the same path as StartRecording (same naming, lock and PBX_REC reservation).
+The grace lets the dialplan's ``MixMonitorStart`` arrive first, so the bridge never
+starts a second MixMonitor next to the dialplan's.
+
+A channel is tried once, so a refused start is not retried in a loop; a new channel of
+the view (a transfer) is tried again, and a refused or timed-out start is retried after
+``recordings.always_retry_first`` seconds, doubling up to ``always_retry_cap``, for as
+long as the channel lives. The tried set is cleared after a reconnect, so a bridge
+restart or a lost AMI link records what it missed.
 
 `due` and `touched_call` are pure; `AlwaysRecorder` is their shell.
 """
@@ -65,15 +72,18 @@ class AlwaysRecorder:
         *,
         retry_first: float,
         retry_cap: float,
+        grace: float,
     ) -> None:
         self._link = link
         self._directory = directory
         self._recordings = recordings
         self._retry_first = retry_first
         self._retry_cap = retry_cap
+        self._grace = grace
         self._always = self._always_recorded()
         self._tried: set[str] = set()  # uniqueids an automatic start was tried on
         self._failures: dict[str, int] = {}  # uniqueid -> failed automatic starts
+        self._due_since: dict[str, float] = {}  # uniqueid -> loop time first seen due
 
     def _always_recorded(self) -> dict[str, Extension]:
         return {e.number: e for e in self._directory.all_extensions() if records_always(e)}
@@ -105,11 +115,27 @@ class AlwaysRecorder:
         live = self._link.tracker.channels.keys()
         self._tried &= live
         self._failures = {k: v for k, v in self._failures.items() if k in live}
+        self._due_since = {k: v for k, v in self._due_since.items() if k in live}
 
     def _record(self, call: Call) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         for ext, ch in due(self._link.tracker, call, self._always, self._tried):
+            since = self._due_since.get(ch.uniqueid)
+            if since is None:
+                # First seen due: give the dialplan's own start (Dial U()) time to show.
+                self._due_since[ch.uniqueid] = now
+                loop.call_later(self._grace, self._recheck, ch.linkedid)
+                continue
+            if now - since < self._grace:
+                continue  # the recheck already scheduled comes
             self._tried.add(ch.uniqueid)
             self._link.spawn(self._start(call, self._always[ext], ch))
+
+    def _recheck(self, linkedid: str) -> None:
+        current = self._link.tracker.calls.get(linkedid)
+        if current is not None and self._always and self._link.ready:
+            self._record(current)
 
     async def _start(self, call: Call, ext: Extension, ch: Channel) -> None:
         try:

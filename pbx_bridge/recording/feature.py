@@ -52,6 +52,7 @@ class RecordingFeature(Feature):
         self.always = AlwaysRecorder(
             link, directory, self.service,
             retry_first=rec.always_retry_first, retry_cap=rec.always_retry_cap,
+            grace=rec.always_grace,
         )
         self.counts: RecordingCounts = self.service.counts
         self.views: ViewSlots = self.service.views  # the per-view slots (bounded)

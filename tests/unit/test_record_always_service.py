@@ -59,7 +59,8 @@ async def rig(tmp_path, monkeypatch) -> AsyncIterator[tuple[Services, FakeAmi, R
     base = make_settings(tmp_path)
     settings = base.model_copy(update={
         "ami": base.ami.model_copy(update={"port": fake.port}),
-        "recordings": base.recordings.model_copy(update={"always_retry_first": 0.05}),
+        "recordings": base.recordings.model_copy(update={"always_retry_first": 0.05,
+                                                         "always_grace": 0.3}),
     })
     bridge = Services(settings, make_directory(settings))
     await bridge.start()
@@ -124,3 +125,33 @@ async def test_switching_a_setup_to_always_records_calls_already_up(rig) -> None
     await _until(lambda: refuse.seen == 1)
     (mixmonitor,) = fake.actions_named("MixMonitor")
     assert mixmonitor["File"].endswith(".WAV")  # the extension's own format: wav49
+
+
+async def test_the_dialplans_recording_is_never_doubled(rig) -> None:
+    """Dial's U(pbx-bridge-rec) starts "always" on answer; its MixMonitorStart arrives
+    within the grace and the bridge starts nothing: exactly one MixMonitor."""
+    bridge, fake, refuse = rig
+    refuse.n = 0
+    await fake.send_event(_channel("Newchannel", f"PJSIP/{JANE}-00000007", UID, "6"))
+    await _until(lambda: bridge.tracker.channels)
+    (ch,) = bridge.tracker.channels.values()
+    await asyncio.sleep(0.05)
+    assert not fake.actions_named("MixMonitor")  # within the grace: the dialplan's turn
+    await fake.send_event(_channel("MixMonitorStart", f"PJSIP/{JANE}-00000007", UID, "6")
+                          | {"ChanVariable(PBX_REC)": "1795849233|3/0003*213/x-00-1.wav"})
+    await _until(lambda: ch.recording is not None)
+    await asyncio.sleep(0.6)  # twice the grace
+    assert not fake.actions_named("MixMonitor") and refuse.seen == 0
+    assert ch.recording == 1795849233.0
+
+
+async def test_a_view_the_dialplan_did_not_record_is_repaired_after_the_grace(rig) -> None:
+    bridge, fake, refuse = rig
+    refuse.n = 0
+    await fake.send_event(_channel("Newchannel", f"PJSIP/{JANE}-00000007", UID, "6"))
+    await _until(lambda: bridge.tracker.channels)
+    (ch,) = bridge.tracker.channels.values()
+    await asyncio.sleep(0.1)
+    assert refuse.seen == 0  # within the grace
+    await _until(lambda: ch.recording is not None)  # no event needed after the grace
+    assert refuse.seen == 1
