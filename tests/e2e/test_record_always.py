@@ -121,3 +121,25 @@ async def test_with_the_bridge_running_the_dialplans_recording_is_the_only_one(
     assert _mixmonitor_starts(ami_log, f"PJSIP/{JANE}-") == 1
     (path,) = _any_view_files(pbx, call["id"])
     await recording_content(path, own_hz=800, other_hz=600)
+
+
+async def test_an_always_extension_reached_through_a_local_channel(pbx, phones,
+                                                                  ami_log) -> None:
+    """0003*299 rings 0003*211 through a Local channel, as ring groups and queues do:
+    the inner Dial of the extension's own device records it, never the Local half.
+    (The bridge never runs here; the policy is put where it would write it.)"""
+    await asyncio.to_thread(pbx.cli, "database put pbx_bridge rec/0003*211 "
+                                     "wav,3,0003*211,always")
+    await phones("0003*211", auto_answer=True, tone_hz=800)
+    a = await phones("0003*210", tone_hz=600)
+    await a.dial("0003*299")
+    await a.wait_event("CALL_ESTABLISHED")
+    start = await ami_log.wait_for("MixMonitorStart")
+    await asyncio.sleep(2.5)
+    await a.hangup()
+    await wait_no_channels(pbx, timeout=15)
+    assert start["Channel"].startswith("PJSIP/0003*211-"), start
+    assert len(ami_log.matching("MixMonitorStart")) == 1
+    call_id = hashlib.sha1(start["Linkedid"].encode()).hexdigest()[:20]
+    (path,) = (pbx.monitor_dir / "3" / "0003*211").glob(f"*/{call_id}-00-*.wav")
+    await recording_content(path, own_hz=800, other_hz=600)
