@@ -7,7 +7,8 @@ writes the policy to AstDB (recording/astdb.py, trigger field ``always``) and Di
 bridge running or not. The bridge repairs what that misses (the calling side, which no
 Dial hook reaches at answer; a PBX without the ``U()`` option; a bridge started
 mid-call): a view whose extension has an answered, concrete channel that records
-nothing ``recordings.always_grace`` seconds after the bridge first saw it so is started
+nothing is started (a called channel only ``recordings.always_grace`` seconds after the
+bridge first saw it so; the call's originating channel at once, no hook reaches it)
 through the same path as StartRecording (same naming, lock and PBX_REC reservation).
 The grace lets the dialplan's ``MixMonitorStart`` arrive first, so the bridge never
 starts a second MixMonitor next to the dialplan's.
@@ -122,12 +123,14 @@ class AlwaysRecorder:
         now = loop.time()
         for ext, ch in due(self._link.tracker, call, self._always, self._tried):
             since = self._due_since.get(ch.uniqueid)
-            if since is None:
+            if ch.uniqueid == ch.linkedid:
+                pass  # the calling side: no Dial hook reaches it at answer, start now
+            elif since is None:
                 # First seen due: give the dialplan's own start (Dial U()) time to show.
                 self._due_since[ch.uniqueid] = now
                 loop.call_later(self._grace, self._recheck, ch.linkedid)
                 continue
-            if now - since < self._grace:
+            elif now - since < self._grace:
                 continue  # the recheck already scheduled comes
             self._tried.add(ch.uniqueid)
             self._link.spawn(self._start(call, self._always[ext], ch))
