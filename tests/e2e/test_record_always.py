@@ -143,3 +143,22 @@ async def test_an_always_extension_reached_through_a_local_channel(pbx, phones,
     call_id = hashlib.sha1(start["Linkedid"].encode()).hexdigest()[:20]
     (path,) = (pbx.monitor_dir / "3" / "0003*211").glob(f"*/{call_id}-00-*.wav")
     await recording_content(path, own_hz=800, other_hz=600)
+
+
+async def test_star1_cannot_stop_an_always_recording(pbx, phones, tmp_path, ami_log) -> None:
+    """The AstDB policy now exists for "always" extensions too (trigger always): *1
+    reads it and refuses, as the API's StopRecording does; the recording goes on."""
+    async for api in _serve(pbx, tmp_path):
+        phone = await phones(JANE, tone_hz=600)
+        await phone.dial("7778888")
+        await phone.wait_event("CALL_ESTABLISHED")
+        await ami_log.wait_for("MixMonitorStart")
+        await phone.send_dtmf("*1")
+        denied = await ami_log.wait_for("UserEvent", UserEvent="PbxBridgeRec")
+        assert denied.get("Result") == "denied", denied
+        await asyncio.sleep(0.5)
+        assert not ami_log.matching("MixMonitorStop")
+        call = await _one_call(api, JANE, api.token_for(13))
+        assert ISO.match(call["phoneCallView"][0]["recording"])
+        await phone.hangup()
+        await eventually(lambda a=api: not a.bridge.tracker.calls, what="call gone")
