@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Container, Mapping
+from dataclasses import dataclass
 
 from pbx_bridge.calls.tracker import Call, Channel, Tracker
 from pbx_bridge.core.link import PbxLink
@@ -37,7 +38,7 @@ from pbx_bridge.pbx.ami import AmiError
 from pbx_bridge.recording.rules import records_always
 from pbx_bridge.recording.service import RecordingService
 
-__all__ = ["AlwaysRecorder", "due", "records_always", "touched_call"]
+__all__ = ["AlwaysRecorder", "AlwaysTiming", "due", "records_always", "touched_call"]
 
 log = logging.getLogger("pbx_bridge.service")
 
@@ -64,23 +65,27 @@ def due(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class AlwaysTiming:
+    """[recordings] always_retry_first, always_retry_cap and always_grace, in seconds."""
+
+    retry_first: float
+    retry_cap: float
+    grace: float
+
+
 class AlwaysRecorder:
     def __init__(
         self,
         link: PbxLink,
         directory: Directory,
         recordings: RecordingService,
-        *,
-        retry_first: float,
-        retry_cap: float,
-        grace: float,
+        timing: AlwaysTiming,
     ) -> None:
         self._link = link
         self._directory = directory
         self._recordings = recordings
-        self._retry_first = retry_first
-        self._retry_cap = retry_cap
-        self._grace = grace
+        self._timing = timing
         self._always = self._always_recorded()
         self._tried: set[str] = set()  # uniqueids an automatic start was tried on
         self._failures: dict[str, int] = {}  # uniqueid -> failed automatic starts
@@ -128,9 +133,9 @@ class AlwaysRecorder:
             elif since is None:
                 # First seen due: give the dialplan's own start (Dial U()) time to show.
                 self._due_since[ch.uniqueid] = now
-                loop.call_later(self._grace, self._recheck, ch.linkedid)
+                loop.call_later(self._timing.grace, self._recheck, ch.linkedid)
                 continue
-            elif now - since < self._grace:
+            elif now - since < self._timing.grace:
                 continue  # the recheck already scheduled comes
             self._tried.add(ch.uniqueid)
             self._link.spawn(self._start(call, self._always[ext], ch))
@@ -146,7 +151,7 @@ class AlwaysRecorder:
         except (PbxBridgeError, AmiError) as exc:
             failures = self._failures.get(ch.uniqueid, 0) + 1
             self._failures[ch.uniqueid] = failures
-            delay = min(self._retry_cap, self._retry_first * 2 ** (failures - 1))
+            delay = min(self._timing.retry_cap, self._timing.retry_first * 2 ** (failures - 1))
             log.warning(
                 "recording always: %s (%s) not started: %s; retrying in %.0f s",
                 ext.number, ch.name, exc, delay,
