@@ -162,3 +162,27 @@ async def test_star1_cannot_stop_an_always_recording(pbx, phones, tmp_path, ami_
         assert ISO.match(call["phoneCallView"][0]["recording"])
         await phone.hangup()
         await eventually(lambda a=api: not a.bridge.tracker.calls, what="call gone")
+
+
+async def test_a_bridge_started_during_a_dialplan_recording_adds_none(
+        pbx, phones, tmp_path, ami_log) -> None:
+    """The resync of a bridge started mid-call recognises the dialplan's PBX_REC stamp:
+    the view shows recording and, past the grace, still one MixMonitor."""
+    async for _api in _serve(pbx, tmp_path):
+        pass  # writes the AstDB policy, then stops
+    await phones(JANE, auto_answer=True, tone_hz=800)
+    john = await phones("0003*210", tone_hz=600)
+    await john.dial(JANE)
+    await john.wait_event("CALL_ESTABLISHED")
+    await ami_log.wait_for("MixMonitorStart")
+    async for api in _serve(pbx, tmp_path):
+        call = await _one_call(api, JANE, api.token_for(13))
+        (view,) = [v for v in call["phoneCallView"] if v["extension"] == JANE]
+        assert ISO.match(view.get("recording", "")), view
+        await asyncio.sleep(3.0)  # past the grace
+        await john.hangup()
+        await eventually(lambda a=api: not a.bridge.tracker.calls, what="call gone")
+        assert api.bridge.metrics.recordings_started == 0
+    assert _mixmonitor_starts(ami_log, f"PJSIP/{JANE}-") == 1
+    (path,) = _any_view_files(pbx, call["id"])
+    await recording_content(path, own_hz=800, other_hz=600)
