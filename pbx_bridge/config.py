@@ -208,6 +208,10 @@ class RecordingsSettings(_Section):
     # always_retry_first seconds, doubling up to always_retry_cap, while the channel lives.
     always_retry_first: Seconds = 5.0
     always_retry_cap: Seconds = 60.0
+    # The dialplan starts "always" recordings itself on answer (Dial U()); the bridge only
+    # repairs a view still not recording always_grace seconds after it first saw it due,
+    # so it never starts a second MixMonitor next to the dialplan's.
+    always_grace: Seconds = 2.0
 
 
 class AuthSettings(_Section):

@@ -1,15 +1,23 @@
-"""Recording "always": the views the bridge must start recording by itself.
+"""Recording "always": the repair of views the dialplan did not record.
 
 An extension whose phone terminal setup says call recording on, triggered ``always``,
-has every call recorded without anyone asking. The bridge does it (not the dialplan)
-because only the bridge knows the view ids that the file names carry: as soon as the
-extension's view has an answered, concrete channel that records nothing, MixMonitor is
-started there through the same path as StartRecording (same naming, lock and PBX_REC
-reservation). A channel is tried once, so a refused start is not retried in a loop; a
-new channel of the view (a transfer) is tried again, and a refused or timed-out start
-is retried after ``recordings.always_retry_first`` seconds, doubling up to
-``always_retry_cap``, for as long as the channel lives. The tried set is cleared after a
-reconnect, so a bridge restart or a lost AMI link records what it missed.
+has every call recorded without anyone asking. The dialplan does it first: the bridge
+writes the policy to AstDB (recording/astdb.py, trigger field ``always``) and Dial's
+``U(pbx-bridge-rec)`` starts MixMonitor on the called extension's channel at answer,
+bridge running or not. The bridge repairs what that misses (the calling side, which no
+Dial hook reaches at answer; a PBX without the ``U()`` option; a bridge started
+mid-call): a view whose extension has an answered, concrete channel that records
+nothing is started (a called channel only ``recordings.always_grace`` seconds after the
+bridge first saw it so; the call's originating channel at once, no hook reaches it)
+through the same path as StartRecording (same naming, lock and PBX_REC reservation).
+The grace lets the dialplan's ``MixMonitorStart`` arrive first, so the bridge never
+starts a second MixMonitor next to the dialplan's.
+
+A channel is tried once, so a refused start is not retried in a loop; a new channel of
+the view (a transfer) is tried again, and a refused or timed-out start is retried after
+``recordings.always_retry_first`` seconds, doubling up to ``always_retry_cap``, for as
+long as the channel lives. The tried set is cleared after a reconnect, so a bridge
+restart or a lost AMI link records what it missed.
 
 `due` and `touched_call` are pure; `AlwaysRecorder` is their shell.
 """
@@ -19,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Collection, Container, Mapping
+from dataclasses import dataclass
 
 from pbx_bridge.calls.tracker import Call, Channel, Tracker
 from pbx_bridge.core.link import PbxLink
@@ -29,7 +38,7 @@ from pbx_bridge.pbx.ami import AmiError
 from pbx_bridge.recording.rules import records_always
 from pbx_bridge.recording.service import RecordingService
 
-__all__ = ["AlwaysRecorder", "due", "records_always", "touched_call"]
+__all__ = ["AlwaysRecorder", "AlwaysTiming", "due", "records_always", "touched_call"]
 
 log = logging.getLogger("pbx_bridge.service")
 
@@ -56,24 +65,31 @@ def due(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class AlwaysTiming:
+    """[recordings] always_retry_first, always_retry_cap and always_grace, in seconds."""
+
+    retry_first: float
+    retry_cap: float
+    grace: float
+
+
 class AlwaysRecorder:
     def __init__(
         self,
         link: PbxLink,
         directory: Directory,
         recordings: RecordingService,
-        *,
-        retry_first: float,
-        retry_cap: float,
+        timing: AlwaysTiming,
     ) -> None:
         self._link = link
         self._directory = directory
         self._recordings = recordings
-        self._retry_first = retry_first
-        self._retry_cap = retry_cap
+        self._timing = timing
         self._always = self._always_recorded()
         self._tried: set[str] = set()  # uniqueids an automatic start was tried on
         self._failures: dict[str, int] = {}  # uniqueid -> failed automatic starts
+        self._due_since: dict[str, float] = {}  # uniqueid -> loop time first seen due
 
     def _always_recorded(self) -> dict[str, Extension]:
         return {e.number: e for e in self._directory.all_extensions() if records_always(e)}
@@ -105,11 +121,29 @@ class AlwaysRecorder:
         live = self._link.tracker.channels.keys()
         self._tried &= live
         self._failures = {k: v for k, v in self._failures.items() if k in live}
+        self._due_since = {k: v for k, v in self._due_since.items() if k in live}
 
     def _record(self, call: Call) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         for ext, ch in due(self._link.tracker, call, self._always, self._tried):
+            since = self._due_since.get(ch.uniqueid)
+            if ch.uniqueid == ch.linkedid:
+                pass  # the calling side: no Dial hook reaches it at answer, start now
+            elif since is None:
+                # First seen due: give the dialplan's own start (Dial U()) time to show.
+                self._due_since[ch.uniqueid] = now
+                loop.call_later(self._timing.grace, self._recheck, ch.linkedid)
+                continue
+            elif now - since < self._timing.grace:
+                continue  # the recheck already scheduled comes
             self._tried.add(ch.uniqueid)
             self._link.spawn(self._start(call, self._always[ext], ch))
+
+    def _recheck(self, linkedid: str) -> None:
+        current = self._link.tracker.calls.get(linkedid)
+        if current is not None and self._always and self._link.ready:
+            self._record(current)
 
     async def _start(self, call: Call, ext: Extension, ch: Channel) -> None:
         try:
@@ -117,7 +151,7 @@ class AlwaysRecorder:
         except (PbxBridgeError, AmiError) as exc:
             failures = self._failures.get(ch.uniqueid, 0) + 1
             self._failures[ch.uniqueid] = failures
-            delay = min(self._retry_cap, self._retry_first * 2 ** (failures - 1))
+            delay = min(self._timing.retry_cap, self._timing.retry_first * 2 ** (failures - 1))
             log.warning(
                 "recording always: %s (%s) not started: %s; retrying in %.0f s",
                 ext.number, ch.name, exc, delay,

@@ -1,9 +1,11 @@
-"""Who may record with *1, written to AstDB for the dialplan's subroutine.
+"""Who records, written to AstDB for the dialplan's subroutine [pbx-bridge-rec].
 
 Family ``pbx_bridge``: ``config/recdir`` = `recordings.directory` (if set), and one
-``rec/<endpoint>`` = ``<format>,<organization id>,<extension>`` per device of an
-extension that records on demand (recording/rules.py). Rewritten whole on every
-(re)connect and directory change.
+``rec/<endpoint>`` = ``<format>,<organization id>,<extension>,<trigger>`` per device of
+an extension that records on demand (trigger ``star1``: *1 may toggle it) or every call
+(trigger ``always``: the dialplan starts MixMonitor itself when the device answers, so
+"always" holds while the bridge is down; *1 is refused there). The *1 path reads the
+first three fields as before. Rewritten whole on every (re)connect and directory change.
 """
 
 from __future__ import annotations
@@ -13,16 +15,19 @@ import logging
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient, AmiError
 from pbx_bridge.recording.naming import file_suffix
-from pbx_bridge.recording.rules import on_demand
+from pbx_bridge.recording.rules import on_demand, records_always
 from pbx_bridge.recording.variables import ASTDB_FAMILY
 
 log = logging.getLogger("pbx_bridge.service")
 
 
-def policy_value(fmt: str, organization_id: int, extension: str) -> str:
-    """The AstDB value the *1 subroutine reads: "<format>,<organization id>,<extension>"."""
+def policy_value(fmt: str, organization_id: int, extension: str, trigger: str) -> str:
+    """The AstDB value the subroutine reads:
+    "<format>,<organization id>,<extension>,<star1|always>"."""
     file_suffix(fmt)
-    return f"{fmt},{organization_id},{extension}"
+    if trigger not in ("star1", "always"):
+        raise ValueError(f"unknown recording trigger {trigger!r}")
+    return f"{fmt},{organization_id},{extension},{trigger}"
 
 
 async def sync_policy(ami: AmiClient, directory: Directory, base_dir: str) -> None:
@@ -34,7 +39,7 @@ async def sync_policy(ami: AmiClient, directory: Directory, base_dir: str) -> No
                 "DBPut", {"Family": ASTDB_FAMILY, "Key": "config/recdir", "Val": base_dir}
             )
         for device, ext in directory.extensions_by_device().items():
-            if not on_demand(ext):
+            if not (on_demand(ext) or records_always(ext)):
                 continue
             org = directory.organization_of_extension(ext)
             if org is None:
@@ -45,7 +50,9 @@ async def sync_policy(ami: AmiClient, directory: Directory, base_dir: str) -> No
                 {
                     "Family": ASTDB_FAMILY,
                     "Key": f"rec/{endpoint}",
-                    "Val": policy_value(ext.recording.format, org.id, ext.number),
+                    "Val": policy_value(
+                        ext.recording.format, org.id, ext.number, ext.recording.trigger
+                    ),
                 },
             )
     except AmiError as exc:

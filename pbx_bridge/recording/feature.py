@@ -21,7 +21,7 @@ from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording import astdb, events, rules, star1
-from pbx_bridge.recording.always import AlwaysRecorder
+from pbx_bridge.recording.always import AlwaysRecorder, AlwaysTiming
 from pbx_bridge.recording.pausing import RecordingPauser
 from pbx_bridge.recording.service import RecordingCounts, RecordingService
 from pbx_bridge.recording.slots import ViewSlots
@@ -51,7 +51,7 @@ class RecordingFeature(Feature):
         self.pauser = RecordingPauser(link, self.service, clock=clock)
         self.always = AlwaysRecorder(
             link, directory, self.service,
-            retry_first=rec.always_retry_first, retry_cap=rec.always_retry_cap,
+            AlwaysTiming(rec.always_retry_first, rec.always_retry_cap, rec.always_grace),
         )
         self.counts: RecordingCounts = self.service.counts
         self.views: ViewSlots = self.service.views  # the per-view slots (bounded)

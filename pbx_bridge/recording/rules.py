@@ -4,9 +4,10 @@ An extension's phone terminal setup says whether its calls may be recorded and w
 triggers it:
 - ``star1`` (on demand): the user presses *1 (the dialplan reads AstDB, which
   recording/astdb.py fills from `on_demand`), or an app asks with StartRecording;
-- ``always``: the bridge records every call by itself (recording/always.py); no app may
-  stop that (StopRecording is refused), and StartRecording on it is refused too, as for
-  an extension with recording off.
+- ``always``: every call is recorded, by the dialplan when the extension answers (Dial
+  U(pbx-bridge-rec), AstDB trigger ``always``) and by the bridge otherwise
+  (recording/always.py); no app may stop that (StopRecording is refused), nor *1, and
+  StartRecording on it is refused too, as for an extension with recording off.
 
 PauseRecording and ResumeRecording have StartRecording's gate: an app may pause only
 what it could have started. A paused recording records nothing, so pausing a mandatory

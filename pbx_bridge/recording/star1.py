@@ -1,4 +1,5 @@
-"""The *1 subroutine's report of a recording it did not start (UserEvent PbxBridgeRec).
+"""The *1 subroutine's report of a recording it did not start (UserEvent PbxBridgeRec),
+from *1 or from the "always" start on answer (header ``Mode``: ``*1`` or ``always``).
 
 Said in the bridge's log (the subroutine logs in Asterisk's too). Nothing changes on the
 view: it shows `recording` only once a MixMonitor really runs (MixMonitorStart).
@@ -26,9 +27,10 @@ def log_star1_report(ev: Mapping[str, str], extension_of: Callable[[str], str | 
     if result == "denied":
         log.info("*1 on %s (extension %s): recording not allowed", channel, ext)
         return False
+    mode = "always" if ev.get("Mode") == "always" else "*1"  # never echo a raw header
     log.warning(
-        "*1 on %s (extension %s): recording NOT started (%s: %s); check that every "
+        "%s on %s (extension %s): recording NOT started (%s: %s); check that every "
         "module marked required in asterisk-conf/modules.conf is loaded",
-        channel, ext, result or "failed", ev.get("Reason", "unknown"),
+        mode, channel, ext, result or "failed", ev.get("Reason", "unknown"),
     )
     return True

@@ -282,12 +282,15 @@ async def test_frozen_pbx_gives_504_then_recovers(pbx, phones, tmp_path, ami_log
 
 async def test_star1_follows_the_same_policy_as_the_api(api, phones, pbx, ami_log) -> None:
     # What the bridge wrote to AstDB from its directory: exactly the extensions whose
-    # phone terminal setup allows on-demand recording.
+    # phone terminal setup records, told apart by the trigger (*1 acts on star1 only;
+    # "always" is started by the dialplan on answer, issue 11).
     rows = await asyncio.to_thread(pbx.cli, "database show pbx_bridge")
-    keys = set(re.findall(r"/pbx_bridge/rec/(\S+?)\s*:", rows))
+    found = dict(re.findall(r"/pbx_bridge/rec/(\S+?)\s*:\s*\S+?,(star1|always)\s", rows))
     allowed = {e.number for e in api.directory.all_extensions()
                if e.recording.enabled and e.recording.trigger == "star1"}
-    assert keys == allowed == {"0003*210", "0003*211", "0004*210"}, rows
+    on_demand = {k for k, trigger in found.items() if trigger == "star1"}
+    assert on_demand == allowed == {"0003*210", "0003*211", "0004*210"}, rows
+    assert {k for k, trigger in found.items() if trigger == "always"} == {"0003*213"}, rows
 
     # Jane's 0003*212 has call recording off: *1 does nothing, as the API refuses.
     jane = await phones("0003*212")

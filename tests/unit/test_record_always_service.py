@@ -16,6 +16,8 @@ from tests.unit.api_support import make_directory, make_settings
 
 JANE = "0003*213"  # recording on, triggered always (config/directory.example.toml)
 UID = "1795849232.7"
+GRACE = 2.0  # recordings.always_grace
+CALLEE = "1795849232.8"  # a called channel of the call UID (Dial's U() reaches it)
 
 
 def _channel(event: str, name: str, uid: str, state: str) -> dict[str, str]:
@@ -59,7 +61,8 @@ async def rig(tmp_path, monkeypatch) -> AsyncIterator[tuple[Services, FakeAmi, R
     base = make_settings(tmp_path)
     settings = base.model_copy(update={
         "ami": base.ami.model_copy(update={"port": fake.port}),
-        "recordings": base.recordings.model_copy(update={"always_retry_first": 0.05}),
+        "recordings": base.recordings.model_copy(update={"always_retry_first": 0.05,
+                                                         "always_grace": GRACE}),
     })
     bridge = Services(settings, make_directory(settings))
     await bridge.start()
@@ -124,3 +127,43 @@ async def test_switching_a_setup_to_always_records_calls_already_up(rig) -> None
     await _until(lambda: refuse.seen == 1)
     (mixmonitor,) = fake.actions_named("MixMonitor")
     assert mixmonitor["File"].endswith(".WAV")  # the extension's own format: wav49
+
+
+async def test_the_dialplans_recording_is_never_doubled(rig) -> None:
+    """Dial's U(pbx-bridge-rec) starts "always" on the called channel at answer; its
+    MixMonitorStart arrives within the grace and the bridge starts nothing: exactly one
+    MixMonitor."""
+    bridge, fake, refuse = rig
+    refuse.n = 0
+    await fake.send_event(_channel("Newchannel", f"PJSIP/{JANE}-00000008", CALLEE, "6"))
+    await _until(lambda: bridge.tracker.channels)
+    (ch,) = bridge.tracker.channels.values()
+    await asyncio.sleep(0.05)
+    assert not fake.actions_named("MixMonitor")  # within the grace: the dialplan's turn
+    await fake.send_event(_channel("MixMonitorStart", f"PJSIP/{JANE}-00000008", CALLEE, "6")
+                          | {"ChanVariable(PBX_REC)": "1795849233|3/0003*213/x-00-1.wav"})
+    await _until(lambda: ch.recording is not None)
+    await asyncio.sleep(GRACE + 1.0)  # past the grace
+    assert not fake.actions_named("MixMonitor") and refuse.seen == 0
+    assert ch.recording == 1795849233.0
+
+
+async def test_a_view_the_dialplan_did_not_record_is_repaired_after_the_grace(rig) -> None:
+    bridge, fake, refuse = rig
+    refuse.n = 0
+    await fake.send_event(_channel("Newchannel", f"PJSIP/{JANE}-00000008", CALLEE, "6"))
+    await _until(lambda: bridge.tracker.channels)
+    (ch,) = bridge.tracker.channels.values()
+    await asyncio.sleep(0.1)
+    assert refuse.seen == 0  # within the grace
+    await _until(lambda: ch.recording is not None)  # no event needed after the grace
+    assert refuse.seen == 1
+
+
+async def test_the_calling_side_is_started_without_waiting(rig) -> None:
+    """No Dial hook reaches the caller's channel at answer: the bridge records it at
+    once, as before (the grace would lose the first seconds of the call)."""
+    _bridge, fake, refuse = rig
+    refuse.n = 0
+    await fake.send_event(_channel("Newchannel", f"PJSIP/{JANE}-00000007", UID, "6"))
+    await _until(lambda: refuse.seen == 1, timeout=GRACE * 0.75)  # before any grace
