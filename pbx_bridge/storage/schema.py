@@ -19,7 +19,10 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["apps", "cache_versions", "extensions", "metadata", "organizations", "tokens", "users"]
+__all__ = [
+    "apps", "cache_versions", "extensions", "metadata", "organizations", "recordings", "tokens",
+    "users",
+]
 
 metadata = MetaData()
 
@@ -81,4 +84,31 @@ cache_versions = Table(
     metadata,
     Column("name", Text, primary_key=True),
     Column("version", BigInteger, nullable=False),
+)
+
+# The recordings catalog (pbx_bridge/recordings/): one row per MixMonitor run. No foreign
+# keys: a row outlives the directory entries it names (an extension removed later).
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("organization", Integer, index=True),
+    Column("extension", Text, nullable=False, index=True),
+    Column("owner", Integer),
+    Column("call_id", Text, nullable=False),
+    Column("view_id", Text, nullable=False),
+    Column("channel", Text, nullable=False),
+    Column("format", Text, nullable=False),
+    Column("file", Text),
+    Column("host_path", Text),
+    Column("started_by", Text, nullable=False),
+    Column("app_id", Text),
+    Column("started", Float, nullable=False, index=True),
+    Column("stopped", Float),
+    Column("paused", Text, nullable=False),
+    Column("duration", Float),
+    Column("size", BigInteger),
+    Column("sha256", Text),
+    Column("state", Text, nullable=False),
+    Column("reason", Text),
 )
