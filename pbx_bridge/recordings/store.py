@@ -25,7 +25,7 @@ _FIELDS = tuple(f.name for f in dataclasses.fields(RecordingRow))
 class RecordingQuery:
     """One extension's recordings, newest first, optionally filtered."""
 
-    extension: str
+    extensions: tuple[str, ...]
     call_id: str | None = None
     state: str | None = None
     since: float | None = None
@@ -67,7 +67,7 @@ class RecordingStore:
 
     def find(self, query: RecordingQuery) -> list[RecordingRow]:
         c = recordings.c
-        stmt = select(recordings).where(c.extension == query.extension)
+        stmt = select(recordings).where(c.extension.in_(query.extensions))
         if query.call_id is not None:
             stmt = stmt.where(c.call_id == query.call_id)
         if query.state is not None:

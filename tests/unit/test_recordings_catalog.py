@@ -194,7 +194,7 @@ async def api(aiohttp_client, tmp_path, monkeypatch) -> Api:
 async def _row_in_state(api: Api, state: str, file: str = FILE) -> RecordingRow:
     catalog = api.bridge.recordings
     for _ in range(200):
-        rows = await catalog.find(RecordingQuery(extension="0003*210"))
+        rows = await catalog.find(RecordingQuery(extensions=("0003*210",)))
         mine = [row for row in rows if row.file == file]
         if mine and mine[0].state == state:
             return mine[0]
