@@ -88,7 +88,7 @@ def render(request: web.Request, target: access.Target, row: RecordingRow) -> di
     self_link = f"{base}{PREFIX}/{target.user.id}/{row.extension}/{row.id}"
     data: dict[str, Any] = {
         "id": row.id, "phoneCallId": row.call_id, "phoneCallViewId": row.view_id,
-        "extension": row.extension, "ownerId": str(row.owner) if row.owner else None,
+        "extension": row.extension, "ownerId": str(row.organization) if row.organization else None,
         "format": row.format, "state": row.state, "reason": row.reason,
         "startedBy": row.started_by, "appId": row.app_id,
         "started": iso(row.started), "stopped": iso(row.stopped),

@@ -153,7 +153,7 @@ class Recording(_Closed):
     """the view (leg of the extension) it recorded"""
     extension: str
     ownerId: str | None = None
-    """the user owning the extension"""
+    """the organization owning the extension (as a PhoneCall's `ownerId`)"""
     format: str
     """`wav` (16-bit PCM, `audio/wav`) or `wav49` (GSM 6.10, `audio/x-wav`)"""
     state: RecordingState
