@@ -88,27 +88,20 @@ cache_versions = Table(
 
 # The recordings catalog (pbx_bridge/recordings/): one row per MixMonitor run. No foreign
 # keys: a row outlives the directory entries it names (an extension removed later).
+# What a run always has (text), then what is learnt as it goes and when its file is read.
+_RECORDING_TEXT = ("call_id", "view_id", "channel", "format", "started_by", "paused", "state")
+_RECORDING_LATER = (
+    ("owner", Integer), ("file", Text), ("host_path", Text), ("app_id", Text),
+    ("stopped", Float), ("duration", Float), ("size", BigInteger), ("sha256", Text),
+    ("reason", Text),
+)
 recordings = Table(
     "recordings",
     metadata,
     Column("id", Text, primary_key=True),
     Column("organization", Integer, index=True),
     Column("extension", Text, nullable=False, index=True),
-    Column("owner", Integer),
-    Column("call_id", Text, nullable=False),
-    Column("view_id", Text, nullable=False),
-    Column("channel", Text, nullable=False),
-    Column("format", Text, nullable=False),
-    Column("file", Text),
-    Column("host_path", Text),
-    Column("started_by", Text, nullable=False),
-    Column("app_id", Text),
     Column("started", Float, nullable=False, index=True),
-    Column("stopped", Float),
-    Column("paused", Text, nullable=False),
-    Column("duration", Float),
-    Column("size", BigInteger),
-    Column("sha256", Text),
-    Column("state", Text, nullable=False),
-    Column("reason", Text),
+    *(Column(name, Text, nullable=False) for name in _RECORDING_TEXT),
+    *(Column(name, kind) for name, kind in _RECORDING_LATER),
 )

@@ -1,4 +1,6 @@
-"""The recordings catalog: one row per MixMonitor run (pbx_bridge/recordings/).
+"""The recordings catalog (pbx_bridge/recordings/): one row per MixMonitor run, whoever
+started it, kept after the call (state, file, duration, size, SHA-256); the columns as
+storage/schema.py describes them. No foreign keys: a row outlives the extension it names.
 
 Revision ID: 0004
 Revises: 0003
@@ -6,34 +8,41 @@ Revises: 0003
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from typing import Any
+
 from alembic import op
+from sqlalchemy import BigInteger, Column, Float, Integer, Text
 
 revision: str = "0004"
 down_revision: str | None = "0003"
 
 
-def upgrade() -> None:
-    op.create_table(
-        "recordings",
-        sa.Column("id", sa.Text, primary_key=True),
-        sa.Column("organization", sa.Integer, index=True),
-        sa.Column("extension", sa.Text, nullable=False, index=True),
-        sa.Column("owner", sa.Integer),
-        sa.Column("call_id", sa.Text, nullable=False),
-        sa.Column("view_id", sa.Text, nullable=False),
-        sa.Column("channel", sa.Text, nullable=False),
-        sa.Column("format", sa.Text, nullable=False),
-        sa.Column("file", sa.Text),
-        sa.Column("host_path", sa.Text),
-        sa.Column("started_by", sa.Text, nullable=False),
-        sa.Column("app_id", sa.Text),
-        sa.Column("started", sa.Float, nullable=False, index=True),
-        sa.Column("stopped", sa.Float),
-        sa.Column("paused", sa.Text, nullable=False),
-        sa.Column("duration", sa.Float),
-        sa.Column("size", sa.BigInteger),
-        sa.Column("sha256", sa.Text),
-        sa.Column("state", sa.Text, nullable=False),
-        sa.Column("reason", sa.Text),
+def _columns() -> tuple[Column[Any], ...]:
+    """The columns as they were at this revision (storage/schema.py describes the head);
+    new objects on each call: a Column belongs to one Table."""
+    return (
+        Column("id", Text, primary_key=True),
+        Column("organization", Integer, index=True),
+        Column("extension", Text, nullable=False, index=True),
+        Column("owner", Integer),
+        Column("call_id", Text, nullable=False),
+        Column("view_id", Text, nullable=False),
+        Column("channel", Text, nullable=False),
+        Column("format", Text, nullable=False),
+        Column("file", Text),
+        Column("host_path", Text),
+        Column("started_by", Text, nullable=False),
+        Column("app_id", Text),
+        Column("started", Float, nullable=False, index=True),
+        Column("stopped", Float),
+        Column("paused", Text, nullable=False),
+        Column("duration", Float),
+        Column("size", BigInteger),
+        Column("sha256", Text),
+        Column("state", Text, nullable=False),
+            Column("reason", Text),
     )
+
+
+def upgrade() -> None:
+    op.create_table("recordings", *_columns())
