@@ -126,6 +126,7 @@ class Catalog:
             view_id=view_id, started=ch.recording or now, channel=uid,
         )
         self.running[uid] = row
+        self.tracker.name_recording(uid, row.id)
         self._learn_file(row, ch)
         if ch.rec_paused is not None:
             row.paused.append([ch.rec_paused, None])

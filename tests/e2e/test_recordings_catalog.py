@@ -51,6 +51,8 @@ async def test_an_api_recording_is_catalogued_and_downloadable(api, phones, pbx)
     assert row["state"] == "recording" and row["phoneCallId"] == call["id"]
     assert (row["startedBy"], row["phoneCallViewId"], row["format"]) == ("api", "01", "wav")
     assert row["appId"] and row["ownerId"] == call["ownerId"] == "3"
+    (view,) = (await api.list())[0]["phoneCallView"]
+    assert view["recordingId"] == row["id"]
     media = f"{api.base}/uapi/recordings/@me/{A}/{row['id']}/media"
     async with api.http.get(media, headers=api.auth()) as r:
         assert r.status == 409 and (await r.json())["error"]["code"] == "rec_in_progress"

@@ -131,6 +131,7 @@ def test_a_run_start_pause_resume_stop() -> None:
     assert (row.started_by, row.app_id, row.extension) == ("api", "app1", "0003*210")
     assert (row.call_id, row.view_id) == (call_id(pbx.uid), "01")
     assert row.id.startswith("r-") and len(row.id) == 18
+    assert pbx.tracker.channels[pbx.uid].rec_id == row.id  # the view shows recordingId
     assert pbx.feed("Newstate", T0 + 2) == []
     assert pbx.feed("MixMonitorMute", T0 + 3, Direction="read", State="1") == []
     (row,) = pbx.feed("MixMonitorMute", T0 + 3, Direction="both", State="1")
@@ -139,6 +140,7 @@ def test_a_run_start_pause_resume_stop() -> None:
     assert (row.state, row.paused) == ("recording", [[T0 + 3, T0 + 5]])
     (row,) = pbx.feed("MixMonitorStop", T0 + 6)
     assert (row.state, row.stopped) == ("recording", T0 + 6)
+    assert pbx.tracker.channels[pbx.uid].rec_id is None
     assert pbx.catalog.running == {}
     assert pbx.feed("Hangup", T0 + 7) == []
 
