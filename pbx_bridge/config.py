@@ -212,6 +212,14 @@ class RecordingsSettings(_Section):
     # repairs a view still not recording always_grace seconds after it first saw it due,
     # so it never starts a second MixMonitor next to the dialplan's.
     always_grace: Seconds = 2.0
+    # Where the bridge reads the files Asterisk writes (the recordings catalog):
+    # monitor_dir is Asterisk's monitor folder as this host sees it (relative file names
+    # land there); host_root is put in front of an absolute file name, for an Asterisk
+    # whose root (a container's, say) is mounted here ("" = the same filesystem).
+    monitor_dir: Annotated[str, AfterValidator(_no_control)] = "/var/spool/asterisk/monitor"
+    host_root: Annotated[str, AfterValidator(_no_control)] = ""
+    # How often a finished recording's file size is checked until it stops changing.
+    settle_interval: Seconds = 0.5
 
 
 class AuthSettings(_Section):

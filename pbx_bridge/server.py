@@ -29,6 +29,7 @@ from pbx_bridge.directory.store import Directory, Migrate
 from pbx_bridge.logs import setup_logging
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
+from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.secret_check import refused_secret
 
 __all__ = ["Counters", "Services", "register", "run", "serve"]
@@ -69,6 +70,11 @@ class Services:
             clock=clock,
         )
         self.recording = RecordingFeature(self.link, directory, settings, clock=clock)
+        # After the recording feature: the catalog reads the marks it leaves on channels.
+        self.recordings = RecordingsCatalog(
+            self.link, directory, settings.recordings,
+            origin_of=self.recording.origin_of, clock=clock,
+        )
         self._watcher: asyncio.Task[None] | None = None
 
     def _device_map(self) -> dict[str, str]:

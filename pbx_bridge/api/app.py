@@ -22,17 +22,19 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, SETTINGS
+from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, RECORDINGS, SETTINGS
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import add_oauth_routes
 from pbx_bridge.api.openapi import OPENAPI, build_document, openapi_handler
+from pbx_bridge.api.recordings import add_recording_routes
 from pbx_bridge.api.routes import BACKGROUND, add_routes
 from pbx_bridge.api.routing import finish_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.feature import RecordingFeature
+from pbx_bridge.recordings.feature import RecordingsCatalog
 
 __all__ = ["AccessLogger", "NoRawRequestInLogs", "Runtime", "create_app"]
 
@@ -42,6 +44,7 @@ class Runtime(Protocol):
 
     link: PbxLink
     recording: RecordingFeature
+    recordings: RecordingsCatalog
 
     async def start(self) -> None: ...
 
@@ -138,10 +141,12 @@ def create_app(
     app[DIRECTORY] = directory
     app[LINK] = services.link
     app[RECORDING] = services.recording
+    app[RECORDINGS] = services.recordings
     app[REGISTRY] = metrics
     app[OPENAPI] = build_document(settings.http.public_base_url)
 
     add_routes(app)
+    add_recording_routes(app)
     app.router.add_get("/uapi/openapi.json", openapi_handler, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)

@@ -8,10 +8,12 @@ from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.feature import RecordingFeature
+from pbx_bridge.recordings.feature import RecordingsCatalog
 
-__all__ = ["DIRECTORY", "LINK", "RECORDING", "SETTINGS"]
+__all__ = ["DIRECTORY", "LINK", "RECORDING", "RECORDINGS", "SETTINGS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DIRECTORY = web.AppKey("directory", Directory)
 LINK = web.AppKey("pbx_link", PbxLink)
 RECORDING = web.AppKey("recording", RecordingFeature)
+RECORDINGS = web.AppKey("recordings", RecordingsCatalog)

@@ -71,6 +71,10 @@ ERROR_DESCRIPTIONS = {
     "request_timeout": "the body did not arrive within `http.request_timeout` (the "
     "connection is closed)",
     "not_found": "no such resource",
+    "rec_invalid": "`recordingId` malformed, unknown, or a recording of another extension",
+    "filter_invalid": "`phoneCallId`, `state`, `since` or `until` malformed, or given twice",
+    "rec_in_progress": "the recording still runs (media: unless `partial=1`)",
+    "rec_unavailable": "the recording is `failed` or `missing`: there is no media to offer",
     "internal_error": "an unexpected error (logged by the service)",
     "pbx_unavailable": "AMI not connected or state not yet resynced",
     "pbx_timeout": "Asterisk did not answer in time",
@@ -90,6 +94,8 @@ _MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (model.PhoneCallFields, "serialization"),
     (schemas.PhoneCallList, "serialization"),
     (schemas.PhoneCallAction, "validation"),
+    (schemas.Recording, "serialization"),
+    (schemas.RecordingList, "serialization"),
     (schemas.Error, "serialization"),
     (schemas.Status, "serialization"),
     (schemas.Token, "serialization"),
@@ -386,6 +392,98 @@ def _uapi_paths() -> dict[str, Any]:
     return paths
 
 
+_REC_ID_PARAM = {
+    "name": "recordingId", "in": "path", "required": True,
+    "description": "the `id` of a Recording", "schema": {"type": "string"},
+}
+_REC_LIST_PARAMS = [
+    {"name": "startIndex", "in": "query", "required": False,
+     "description": "index of the first recording of the page (0-based)",
+     "schema": {"type": "integer", "minimum": 0, "maximum": collection.MAX_START_INDEX,
+                "default": 0}},
+    {"name": "count", "in": "query", "required": False,
+     "description": "largest number of recordings in the page",
+     "schema": {"type": "integer", "minimum": collection.MIN_COUNT,
+                "maximum": collection.MAX_COUNT, "default": collection.DEFAULT_COUNT}},
+    {"name": "phoneCallId", "in": "query", "required": False,
+     "description": "only the recordings of this call", "schema": {"type": "string"}},
+    {"name": "state", "in": "query", "required": False, "description": "only in this state",
+     "schema": {"type": "string",
+                "enum": ["recording", "paused", "completed", "missing", "failed"]}},
+    {"name": "since", "in": "query", "required": False,
+     "description": "started at or after (ISO 8601)", "schema": {"type": "string"}},
+    {"name": "until", "in": "query", "required": False,
+     "description": "started before (ISO 8601)", "schema": {"type": "string"}},
+]
+
+
+def _rec_errors(*bad: str, conflict: bool = False, delete: bool = False) -> dict[str, Schema]:
+    out = {
+        "400": _error("Invalid request", "user_invalid", "extension_invalid",
+                      "request_invalid", *bad),
+        "401": _error("Not authenticated", "unauthorized", headers=_BEARER_HEADERS),
+        "403": _error("Forbidden (DELETE: a user token)" if delete else "Forbidden",
+                      "access_denied"),
+        "404": _error("No such resource (e.g. an empty path segment)", "not_found"),
+    }
+    if conflict:
+        out["409"] = _error("The recording still runs, or has no media",
+                            "rec_in_progress", *([] if delete else ["rec_unavailable"]))
+    out["500"] = _error("Internal error", "internal_error")
+    return out
+
+
+def recording_paths() -> dict[str, Any]:
+    base = "/uapi/recordings/{userId}/{extension}"
+    common = {"tags": ["recordings"], "security": _UAPI_SECURITY}
+    one_params = [*_PATH_PARAMS, _REC_ID_PARAM]
+    audio = {"schema": {"type": "string", "contentMediaType": "audio/wav"}}
+    return {
+        base: {"get": {
+            **common, "operationId": "listRecordings",
+            "summary": "The recordings of an extension, newest first",
+            "parameters": [*_PATH_PARAMS, *_REC_LIST_PARAMS],
+            "responses": {
+                "200": _json("A page of recordings", {"$ref": _REF + "RecordingList"}),
+                "204": {"description": "No recording"},
+                **_rec_errors("startindex_invalid", "count_invalid", "filter_invalid"),
+            },
+        }},
+        base + "/{recordingId}": {
+            "get": {
+                **common, "operationId": "getRecording", "summary": "One recording",
+                "parameters": one_params,
+                "responses": {"200": _json("The recording", {"$ref": _REF + "Recording"}),
+                              **_rec_errors("rec_invalid")},
+            },
+            "delete": {
+                **common, "operationId": "deleteRecording",
+                "summary": "Remove the file and the row (organization and admin contexts)",
+                "parameters": one_params,
+                "responses": {"204": {"description": "Deleted"},
+                              **_rec_errors("rec_invalid", conflict=True, delete=True)},
+            },
+        },
+        base + "/{recordingId}/media": {"get": {
+            **common, "operationId": "getRecordingMedia",
+            "summary": "The audio file: Range, ETag, Last-Modified, If-None-Match",
+            "parameters": [*one_params, {
+                "name": "partial", "in": "query", "required": False,
+                "description": "`1`: the file as it is while still recording",
+                "schema": {"type": "string", "enum": ["1"]}}],
+            "responses": {
+                "200": {"description": "The file (`audio/wav` for wav, `audio/x-wav` for "
+                        "wav49)", "content": {"audio/wav": audio, "audio/x-wav": audio}},
+                "206": {"description": "The requested byte range",
+                        "content": {"audio/wav": audio, "audio/x-wav": audio}},
+                "304": {"description": "Not modified (`If-None-Match`)"},
+                "416": {"description": "The range is not satisfiable"},
+                **_rec_errors("rec_invalid", conflict=True),
+            },
+        }},
+    }
+
+
 def _service_paths() -> dict[str, Any]:
     internal = {"500": _error("Internal error", "internal_error")}
     return {
@@ -552,7 +650,7 @@ def build_document(public_base_url: str | None = None) -> dict[str, Any]:
                 "with and without a trailing `/` (no redirect)."
             ),
         },
-        "paths": {**_uapi_paths(), **_service_paths()},
+        "paths": {**_uapi_paths(), **recording_paths(), **_service_paths()},
         "components": {
             "schemas": component_schemas(),
             "securitySchemes": {

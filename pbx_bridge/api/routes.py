@@ -269,7 +269,9 @@ async def put_call(request: web.Request) -> web.StreamResponse:
     ext = _find_view(request, principal, call, action.view_id)
     # The recording rules (403 pc_recording_disabled) are checked first, in the feature.
     if action.action == "StartRecording":
-        await _run_action(request, recording.start(call, ext, action.format))
+        await _run_action(
+            request, recording.start(call, ext, action.format, app_id=principal.client_id)
+        )
     elif action.action == "StopRecording":
         await _run_action(request, recording.stop(call, ext))
     elif action.action == "PauseRecording":

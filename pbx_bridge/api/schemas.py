@@ -16,9 +16,13 @@ __all__ = [
     "ActionName",
     "Error",
     "ErrorDetail",
+    "PausedInterval",
     "PhoneCallAction",
     "PhoneCallList",
+    "Recording",
     "RecordingFormat",
+    "RecordingLink",
+    "RecordingList",
     "RevokeRequest",
     "Status",
     "Token",
@@ -117,3 +121,64 @@ class RevokeRequest(_Form):
     """accepted and ignored (there is one kind of token)"""
     client_id: str | None = None
     client_secret: str | None = None
+
+
+RecordingState = Literal["recording", "paused", "completed", "missing", "failed"]
+
+
+class PausedInterval(_Closed):
+    # "from" is a keyword: the field is named by its alias.
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from")
+    """when the recording was paused (ISO 8601)"""
+    to: str | None = None
+    """when it was resumed or ended (absent while still paused)"""
+
+
+class RecordingLink(_Closed):
+    self: str
+    """this recording"""
+    media: str
+    """its audio file"""
+
+
+class Recording(_Closed):
+    """One MixMonitor run on an extension's channel (the recordings catalog)."""
+
+    id: str = Field(pattern=r"^r-[0-9a-f]{16}$")
+    phoneCallId: str
+    """the PhoneCall it recorded"""
+    phoneCallViewId: str
+    """the view (leg of the extension) it recorded"""
+    extension: str
+    ownerId: str | None = None
+    """the organization owning the extension (as a PhoneCall's `ownerId`)"""
+    format: str
+    """`wav` (16-bit PCM, `audio/wav`) or `wav49` (GSM 6.10, `audio/x-wav`)"""
+    state: RecordingState
+    """`recording`/`paused` while it runs (and until its file is finished)"""
+    reason: str | None = None
+    """why it `failed` (`no audio`, `shorter than its header`, ...)"""
+    startedBy: Literal["api", "always", "star1", "pbx"]
+    appId: str | None = None
+    """the app that started it (`startedBy` `api`)"""
+    started: str
+    stopped: str | None = None
+    paused: list[PausedInterval]
+    duration: float | None = None
+    """seconds of audio in the finished file"""
+    size: int | None = None
+    """bytes of the finished file"""
+    sha256: str | None = None
+    """of the finished file"""
+    link: RecordingLink
+
+
+class RecordingList(_Closed):
+    """A page of recordings, newest first."""
+
+    startIndex: int = Field(ge=0)
+    itemsPerPage: int = Field(ge=0)
+    totalResults: int = Field(ge=1)
+    entry: list[Recording]

@@ -82,6 +82,9 @@ class PhoneCallView(_Out):
     recordingPaused: DateTime | None = None
     """while the current recording is paused (PauseRecording): when it was paused; the
     file keeps running with silence until ResumeRecording"""
+    recordingId: str | None = Field(default=None, pattern=r"^r-[0-9a-f]{16}$")
+    """while recording: the recording's id in the recordings catalog
+    (`/uapi/recordings/...`), once the catalog has seen it start"""
 
 
 class Link(_Out):

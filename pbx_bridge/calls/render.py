@@ -73,6 +73,7 @@ def _render_view(tracker: Tracker, call: Call, ext: str) -> dict[str, Any]:
     if recording:
         view["recording"] = m.iso(min(recording))
         _put(view, "recordingPaused", _paused(chans))
+        _put(view, "recordingId", next((c.rec_id for c in chans if c.rec_id), None))
     return view
 
 

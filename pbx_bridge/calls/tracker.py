@@ -123,6 +123,7 @@ class Channel:
     recording: float | None = None  # when the running MixMonitor started
     rec_file: str | None = None
     rec_paused: float | None = None  # when the running recording was paused (muted)
+    rec_id: str | None = None  # the running recording's id in the recordings catalog
     dial_status: str = ""
     view_tag: str = ""  # last PBX_VIEW value seen on the channel
     on_hold: bool = False
@@ -274,15 +275,22 @@ class Tracker:
         ``started``, writing ``file``. Unknown or gone channels are ignored."""
         ch = self.channels.get(uniqueid)
         if ch is not None:
-            if ch.recording != started:  # another recording: it starts unpaused
-                ch.rec_paused = None
+            if ch.recording != started:  # another recording: it starts unpaused, unnamed
+                ch.rec_paused = ch.rec_id = None
             ch.recording, ch.rec_file = started, file
 
     def clear_recording(self, uniqueid: str) -> None:
         """The recording feature says nothing records on this channel (any more)."""
         ch = self.channels.get(uniqueid)
         if ch is not None:
-            ch.recording, ch.rec_file, ch.rec_paused = None, None, None
+            ch.recording, ch.rec_file, ch.rec_paused, ch.rec_id = None, None, None, None
+
+    def name_recording(self, uniqueid: str, recording_id: str) -> None:
+        """The recordings catalog names the channel's running recording (its row id).
+        Ignored for a channel that is unknown, gone or not recording."""
+        ch = self.channels.get(uniqueid)
+        if ch is not None and ch.recording is not None:
+            ch.rec_id = recording_id
 
     def mark_paused(self, uniqueid: str, since: float) -> None:
         """The recording feature says the channel's running recording is paused (muted)

@@ -147,7 +147,9 @@ class AlwaysRecorder:
 
     async def _start(self, call: Call, ext: Extension, ch: Channel) -> None:
         try:
-            await self._recordings.start(call, ext, ext.recording.format)
+            await self._recordings.start(
+                call, ext, ext.recording.format, started_by="always"
+            )
         except (PbxBridgeError, AmiError) as exc:
             failures = self._failures.get(ch.uniqueid, 0) + 1
             self._failures[ch.uniqueid] = failures

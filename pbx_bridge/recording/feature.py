@@ -58,10 +58,16 @@ class RecordingFeature(Feature):
         link.add_feature(self)
 
     # ------------------------------------------------------------------ the API's
-    async def start(self, call: Call, ext: Extension, fmt: str | None = None) -> None:
+    async def start(
+        self, call: Call, ext: Extension, fmt: str | None = None, *, app_id: str | None = None
+    ) -> None:
         """StartRecording: allowed by the rules, then started (idempotent)."""
         rules.check_start(ext)
-        await self.service.start(call, ext, fmt or self.default_format)
+        await self.service.start(call, ext, fmt or self.default_format, app_id=app_id)
+
+    def origin_of(self, file: str) -> tuple[str, str | None] | None:
+        """Who started the recording into ``file`` through this bridge, if it did."""
+        return self.service.origins.get(file)
 
     async def stop(self, call: Call, ext: Extension) -> None:
         """StopRecording: allowed by the rules, then stopped (a no-op if not recording)."""

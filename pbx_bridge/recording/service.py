@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,6 +31,9 @@ from pbx_bridge.recording.variables import (
 )
 
 log = logging.getLogger("pbx_bridge.service")
+
+# Files whose origin is remembered: far more than recordings run at once.
+_ORIGINS_KEPT = 10_000
 
 
 @dataclass
@@ -59,6 +63,9 @@ class RecordingService:
         self._base_dir = base_dir
         self._stop_wait = stop_wait
         self._clock = clock
+        # Who asked for each file this bridge started (file -> (startedBy, app id)), for
+        # the recordings catalog; bounded, the oldest forgotten first.
+        self.origins: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
 
     def in_doubt(self, linkedid: str, extension: str) -> bool:
         slot = self.views.get((linkedid, extension))
@@ -70,8 +77,12 @@ class RecordingService:
         return self.views.slot((call.linkedid, extension), tracker.calls, len(tracker.calls))
 
     # ------------------------------------------------------------------ start
-    async def start(self, call: Call, ext: Extension, fmt: str) -> None:
-        """Start MixMonitor on the view's channel; idempotent, one per view at most."""
+    async def start(
+        self, call: Call, ext: Extension, fmt: str, *,
+        started_by: str = "api", app_id: str | None = None,
+    ) -> None:
+        """Start MixMonitor on the view's channel; idempotent, one per view at most.
+        ``started_by`` / ``app_id``: who asks (``api`` with its app, ``always``)."""
         self.link.require_ready()
         slot = self.slot(call, ext.number)
         async with slot.lock:
@@ -94,6 +105,7 @@ class RecordingService:
                 base_dir=self._base_dir,
             )
             stamp = f"{now:.3f}"
+            self._remember_origin(path, started_by, app_id)
             resp = await self._reserve_and_start(slot, ch, stamp, path, now)
             self._confirm(ch, ext, resp)
             # Asterisk's Success is the confirmation: MixMonitor runs. Its MixMonitorStart
@@ -170,6 +182,11 @@ class RecordingService:
         if running and ch.recording is None:
             self.link.tracker.mark_recording(ch.uniqueid, started, ch.rec_file)
         return running
+
+    def _remember_origin(self, path: str, started_by: str, app_id: str | None) -> None:
+        self.origins[path] = (started_by, app_id)
+        while len(self.origins) > _ORIGINS_KEPT:
+            self.origins.popitem(last=False)
 
     # ------------------------------------------------------------------ stop
     async def stop(self, call: Call, ext: Extension) -> None:

@@ -19,7 +19,10 @@ from sqlalchemy import (
     text,
 )
 
-__all__ = ["apps", "cache_versions", "extensions", "metadata", "organizations", "tokens", "users"]
+__all__ = [
+    "apps", "cache_versions", "extensions", "metadata", "organizations", "recordings", "tokens",
+    "users",
+]
 
 metadata = MetaData()
 
@@ -81,4 +84,24 @@ cache_versions = Table(
     metadata,
     Column("name", Text, primary_key=True),
     Column("version", BigInteger, nullable=False),
+)
+
+# The recordings catalog (pbx_bridge/recordings/): one row per MixMonitor run. No foreign
+# keys: a row outlives the directory entries it names (an extension removed later).
+# What a run always has (text), then what is learnt as it goes and when its file is read.
+_RECORDING_TEXT = ("call_id", "view_id", "channel", "format", "started_by", "paused", "state")
+_RECORDING_LATER = (
+    ("owner", Integer), ("file", Text), ("host_path", Text), ("app_id", Text),
+    ("stopped", Float), ("duration", Float), ("size", BigInteger), ("sha256", Text),
+    ("reason", Text),
+)
+recordings = Table(
+    "recordings",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("organization", Integer, index=True),
+    Column("extension", Text, nullable=False, index=True),
+    Column("started", Float, nullable=False, index=True),
+    *(Column(name, Text, nullable=False) for name in _RECORDING_TEXT),
+    *(Column(name, kind) for name, kind in _RECORDING_LATER),
 )

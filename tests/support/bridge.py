@@ -33,6 +33,10 @@ def bridge_settings(sandbox: Sandbox, tmp_path: Path, *, port: int | None = None
             **ami,
         },
         database={"url": f"sqlite:///{tmp_path / 'directory.sqlite3'}"},
+        # Where the recordings catalog reads what the sandbox Asterisk writes: its monitor
+        # folder and its root, as this host sees them.
+        recordings={"monitor_dir": str(sandbox.monitor_dir), "host_root": str(sandbox.root),
+                    "settle_interval": 0.2},
     )
 
 

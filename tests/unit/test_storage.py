@@ -72,6 +72,7 @@ def make_outdated(url: str) -> None:
     db = Database.open(url)
     try:
         with db.transaction(write=True) as conn:
+            conn.exec_driver_sql("DROP TABLE recordings")  # 0004
             conn.exec_driver_sql("DROP TABLE cache_versions")
             conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0002'")
     finally:

@@ -1,0 +1,177 @@
+"""The catalog's state machine, pure: AMI events (after the tracker applied them) in,
+recording rows out. No I/O: the feature (feature.py) persists what changed and finishes
+rows by reading their files.
+
+One row per MixMonitor run, keyed while it runs by the channel's Uniqueid (Asterisk
+runs at most one of ours per channel at a time): MixMonitorStart opens it (with the
+PBX_REC stamp's file if the tracker has it), MixMonitorMute both/1 and 0 open and close
+a paused interval, MixMonitorStop or the channel's Hangup stop it; then the file decides
+(`finish`): `completed`, `failed` with a reason, or `missing`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pbx_bridge.calls.tracker import Channel, Tracker, call_id
+
+__all__ = ["Catalog", "Origin", "RecordingRow", "State", "new_id"]
+
+Event = Mapping[str, str]
+State = Literal["recording", "paused", "completed", "missing", "failed"]
+Origin = tuple[str, str | None]  # (startedBy, app id)
+_STOPPING = frozenset({"MixMonitorStop", "Hangup"})
+
+
+def new_id() -> str:
+    return "r-" + secrets.token_hex(8)
+
+
+@dataclass(slots=True)
+class RecordingRow:
+    id: str
+    extension: str
+    call_id: str
+    view_id: str
+    started: float
+    organization: int | None = None
+    owner: int | None = None
+    channel: str = ""  # the Uniqueid it records
+    format: str = "wav"
+    file: str | None = None  # as Asterisk reports it (PBX_REC)
+    host_path: str | None = None  # where the bridge reads it
+    started_by: str = "pbx"
+    app_id: str | None = None
+    stopped: float | None = None
+    paused: list[list[float | None]] = field(default_factory=list)  # [from, to|None]
+    duration: float | None = None
+    size: int | None = None
+    sha256: str | None = None
+    state: State = "recording"
+    reason: str | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.state in ("recording", "paused")
+
+
+def format_of(file: str | None) -> str:
+    """``.WAV`` is wav49 (GSM), ``.wav`` PCM; whatever else MixMonitor was given, its suffix."""
+    if not file or "." not in file.rsplit("/", 1)[-1]:
+        return "wav"
+    suffix = file.rsplit(".", 1)[-1]
+    return "wav49" if suffix == "WAV" else suffix.lower()
+
+
+class Catalog:
+    """The rows of the recordings that run (by channel), and the events that move them.
+
+    ``origin_of(file)``: who started that file through this bridge (api + app, always);
+    a stamped file it did not start was started by the dialplan's ``[pbx-bridge-rec]``:
+    ``dialplan_trigger(extension)`` says whether as ``always`` (Dial's U() on answer) or
+    ``star1``; an unstamped MixMonitor was started by the PBX itself. ``place(row)``:
+    fills organization, owner, host path."""
+
+    def __init__(
+        self,
+        tracker: Tracker,
+        *,
+        origin_of: Callable[[str], Origin | None],
+        place: Callable[[RecordingRow], None],
+        dialplan_trigger: Callable[[str], str] = lambda extension: "star1",
+    ) -> None:
+        self.tracker = tracker
+        self.running: dict[str, RecordingRow] = {}  # Uniqueid -> row
+        self._origin_of = origin_of
+        self._place = place
+        self._dialplan_trigger = dialplan_trigger
+
+    def on_event(self, ev: Event) -> list[RecordingRow]:
+        """The rows this event changed (empty for most events)."""
+        name = ev.get("Event")
+        uid = ev.get("Uniqueid", "")
+        if name == "MixMonitorStart":
+            return self._start(uid, self.tracker.event_time(ev))
+        row = self.running.get(uid)
+        if row is None:
+            return []
+        now = self.tracker.event_time(ev)
+        if name == "MixMonitorMute":
+            return self._mute(row, ev, now)
+        if name in _STOPPING:
+            return [self._stop(uid, now)]
+        return self._learn_file(row)
+
+    def on_snapshot(self, now: float) -> list[RecordingRow]:
+        """After a resync: a run whose channel is gone or records no more is stopped;
+        a channel that records with no row (started while we were away) gets one."""
+        changed = []
+        for uid in list(self.running):
+            ch = self.tracker.channels.get(uid)
+            if ch is None or ch.recording is None:
+                changed.append(self._stop(uid, now))
+        for uid, ch in self.tracker.channels.items():
+            if ch.recording is not None and uid not in self.running:
+                changed += self._start(uid, ch.recording)
+        return changed
+
+    # ------------------------------------------------------------------ transitions
+    def _start(self, uid: str, now: float) -> list[RecordingRow]:
+        ch = self.tracker.channels.get(uid)
+        if ch is None or ch.extension is None or uid in self.running:
+            return []
+        call = self.tracker.calls.get(ch.linkedid)
+        view_id = call.view_ids.get(ch.extension, "00") if call is not None else "00"
+        row = RecordingRow(
+            id=new_id(), extension=ch.extension, call_id=call_id(ch.linkedid),
+            view_id=view_id, started=ch.recording or now, channel=uid,
+        )
+        self.running[uid] = row
+        self.tracker.name_recording(uid, row.id)
+        self._learn_file(row, ch)
+        if ch.rec_paused is not None:
+            row.paused.append([ch.rec_paused, None])
+            row.state = "paused"
+        return [row]
+
+    def _learn_file(self, row: RecordingRow, ch: Channel | None = None) -> list[RecordingRow]:
+        """The PBX_REC stamp names the file; the *1 subroutine stamps it only after its
+        MixMonitor runs, so a later event may be the first to show it."""
+        ch = ch or self.tracker.channels.get(row.channel)
+        if row.file is not None or ch is None or not ch.rec_file:
+            return []
+        row.file = ch.rec_file
+        row.format = format_of(row.file)
+        if ch.recording is not None:
+            row.started = ch.recording
+        row.started_by, row.app_id = self._origin_of(row.file) or (
+            self._dialplan_trigger(row.extension), None
+        )
+        self._place(row)
+        return [row]
+
+    def _mute(self, row: RecordingRow, ev: Event, now: float) -> list[RecordingRow]:
+        if ev.get("State") == "1" and ev.get("Direction") == "both" and row.state == "recording":
+            row.state = "paused"
+            row.paused.append([now, None])
+            return [row]
+        if ev.get("State") == "0" and row.state == "paused":
+            row.state = "recording"
+            row.paused[-1][1] = now
+            return [row]
+        return []
+
+    def _stop(self, uid: str, now: float) -> RecordingRow:
+        """The run is over; the row stays `recording` until its file is finished."""
+        row = self.running.pop(uid)
+        self._learn_file(row)
+        row.stopped = now
+        if row.paused and row.paused[-1][1] is None:
+            row.paused[-1][1] = now
+        row.state = "recording"
+        if row.file is None:
+            self._place(row)
+        return row

@@ -1,0 +1,173 @@
+"""The recordings catalog feature, plugged into the PBX link (core/feature.py's hooks).
+
+Every event and resync goes through the pure state machine (catalog.py); each row it
+changes is written to the database (store.py) in order, off the event loop. A stopped
+row is finished in the background: once the channel is gone, the file's size is
+watched until it stops changing, then the file is read (wavfile.py, in a thread) for its
+duration, size and SHA-256, or the reason it is unusable. Rows left unfinished by a
+bridge that stopped are taken up again when the next one starts (`__init__`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from pbx_bridge.config import RecordingsSettings
+from pbx_bridge.core.feature import Event, Feature
+from pbx_bridge.core.link import PbxLink
+from pbx_bridge.directory.store import Directory
+from pbx_bridge.recording.rules import records_always
+from pbx_bridge.recordings import wavfile
+from pbx_bridge.recordings.catalog import Catalog, Origin, RecordingRow
+from pbx_bridge.recordings.store import RecordingQuery, RecordingStore
+
+__all__ = ["RecordingsCatalog", "host_path"]
+
+log = logging.getLogger("pbx_bridge.recordings")
+_SETTLE_CHECKS = 120  # size checks before a file that keeps changing is read anyway
+
+
+def host_path(file: str, settings: RecordingsSettings) -> Path | None:
+    """Where this host reads ``file`` as Asterisk named it: a relative name under the
+    monitor folder, an absolute one under ``host_root``. None for a name that climbs
+    out (``..``): PBX_REC is a channel variable, anything in the dialplan may set it."""
+    name = PurePosixPath(file)
+    if ".." in name.parts or not file.strip():
+        return None
+    if name.is_absolute():
+        root = settings.host_root.rstrip("/")
+        return Path(root + file) if root else Path(file)
+    return Path(settings.monitor_dir) / name
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return None
+
+
+class RecordingsCatalog(Feature):
+    def __init__(
+        self,
+        link: PbxLink,
+        directory: Directory,
+        settings: RecordingsSettings,
+        *,
+        origin_of: Callable[[str], Origin | None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.link = link
+        self.directory = directory
+        self.settings = settings
+        self.store = RecordingStore(directory.database)
+        self.catalog = Catalog(
+            link.tracker, origin_of=origin_of, place=self._place,
+            dialplan_trigger=self._dialplan_trigger,
+        )
+        self._clock = clock
+        self._write_lock = asyncio.Lock()
+        self._finishing: set[str] = set()
+        # Rows a stopped bridge left running: their channels are checked on the first
+        # resync (still recording: kept; gone: finished), so nothing is listed twice.
+        for row in self.store.unfinished():
+            self.catalog.running[row.channel] = row
+        link.add_feature(self)
+
+    def _dialplan_trigger(self, number: str) -> str:
+        """Who in the dialplan started a stamped recording the bridge did not start."""
+        ext = self.directory.extension(number)
+        return "always" if ext is not None and records_always(ext) else "star1"
+
+    # ------------------------------------------------------------------ link hooks
+    def on_event(self, ev: Event) -> None:
+        self._changed(self.catalog.on_event(ev))
+
+    def on_snapshot(self, rows: list[Event]) -> None:
+        self._changed(self.catalog.on_snapshot(self._clock()))
+
+    # ------------------------------------------------------------------ the API's
+    async def get(self, recording_id: str) -> RecordingRow | None:
+        return await asyncio.to_thread(self.store.get, recording_id)
+
+    async def find(self, query: RecordingQuery) -> list[RecordingRow]:
+        return await asyncio.to_thread(self.store.find, query)
+
+    async def delete(self, row: RecordingRow) -> None:
+        """The file (if any) and the row."""
+        path = self.path_of(row)
+        if path is not None:
+            await asyncio.to_thread(path.unlink, missing_ok=True)
+        await asyncio.to_thread(self.store.delete, row.id)
+
+    def path_of(self, row: RecordingRow) -> Path | None:
+        return Path(row.host_path) if row.host_path else None
+
+    # ------------------------------------------------------------------ internals
+    def _place(self, row: RecordingRow) -> None:
+        ext = self.directory.extension(row.extension)
+        if ext is not None:
+            row.owner = ext.owner
+            org = self.directory.organization_of_extension(ext)
+            row.organization = org.id if org is not None else None
+        if row.file is not None:
+            path = host_path(row.file, self.settings)
+            row.host_path = str(path) if path is not None else None
+
+    def _changed(self, rows: list[RecordingRow]) -> None:
+        for row in rows:
+            self._persist(row)
+            if row.stopped is not None and row.state == "recording":
+                if row.id not in self._finishing:
+                    self._finishing.add(row.id)
+                    self.link.spawn(self._finish(row))
+
+    def _persist(self, row: RecordingRow) -> None:
+        # A copy as it is now; writes run one at a time in the order of the events.
+        self.link.spawn(self._write(dataclasses.replace(row, paused=[list(p) for p in row.paused])))
+
+    async def _write(self, row: RecordingRow) -> None:
+        async with self._write_lock:
+            try:
+                await asyncio.to_thread(self.store.save, row)
+            except Exception:  # a broken database must not stop event handling
+                log.exception("recording %s: could not save", row.id)
+
+    async def _finish(self, row: RecordingRow) -> None:
+        try:
+            path = self.path_of(row)
+            if path is None:
+                row.state, row.reason = "failed", "file unknown"
+            else:
+                await self._settled(path)
+                facts = await asyncio.to_thread(wavfile.inspect, path)
+                row.size, row.sha256 = facts.size, facts.sha256 or None
+                row.duration = facts.duration
+                if facts.missing:
+                    row.state, row.size, row.duration = "missing", None, None
+                elif facts.reason:
+                    row.state, row.reason = "failed", facts.reason
+                else:
+                    row.state = "completed"
+            log.info("recording %s: %s%s", row.id, row.state,
+                     f" ({row.reason})" if row.reason else "")
+            self._persist(row)
+        finally:
+            self._finishing.discard(row.id)
+
+    async def _settled(self, path: Path) -> None:
+        """Until the file's size stops changing (MixMonitor may still flush after its
+        channel went away); a file that does not exist settles at once."""
+        last = await asyncio.to_thread(_size, path)
+        for _ in range(_SETTLE_CHECKS):
+            await asyncio.sleep(self.settings.settle_interval)
+            size = await asyncio.to_thread(_size, path)
+            if size == last:
+                return
+            last = size

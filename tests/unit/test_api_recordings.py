@@ -1,0 +1,135 @@
+"""The recordings routes (issue 11 item 3): list, one, media (Range, ETag/304, 416,
+409 while recording), DELETE, and the access matrix user/organization/admin x own/
+sibling/foreign for each. Rows are put in the real catalog table, files on disk."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from pbx_bridge.config import RecordingsSettings
+from pbx_bridge.recordings.catalog import RecordingRow
+from tests.unit.api_support import EPOCH, Api, error_of
+from tests.unit.test_api_access import ALLOWED, MATRIX, TARGETS, refused
+from tests.unit.test_recordings_catalog import pcm_wav
+
+CALL = "b817d2618fe6f1804333"
+
+
+@pytest.fixture
+async def api(aiohttp_client, tmp_path, monkeypatch) -> Api:
+    api = await Api.start(aiohttp_client, tmp_path)
+    api.ready(monkeypatch)
+    api.bridge.recordings.settings = RecordingsSettings(monitor_dir=str(tmp_path))
+    return api
+
+
+def _row(api: Api, tmp_path: Path, ext: str, *, state: str = "completed",
+         started: float = EPOCH, rid: str | None = None, content: bytes | None = None
+         ) -> RecordingRow:
+    path = tmp_path / f"{rid or ext}-{started}.wav"
+    path.write_bytes(content if content is not None else pcm_wav(8000))
+    row = RecordingRow(
+        id=rid or "r-" + hashlib.sha256(str(path).encode()).hexdigest()[:16],
+        extension=ext, call_id=CALL, view_id="01", started=started, channel="u1",
+        file=path.name, host_path=str(path), started_by="api", app_id="app",
+        stopped=started + 1, state=state,  # type: ignore[arg-type]
+        duration=1.0, size=path.stat().st_size, sha256="x",
+    )
+    api.bridge.recordings.store.save(row)
+    return row
+
+
+def _base(target: str) -> str:
+    user, ext, _ = TARGETS[target]
+    return f"/uapi/recordings/{user}/{ext.replace('*', '%2A')}"
+
+
+@pytest.mark.parametrize(("who", "target"), MATRIX)
+async def test_access_matrix_for_every_route(api: Api, tmp_path: Path, who: str,
+                                             target: str) -> None:
+    row = _row(api, tmp_path, TARGETS[target][1])
+    base = _base(target)
+    resps = [await api.get(base, who=who), await api.get(f"{base}/{row.id}", who=who),
+             await api.get(f"{base}/{row.id}/media", who=who)]
+    if target in ALLOWED[who]:
+        assert [r.status for r in resps] == [200, 200, 200]
+        assert (await resps[0].json())["entry"][0]["id"] == row.id
+        assert (await resps[1].json())["link"]["media"].endswith(f"{row.id}/media")
+        assert await resps[2].read() == Path(row.host_path or "").read_bytes()
+    else:
+        for resp in resps:
+            assert await error_of(resp) == refused(who, target)
+
+
+async def test_a_foreign_recording_id_is_rec_invalid_like_an_unknown_one(
+    api: Api, tmp_path: Path
+) -> None:
+    theirs = _row(api, tmp_path, "0003*213")  # jane's, in john's organization
+    for rid in (theirs.id, "r-0000000000000000", "r-nothex", "x" * 200):
+        resp = await api.get(f"{_base('own')}/{rid}")
+        assert await error_of(resp) == (400, "rec_invalid")
+
+
+async def test_list_newest_first_filters_paging_and_204(api: Api, tmp_path: Path) -> None:
+    old = _row(api, tmp_path, "0003*210", started=EPOCH)
+    new = _row(api, tmp_path, "0003*210", started=EPOCH + 60, state="failed")
+    resp = await api.get(_base("own"))
+    assert [e["id"] for e in (await resp.json())["entry"]] == [new.id, old.id]
+    resp = await api.get(_base("own") + "?state=completed")
+    assert [e["id"] for e in (await resp.json())["entry"]] == [old.id]
+    resp = await api.get(_base("own") + "?since=2026-11-28T07:01:02%2B00:00&count=1")
+    body = await resp.json()
+    assert (body["totalResults"], body["entry"][0]["id"]) == (1, new.id)  # since EPOCH+30
+    resp = await api.get(_base("own") + "?startIndex=1&count=1")
+    assert [e["id"] for e in (await resp.json())["entry"]] == [old.id]
+    assert (await api.get(_base("own") + f"?phoneCallId={'0' * 20}")).status == 204
+    for bad in ("state=done", "since=yesterday", f"phoneCallId={CALL}&phoneCallId={CALL}"):
+        assert await error_of(await api.get(_base("own") + "?" + bad)) == (400, "filter_invalid")
+
+
+async def test_media_range_etag_and_bad_range(api: Api, tmp_path: Path) -> None:
+    row = _row(api, tmp_path, "0003*210")
+    data = Path(row.host_path or "").read_bytes()
+    url = f"{_base('own')}/{row.id}/media"
+    full = await api.get(url)
+    assert (full.status, full.headers["Content-Type"]) == (200, "audio/wav")
+    assert full.headers["Accept-Ranges"] == "bytes" and full.headers["Last-Modified"]
+    assert int(full.headers["Content-Length"]) == len(data)
+    part = await api.get(url, headers={"Range": "bytes=100-199"})
+    assert part.status == 206 and await part.read() == data[100:200]
+    assert part.headers["Content-Range"] == f"bytes 100-199/{len(data)}"
+    etag = full.headers["ETag"]
+    assert (await api.get(url, headers={"If-None-Match": etag})).status == 304
+    assert (await api.get(url, headers={"Range": f"bytes={len(data) + 10}-"})).status == 416
+
+
+async def test_media_of_a_running_recording_is_409_unless_partial(
+    api: Api, tmp_path: Path
+) -> None:
+    row = _row(api, tmp_path, "0003*210", state="recording")
+    url = f"{_base('own')}/{row.id}/media"
+    assert await error_of(await api.get(url)) == (409, "rec_in_progress")
+    assert (await api.get(url + "?partial=1")).status == 200
+    failed = _row(api, tmp_path, "0003*210", state="failed", content=pcm_wav(0),
+                  started=EPOCH + 5)
+    resp = await api.get(f"{_base('own')}/{failed.id}/media")
+    assert await error_of(resp) == (409, "rec_unavailable")
+
+
+async def test_delete(api: Api, tmp_path: Path) -> None:
+    row = _row(api, tmp_path, "0003*210")
+    running = _row(api, tmp_path, "0003*210", state="recording", started=EPOCH + 5)
+    url = f"{_base('own')}/{row.id}"
+    # a user token may not (the organization does not allow it)
+    resp = await api.client.delete(url.replace("%2A", "*"), headers=api.apps.auth("john"))
+    assert await error_of(resp) == (403, "access_denied")
+    resp = await api.client.delete(f"{_base('own')}/{running.id}".replace("%2A", "*"),
+                                   headers=api.apps.auth("org3"))
+    assert await error_of(resp) == (409, "rec_in_progress")
+    resp = await api.client.delete(url.replace("%2A", "*"), headers=api.apps.auth("org3"))
+    assert resp.status == 204
+    assert not Path(row.host_path or "").exists()
+    assert await error_of(await api.get(url)) == (400, "rec_invalid")
