@@ -7,10 +7,10 @@ Same shape as `pbx-bridge`'s CLI: each module registers its subcommand through a
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from devtools import phones, sandbox
+from pbx_bridge.cli import run
 
 PROG = "python -m devtools"
 
@@ -27,13 +27,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        return 130
-    except SystemExit:
-        raise
-    except Exception as exc:  # one clear line for the developer, not a traceback
-        print(f"devtools: error: {exc}", file=sys.stderr)
-        return 1
+    return run(build_parser().parse_args(argv), "devtools")

@@ -29,18 +29,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace, prog: str) -> int:
+    """Run a parsed command and give its exit code: on an error, one clear line on
+    stderr (``<prog>: error: ...``), not a traceback; 130 on Ctrl-C."""
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
     except SystemExit:
         raise
-    except Exception as exc:  # one clear line for the user, not a traceback
-        print(f"pbx-bridge: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(build_parser().parse_args(argv), "pbx-bridge")
 
 
 if __name__ == "__main__":
