@@ -54,8 +54,7 @@ __all__ = [
     "tls_context",
 ]
 
-# The logger keeps the name it had as pbx_bridge/api/server.py (operators filter on it).
-log = logging.getLogger("pbx_bridge.api.server")
+log = logging.getLogger("pbx_bridge.api.listener")
 
 _CAP_WARNING_EVERY = 10.0  # seconds between two "connection cap reached" warnings
 

@@ -30,7 +30,7 @@ from pbx_bridge.pbx.ami import AmiClient, AmiError, is_success
 __all__ = ["PbxLink", "ami_client"]
 
 # The service's log keeps its name (operators filter on it).
-log = logging.getLogger("pbx_bridge.service")
+log = logging.getLogger("pbx_bridge.core")
 
 
 def ami_client(s: AmiSettings) -> AmiClient:

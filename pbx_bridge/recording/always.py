@@ -40,7 +40,7 @@ from pbx_bridge.recording.service import RecordingService
 
 __all__ = ["AlwaysRecorder", "AlwaysTiming", "due", "records_always", "touched_call"]
 
-log = logging.getLogger("pbx_bridge.service")
+log = logging.getLogger("pbx_bridge.recording")
 
 
 def touched_call(tracker: Tracker, ev: Mapping[str, str]) -> Call | None:

@@ -18,7 +18,7 @@ from pbx_bridge.recording.naming import file_suffix
 from pbx_bridge.recording.rules import on_demand, records_always
 from pbx_bridge.recording.variables import ASTDB_FAMILY
 
-log = logging.getLogger("pbx_bridge.service")
+log = logging.getLogger("pbx_bridge.recording")
 
 
 def policy_value(fmt: str, organization_id: int, extension: str, trigger: str) -> str:

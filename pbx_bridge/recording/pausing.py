@@ -22,7 +22,7 @@ from pbx_bridge.pbx.ami import AmiNotConnected, AmiTimeout, Message, is_success
 from pbx_bridge.recording.service import RecordingService
 from pbx_bridge.recording.variables import RECPAUSED_VAR
 
-log = logging.getLogger("pbx_bridge.service")
+log = logging.getLogger("pbx_bridge.recording")
 
 # Asterisk's answer to MixMonitorMute on a channel without a MixMonitor.
 _NO_MIXMONITOR = "Cannot set mute flag"

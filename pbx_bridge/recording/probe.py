@@ -18,7 +18,7 @@ from pbx_bridge.core.link import PbxLink
 from pbx_bridge.pbx.ami import AmiError, is_success
 from pbx_bridge.recording.variables import MIXMONITOR_ID, REC_HEADER, REC_VAR, RECID_VAR
 
-log = logging.getLogger("pbx_bridge.service")
+log = logging.getLogger("pbx_bridge.recording")
 
 Row = Mapping[str, str]
 

@@ -30,7 +30,7 @@ from pbx_bridge.recording.variables import (
     rec_value,
 )
 
-log = logging.getLogger("pbx_bridge.service")
+log = logging.getLogger("pbx_bridge.recording")
 
 # Files whose origin is remembered: far more than recordings run at once.
 _ORIGINS_KEPT = 10_000

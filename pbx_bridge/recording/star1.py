@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from pbx_bridge.recording.variables import STAR1_EVENT
 
-log = logging.getLogger("pbx_bridge.service")
+log = logging.getLogger("pbx_bridge.recording")
 
 
 def is_star1_report(ev: Mapping[str, str]) -> bool:

@@ -86,7 +86,7 @@ async def test_star1_and_the_api_record_with_only_the_required_modules(tmp_path)
 
 
 async def test_star1_without_func_cut_fails_visibly_and_claims_nothing(tmp_path, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="pbx_bridge.service")
+    caplog.set_level(logging.INFO, logger="pbx_bridge")
     started: list[Phone] = []
     with required_modules_sandbox(tmp_path, drop={"func_cut"}) as sb:
         bridge = await start_bridge(bridge_settings(sb, tmp_path), demo_directory(tmp_path))
@@ -131,7 +131,7 @@ async def test_a_stamp_without_a_mixmonitor_is_not_believed_without_command_righ
     item 3 takes it away), so `mixmonitor list` is not available. (`system` stays in this
     test: Asterisk 22 registers the MixMonitor AMI action under `system`, and the
     restart part below starts a real recording.)"""
-    caplog.set_level(logging.INFO, logger="pbx_bridge.service")
+    caplog.set_level(logging.INFO, logger="pbx_bridge")
     started: list[Phone] = []
     with required_modules_sandbox(
         tmp_path, ami_write="system,call,agent,user,reporting,originate"

@@ -14,7 +14,7 @@ def _report(mode: str | None) -> dict[str, str]:
 
 
 def test_the_report_names_the_mode(caplog) -> None:
-    caplog.set_level(logging.INFO, logger="pbx_bridge.service")
+    caplog.set_level(logging.INFO, logger="pbx_bridge")
     for mode in ("always", "*1", None, "x\nforged"):
         assert log_star1_report(_report(mode), lambda _c: "0003*213")
     starts = [r.getMessage().split(" on ")[0] for r in caplog.records]
