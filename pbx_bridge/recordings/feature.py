@@ -35,15 +35,22 @@ _SETTLE_CHECKS = 120  # size checks before a file that keeps changing is read an
 
 def host_path(file: str, settings: RecordingsSettings) -> Path | None:
     """Where this host reads ``file`` as Asterisk named it: a relative name under the
-    monitor folder, an absolute one under ``host_root``. None for a name that climbs
-    out (``..``): PBX_REC is a channel variable, anything in the dialplan may set it."""
+    monitor folder, an absolute one under ``host_root``. PBX_REC is a channel variable
+    that anything in the dialplan (or another AMI client) may set, and the catalog
+    serves and deletes the file it names: so None for a name that climbs out (``..``) or
+    lands outside the recordings folders (the monitor folder, and ``[recordings]
+    directory`` when that is absolute)."""
     name = PurePosixPath(file)
     if ".." in name.parts or not file.strip():
         return None
-    if name.is_absolute():
-        root = settings.host_root.rstrip("/")
-        return Path(root + file) if root else Path(file)
-    return Path(settings.monitor_dir) / name
+    root = settings.host_root.rstrip("/")
+    path = Path(root + file) if name.is_absolute() else Path(settings.monitor_dir) / name
+    folders = [Path(settings.monitor_dir)]
+    if settings.directory.startswith("/"):
+        folders.append(Path(root + settings.directory))
+    if not any(path.is_relative_to(folder) for folder in folders):
+        return None
+    return path
 
 
 def _size(path: Path) -> int | None:

@@ -89,11 +89,25 @@ def test_a_vanished_file_is_missing(tmp_path: Path) -> None:
 
 
 def test_host_path_maps_relative_and_absolute_names() -> None:
-    rec = RecordingsSettings(monitor_dir="/srv/mon", host_root="/srv/root")
+    rec = RecordingsSettings(monitor_dir="/srv/mon", host_root="/srv/root", directory="/var/rec")
     assert host_path("3/x.wav", rec) == Path("/srv/mon/3/x.wav")
     assert host_path("/var/rec/3/x.wav", rec) == Path("/srv/root/var/rec/3/x.wav")
-    assert host_path("/var/rec/x.wav", RecordingsSettings()) == Path("/var/rec/x.wav")
+    plain = RecordingsSettings(directory="/var/rec")
+    assert host_path("/var/rec/x.wav", plain) == Path("/var/rec/x.wav")
+    assert host_path("/var/spool/asterisk/monitor/3/x.wav", RecordingsSettings()) == Path(
+        "/var/spool/asterisk/monitor/3/x.wav"
+    )
     assert host_path("3/../../etc/passwd", rec) is None
+
+
+def test_a_stamp_naming_a_file_outside_the_recordings_folders_is_never_served() -> None:
+    # PBX_REC can be set by anything in the dialplan or another AMI client: the catalog
+    # must not serve or delete /etc/passwd because a channel variable named it.
+    rec = RecordingsSettings(monitor_dir="/srv/mon", host_root="/srv/root")
+    assert host_path("/etc/passwd", rec) is None
+    assert host_path("/etc/passwd", RecordingsSettings()) is None
+    assert host_path("/srv/mon-other/x.wav", RecordingsSettings(monitor_dir="/srv/mon")) is None
+    assert host_path("/var/rec2/x.wav", RecordingsSettings(directory="/var/rec")) is None
 
 
 # --------------------------------------------------------------------------- state machine
