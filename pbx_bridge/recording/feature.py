@@ -66,8 +66,9 @@ class RecordingFeature(Feature):
         await self.service.start(call, ext, fmt or self.default_format, app_id=app_id)
 
     def origin_of(self, file: str) -> tuple[str, str | None] | None:
-        """Who started the recording into ``file`` through this bridge, if it did."""
-        return self.service.origins.get(file)
+        """Who started the recording into ``file`` through this bridge, if it did. Asked
+        once per run, by the catalog: the answer is forgotten once given."""
+        return self.service.origins.pop(file, None)
 
     async def stop(self, call: Call, ext: Extension) -> None:
         """StopRecording: allowed by the rules, then stopped (a no-op if not recording)."""

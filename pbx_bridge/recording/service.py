@@ -32,8 +32,10 @@ from pbx_bridge.recording.variables import (
 
 log = logging.getLogger("pbx_bridge.recording")
 
-# Files whose origin is remembered: far more than recordings run at once.
-_ORIGINS_KEPT = 10_000
+# Files whose origin is remembered until the catalog reads it at MixMonitorStart (it may
+# come before the action's answer): what stays is only starts whose fate is unknown (timed
+# out), so a small bound keeps a PBX that never answers from growing the map.
+_ORIGINS_KEPT = 1_000
 
 
 @dataclass
@@ -107,7 +109,11 @@ class RecordingService:
             stamp = f"{now:.3f}"
             self._remember_origin(path, started_by, app_id)
             resp = await self._reserve_and_start(slot, ch, stamp, path, now)
-            self._confirm(ch, ext, resp)
+            try:
+                self._confirm(ch, ext, resp)
+            except ViewState:  # refused: no recording into that file
+                self.origins.pop(path, None)
+                raise
             # Asterisk's Success is the confirmation: MixMonitor runs. Its MixMonitorStart
             # event comes later and carries this very stamp (PBX_REC), so the answer need
             # not wait for it (bench profile: the wait was up to a quarter of a start
