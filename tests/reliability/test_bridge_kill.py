@@ -30,7 +30,7 @@ from tests.reliability.support import (
     until,
 )
 from tests.support.audio import WAVE_FORMAT_PCM, assert_length, inspect_wav
-from tests.support.bridge import demo_directory
+from tests.support.bridge import demo_directory, serve_environ
 from tests.support.pbx import recording_file
 
 A, B = "0003*210", "0003*211"
@@ -87,14 +87,9 @@ async def serve_env(pbx, tmp_path) -> AsyncIterator[tuple[dict[str, str], str, i
     token = directory.issue_token(client_id)[0]
     directory.close()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
-    env.update(
-        PBX_BRIDGE_AMI__PORT=str(pbx.ami_port),
-        PBX_BRIDGE_AMI__SECRET=pbx.secrets.ami,
-        PBX_BRIDGE_AMI__PING_INTERVAL="2",
-        PBX_BRIDGE_AMI__BACKOFF_CAP="1",
-        PBX_BRIDGE_HTTP__PORT=str(port),
-        PBX_BRIDGE_DATABASE__URL=f"sqlite:///{tmp_path / 'directory.sqlite3'}",
+    env = serve_environ(
+        pbx, tmp_path, port,
+        PBX_BRIDGE_AMI__PING_INTERVAL="2", PBX_BRIDGE_AMI__BACKOFF_CAP="1",
         PBX_BRIDGE_LOGGING__LEVEL="DEBUG",
     )
     yield env, token, port

@@ -21,7 +21,7 @@ import aiohttp
 
 from tests.reliability.support import JOHN, free_port, report
 from tests.reliability.test_bridge_kill import ServeProcess
-from tests.support.bridge import demo_directory
+from tests.support.bridge import demo_directory, serve_environ
 
 A = "0003*210"
 
@@ -66,14 +66,9 @@ async def test_https_token_list_and_certificate_reload(pbx, tmp_path: Path) -> N
     client_id, secret = directory.create_app(JOHN, "tls-test")
     directory.close()
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
-    env.update(
-        PBX_BRIDGE_AMI__PORT=str(pbx.ami_port),
-        PBX_BRIDGE_AMI__SECRET=pbx.secrets.ami,
-        PBX_BRIDGE_HTTP__PORT=str(port),
-        PBX_BRIDGE_HTTP__TLS_CERT=str(live_cert),
-        PBX_BRIDGE_HTTP__TLS_KEY=str(live_key),
-        PBX_BRIDGE_DATABASE__URL=f"sqlite:///{tmp_path / 'directory.sqlite3'}",
+    env = serve_environ(
+        pbx, tmp_path, port,
+        PBX_BRIDGE_HTTP__TLS_CERT=str(live_cert), PBX_BRIDGE_HTTP__TLS_KEY=str(live_key),
     )
     trust = ssl.create_default_context(cafile=str(first))
     trust.load_verify_locations(cafile=str(second))

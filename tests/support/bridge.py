@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -18,6 +19,21 @@ def demo_directory(tmp_path: Path) -> Directory:
     directory = Directory.open(tmp_path / "directory.sqlite3")
     directory.load_toml(DEMO_DIRECTORY)
     return directory
+
+
+def serve_environ(sandbox: Sandbox, tmp_path: Path, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a `pbx-bridge serve` subprocess on the sandbox and the demo
+    directory of `demo_directory(tmp_path)`, listening on `port`; `settings` add
+    PBX_BRIDGE_* variables. Nothing of the caller's own PBX_BRIDGE_* leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
+    env.update(
+        PBX_BRIDGE_AMI__PORT=str(sandbox.ami_port),
+        PBX_BRIDGE_AMI__SECRET=sandbox.secrets.ami,
+        PBX_BRIDGE_HTTP__PORT=str(port),
+        PBX_BRIDGE_DATABASE__URL=f"sqlite:///{tmp_path / 'directory.sqlite3'}",
+        **settings,
+    )
+    return env
 
 
 def bridge_settings(sandbox: Sandbox, tmp_path: Path, *, port: int | None = None,

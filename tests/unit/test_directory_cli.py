@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 
@@ -8,19 +7,11 @@ import pytest
 
 from pbx_bridge.cli import main
 from pbx_bridge.directory.store import Directory
+from tests.support.workdir import workdir  # noqa: F401 (autouse)
 
 pytestmark = pytest.mark.unit
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"
-
-
-@pytest.fixture(autouse=True)
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.upper().startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 @pytest.fixture
@@ -67,7 +58,7 @@ def test_full_flow(capsys: pytest.CaptureFixture[str], config: Path, tmp_path: P
     assert client_secret.encode() not in data
 
 
-def test_default_database_relative_to_cwd(capsys: pytest.CaptureFixture[str], workdir: Path):
+def test_default_database_relative_to_cwd(capsys: pytest.CaptureFixture[str], workdir: Path):  # noqa: F811 (the fixture)
     rc, _, err = run(capsys, "directory", "load", str(DEMO))
     assert rc == 0, err
     assert (workdir / "var" / "pbx_bridge.sqlite3").is_file()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 from pathlib import Path
 
 import pytest
@@ -16,17 +15,9 @@ from pbx_bridge.directory.store import TOKEN_ID_LEN, Directory, DirectoryError, 
 from pbx_bridge.storage import head
 from pbx_bridge.storage.schema import tokens
 from tests.support.legacy_schema import make_legacy_file
+from tests.support.workdir import workdir  # noqa: F401 (autouse)
 
 DEMO = Path(__file__).resolve().parents[2] / "config" / "directory.example.toml"
-
-
-@pytest.fixture(autouse=True)
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.upper().startswith("PBX_BRIDGE_"):
-            monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 @pytest.fixture
