@@ -422,7 +422,8 @@ def _rec_errors(*bad: str, conflict: bool = False, delete: bool = False) -> dict
         "400": _error("Invalid request", "user_invalid", "extension_invalid",
                       "request_invalid", *bad),
         "401": _error("Not authenticated", "unauthorized", headers=_BEARER_HEADERS),
-        "403": _error("Forbidden (DELETE: a user token)" if delete else "Forbidden",
+        "403": _error("Forbidden (DELETE: a user token where the organization does not let "
+                      "users delete)" if delete else "Forbidden",
                       "access_denied"),
         "404": _error("No such resource (e.g. an empty path segment)", "not_found"),
     }
@@ -458,7 +459,8 @@ def recording_paths() -> dict[str, Any]:
             },
             "delete": {
                 **common, "operationId": "deleteRecording",
-                "summary": "Remove the file and the row (organization and admin contexts)",
+                "summary": "Remove the file and the row (organization and admin contexts; "
+                           "users where their organization allows it)",
                 "parameters": one_params,
                 "responses": {"204": {"description": "Deleted"},
                               **_rec_errors("rec_invalid", conflict=True, delete=True)},

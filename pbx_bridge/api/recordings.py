@@ -159,9 +159,11 @@ async def delete_recording(request: web.Request) -> web.StreamResponse:
     principal = authenticate(request, request.app[DIRECTORY])
     target = _target(request, principal)
     _only(request.rel_url.query, (collection.TOKEN_PARAM,))
-    row = await _find(request, target)
-    if principal.role == "user":
-        raise AccessDenied("a user may not delete recordings in this organization")
+    row = await _find(request, target)  # first: a foreign id answers as an unknown one
+    directory = request.app[DIRECTORY]
+    org = directory.organization(principal.organization_id or 0)
+    if not access.can_delete_recordings(principal, org):
+        raise AccessDenied("your organization does not let users delete recordings")
     if row.state in ("recording", "paused"):
         raise _in_progress()
     await request.app[RECORDINGS].delete(row)

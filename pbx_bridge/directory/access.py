@@ -39,7 +39,13 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pbx_bridge.directory.models import Extension, Principal, User, is_extension_number
+from pbx_bridge.directory.models import (
+    Extension,
+    Organization,
+    Principal,
+    User,
+    is_extension_number,
+)
 from pbx_bridge.errors import PbxBridgeError
 
 if TYPE_CHECKING:
@@ -57,6 +63,7 @@ __all__ = [
     "UserInvalid",
     "can_act_on",
     "can_act_on_user",
+    "can_delete_recordings",
     "can_know_user",
     "check_extension_of_user",
     "parse_extension_ref",
@@ -144,6 +151,15 @@ def can_act_on(principal: Principal, extension: Extension, directory: Directory)
             and owner.organization == principal.organization_id
         )
     return extension.owner == principal.user_id
+
+
+def can_delete_recordings(principal: Principal, organization: Organization | None) -> bool:
+    """May the principal delete the recordings of an extension it may act on?
+    Organization and admin contexts always; a user only where its organization's
+    recording policy lets users delete their own (``users_may_delete``)."""
+    if principal.role != "user":
+        return True
+    return organization is not None and organization.recordings.users_may_delete
 
 
 # --------------------------------------------------------------------------- path parts

@@ -18,6 +18,7 @@ __all__ = [
     "Organization",
     "Principal",
     "RecordingFormat",
+    "RecordingPolicy",
     "RecordingSetup",
     "RecordingTrigger",
     "Role",
@@ -83,11 +84,23 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
 
 
+class RecordingPolicy(_Model):
+    """An organization's recordings policy (``recordings = {...}`` in the directory file)."""
+
+    # Days a finished recording (completed, failed, missing) is kept after it stopped
+    # before the sweeper deletes its file and row; None: kept for ever.
+    retention_days: Annotated[int, Field(ge=1, le=36500)] | None = None
+    # Whether the organization's users (``user`` context) may DELETE their own
+    # recordings; organization and admin contexts always may, within their scope.
+    users_may_delete: bool = False
+
+
 class Organization(_Model):
     id: Id
     name: Name
     # The 4-digit code that prefixes the organization's extension numbers ("0003*210").
     code: Annotated[str, Field(pattern=r"^[0-9]{4}$")]
+    recordings: RecordingPolicy = RecordingPolicy()
 
 
 class User(_Model):

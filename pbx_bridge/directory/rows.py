@@ -24,11 +24,12 @@ from pbx_bridge.directory.models import (
     DirectoryFile,
     Extension,
     Organization,
+    RecordingPolicy,
     RecordingSetup,
     User,
     device_of_channel,
 )
-from pbx_bridge.storage.schema import extensions, organizations, users
+from pbx_bridge.storage.schema import extensions, organizations, recording_policies, users
 
 __all__ = ["DirectoryRows", "LoadSummary", "Snapshot", "read_directory_file"]
 
@@ -233,13 +234,24 @@ def _integrity_errors(
     return errors
 
 
-def _read_rows(conn: Connection) -> Snapshot:
-    orgs = [
-        Organization(id=i, name=n, code=c)
-        for i, n, c in conn.execute(
-            select(organizations.c.id, organizations.c.name, organizations.c.code)
+def _read_organizations(conn: Connection) -> list[Organization]:
+    """Each with its recording policy (the defaults where it has no row)."""
+    policy = recording_policies.c
+    stmt = select(
+        organizations.c.id, organizations.c.name, organizations.c.code,
+        policy.retention_days, policy.users_may_delete,
+    ).outerjoin(recording_policies, policy.organization == organizations.c.id)
+    return [
+        Organization(
+            id=i, name=n, code=c,
+            recordings=RecordingPolicy(retention_days=days, users_may_delete=bool(delete)),
         )
+        for i, n, c, days, delete in conn.execute(stmt)
     ]
+
+
+def _read_rows(conn: Connection) -> Snapshot:
+    orgs = _read_organizations(conn)
     users_ = [
         User(id=i, name=n, role=r, organization=o)
         for i, n, r, o in conn.execute(
@@ -275,6 +287,12 @@ def _write_rows(db: DirectoryDb, conn: Connection, data: DirectoryFile) -> None:
             organizations,
             [{"id": o.id, "name": o.name, "code": o.code} for o in data.organizations],
         )
+        # An organization in the file is all of it: no `recordings` = the defaults.
+        _upsert(db, conn, recording_policies, [
+            {"organization": o.id, "retention_days": o.recordings.retention_days,
+             "users_may_delete": int(o.recordings.users_may_delete)}
+            for o in data.organizations
+        ])  # fmt: skip
     if data.users:
         _upsert(
             db,

@@ -20,8 +20,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "apps", "cache_versions", "extensions", "metadata", "organizations", "recordings", "tokens",
-    "users",
+    "apps", "cache_versions", "extensions", "metadata", "organizations", "recording_policies",
+    "recordings", "tokens", "users",
 ]
 
 metadata = MetaData()
@@ -104,4 +104,20 @@ recordings = Table(
     Column("started", Float, nullable=False, index=True),
     *(Column(name, Text, nullable=False) for name in _RECORDING_TEXT),
     *(Column(name, kind) for name, kind in _RECORDING_LATER),
+)
+
+# Each organization's recording policy (revision 0005): days its finished recordings are
+# kept (NULL: for ever), whether its users may delete their own. No row: the defaults.
+recording_policies = Table(
+    "recording_policies",
+    metadata,
+    Column(
+        "organization",
+        Integer,
+        ForeignKey("organizations.id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("retention_days", Integer),
+    Column("users_may_delete", Integer, nullable=False, server_default=text("0")),
 )

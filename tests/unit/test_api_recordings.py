@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from pbx_bridge.config import RecordingsSettings
+from pbx_bridge.directory.models import DirectoryFile, RecordingPolicy
 from pbx_bridge.recordings.catalog import RecordingRow
 from tests.unit.api_support import EPOCH, Api, error_of
 from tests.unit.test_api_access import ALLOWED, MATRIX, TARGETS, refused
@@ -123,7 +124,7 @@ async def test_delete(api: Api, tmp_path: Path) -> None:
     row = _row(api, tmp_path, "0003*210")
     running = _row(api, tmp_path, "0003*210", state="recording", started=EPOCH + 5)
     url = f"{_base('own')}/{row.id}"
-    # a user token may not (the organization does not allow it)
+    # a user token may not (the demo's organization 3 does not let users delete)
     resp = await api.client.delete(url.replace("%2A", "*"), headers=api.apps.auth("john"))
     assert await error_of(resp) == (403, "access_denied")
     resp = await api.client.delete(f"{_base('own')}/{running.id}".replace("%2A", "*"),
@@ -133,3 +134,58 @@ async def test_delete(api: Api, tmp_path: Path) -> None:
     assert resp.status == 204
     assert not Path(row.host_path or "").exists()
     assert await error_of(await api.get(url)) == (400, "rec_invalid")
+
+
+def _let_users_delete(api: Api, allowed: bool) -> None:
+    """Every organization's policy, through the directory as `directory load` writes it."""
+    policy = RecordingPolicy(users_may_delete=allowed)
+    api.directory.load(DirectoryFile(organizations=[
+        org.model_copy(update={"recordings": policy}) for org in api.directory.all_organizations()
+    ]))  # fmt: skip
+
+
+async def _delete(api: Api, url: str, who: str):  # type: ignore[no-untyped-def]
+    from yarl import URL
+
+    return await api.client.delete(URL(url, encoded=True), headers=api.apps.auth(who))
+
+
+USERS = {"john", "jane", "other"}
+
+
+@pytest.mark.parametrize("users_may_delete", [False, True], ids=["users_may_not", "users_may"])
+@pytest.mark.parametrize(("who", "target"), MATRIX)
+async def test_delete_access_matrix(api: Api, tmp_path: Path, who: str, target: str,
+                                    users_may_delete: bool) -> None:
+    """user x (allowed, not allowed) x (own, foreign), organization and admin x (own,
+    foreign): a user deletes its own only where its organization allows it; organization
+    and admin contexts always within their scope; foreign answers as on every route."""
+    _let_users_delete(api, users_may_delete)
+    row = _row(api, tmp_path, TARGETS[target][1])
+    resp = await _delete(api, f"{_base(target)}/{row.id}", who)
+    file = Path(row.host_path or "")
+    if target not in ALLOWED[who]:
+        assert await error_of(resp) == refused(who, target)
+    elif who in USERS and not users_may_delete:
+        assert await error_of(resp) == (403, "access_denied")
+    else:
+        assert resp.status == 204
+        assert not file.exists() and api.bridge.recordings.store.get(row.id) is None
+        return
+    assert file.exists() and api.bridge.recordings.store.get(row.id) is not None
+
+
+@pytest.mark.parametrize("users_may_delete", [False, True])
+async def test_delete_of_a_foreign_id_answers_like_an_unknown_one(
+    api: Api, tmp_path: Path, users_may_delete: bool
+) -> None:
+    _let_users_delete(api, users_may_delete)
+    sibling = _row(api, tmp_path, "0003*213")  # jane's, in john's organization
+    other_org = _row(api, tmp_path, "0004*210")
+    answers = set()
+    for rid in (sibling.id, other_org.id, "r-0000000000000000"):
+        resp = await _delete(api, f"{_base('own')}/{rid}", "john")
+        answers.add((resp.status, await resp.read()))
+    assert len(answers) == 1 and next(iter(answers))[0] == 400
+    assert api.bridge.recordings.store.get(sibling.id) is not None
+    assert api.bridge.recordings.store.get(other_org.id) is not None

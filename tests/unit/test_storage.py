@@ -15,7 +15,12 @@ from sqlalchemy import inspect
 
 from pbx_bridge.cli import main
 from pbx_bridge.config import Settings
-from pbx_bridge.directory.models import DirectoryFile, Extension, RecordingSetup
+from pbx_bridge.directory.models import (
+    DirectoryFile,
+    Extension,
+    RecordingPolicy,
+    RecordingSetup,
+)
 from pbx_bridge.directory.store import Directory, DirectoryError, Migrate, token_id
 from pbx_bridge.storage import Database, display_url, head, parse_url, schema_state
 from tests.support.legacy_schema import make_legacy_file
@@ -72,6 +77,7 @@ def make_outdated(url: str) -> None:
     db = Database.open(url)
     try:
         with db.transaction(write=True) as conn:
+            conn.exec_driver_sql("DROP TABLE recording_policies")  # 0005
             conn.exec_driver_sql("DROP TABLE recordings")  # 0004
             conn.exec_driver_sql("DROP TABLE cache_versions")
             conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0002'")
@@ -205,6 +211,7 @@ def test_a_pre_alembic_file_is_adopted_by_db_upgrade(
     assert f"from none (pre-Alembic schema version {version}) to {head()}" in out
     with Directory.open(path, migrate=Migrate.NOTHING) as d:
         assert d.extension("0003*210").recording == RecordingSetup(enabled=True)
+        assert d.organization(3).recordings == RecordingPolicy()  # no row: the defaults
         app = d.app("c1")
         assert app is not None and not app.disabled
         assert d.authenticate("tok") is not None
@@ -377,6 +384,39 @@ def test_a_lookup_outside_requests_sees_other_writers_too(database_url: str) -> 
             if service.extension("0003*210") is not None:
                 break
         assert service.extension("0003*210") is not None
+
+
+_ORG3 = '[[organizations]]\nid = 3\nname = "Default Organization"\ncode = "0003"\n'
+
+
+def test_an_organizations_recording_policy(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, database_url: str
+) -> None:
+    """Revision 0005: stored by `directory load`, read back with the organization, the
+    defaults where none was given; an organization in a file is all of it."""
+    config = config_for(tmp_path, database_url)
+    assert cli(capsys, config, "directory", "load", str(DEMO))[0] == 0
+    policy = tmp_path / "policy.toml"
+    policy.write_text(_ORG3 + "recordings = { retention_days = 30, users_may_delete = true }\n")
+    # check_interval 0: every look-up asks PostgreSQL whether the directory changed
+    with Directory.open(database_url, check_interval=0) as service:
+        assert service.organization(3).recordings == RecordingPolicy()
+        rc, _, err = cli(capsys, config, "directory", "load", str(policy))
+        assert rc == 0, err
+        assert service.organization(3).recordings == RecordingPolicy(
+            retention_days=30, users_may_delete=True
+        )
+        demo_org4 = RecordingPolicy(retention_days=365, users_may_delete=True)
+        assert service.organization(4).recordings == demo_org4  # untouched
+        policy.write_text(_ORG3)
+        assert cli(capsys, config, "directory", "load", str(policy))[0] == 0
+        assert service.organization(3).recordings == RecordingPolicy()
+        for bad in ("retention_days = 0", "retention_days = -1", "retention_days = 1.5",
+                    "users_may_delete = 1.5", "keep = 3"):
+            policy.write_text(_ORG3 + f"recordings = {{ {bad} }}\n")
+            rc, out, err = cli(capsys, config, "directory", "load", str(policy))
+            assert rc == 1 and out == "" and "organizations[0].recordings" in err, (bad, err)
+            assert len(err.strip().splitlines()) == 1
 
 
 # --------------------------------------------------------------------------- the setting
