@@ -220,6 +220,10 @@ class RecordingsSettings(_Section):
     host_root: Annotated[str, AfterValidator(_no_control)] = ""
     # How often a finished recording's file size is checked until it stops changing.
     settle_interval: Seconds = 0.5
+    # How often the running service deletes the recordings its organization's retention
+    # (directory: recordings.retention_days) expired; 0 = never (`pbx-bridge recordings
+    # sweep` from cron instead).
+    sweep_interval: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 3600.0
 
 
 class AuthSettings(_Section):

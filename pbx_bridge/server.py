@@ -82,6 +82,7 @@ class Services:
 
     async def start(self) -> None:
         await self.link.start()
+        self.recordings.start()
         self._watcher = asyncio.create_task(self._watch_directory())
 
     async def close(self) -> None:

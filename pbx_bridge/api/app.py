@@ -132,7 +132,7 @@ def create_app(
     """The app. ``manage_bridge=False`` leaves starting/closing ``services`` to the caller."""
     if not any(isinstance(f, NoRawRequestInLogs) for f in _SERVER_LOG.filters):
         _SERVER_LOG.addFilter(NoRawRequestInLogs())
-    metrics = Metrics(services.link, services.recording)
+    metrics = Metrics(services.link, services.recording, services.recordings)
     app = web.Application(
         middlewares=[metrics.middleware, error_middleware],
         client_max_size=settings.http.body_limit,

@@ -11,6 +11,9 @@
 - Read at scrape time from the bridge: ``pbx_bridge_ami_connected``, ``pbx_bridge_ready``,
   ``pbx_bridge_live_calls``, ``pbx_bridge_recordings_{started,failed,stopped}_total``,
   ``pbx_bridge_resyncs_total``.
+- ``pbx_bridge_recordings_swept_total{state}``: recordings (file and row) the retention
+  sweep deleted, by the state they had (``completed``, ``failed``, ``missing``);
+  ``pbx_bridge_recordings_swept_bytes_total``: the bytes of their files.
 
 Who may read them (``[metrics] auth``): ``admin`` (the default) = a bearer token of an
 admin user's app, as on the UAPI routes (401 without a valid token, 403
@@ -35,6 +38,7 @@ from pbx_bridge.api.context import DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import ApiError, Handler
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.recording.feature import RecordingFeature
+from pbx_bridge.recordings.feature import RecordingsCatalog
 
 __all__ = ["REGISTRY", "Metrics", "metrics_handler"]
 
@@ -43,9 +47,12 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class _BridgeCollector(Collector):
-    def __init__(self, link: PbxLink, recording: RecordingFeature) -> None:
+    def __init__(
+        self, link: PbxLink, recording: RecordingFeature, recordings: RecordingsCatalog | None
+    ) -> None:
         self._link = link
         self._recording = recording
+        self._recordings = recordings
 
     def collect(self) -> Iterator[Metric]:
         link = self._link
@@ -70,10 +77,33 @@ class _BridgeCollector(Collector):
             ("resyncs", "state resyncs from Asterisk's channel list", link.resyncs),
         ):
             yield CounterMetricFamily(f"pbx_bridge_{name}", doc, value=value)
+        if self._recordings is not None:
+            yield from _swept(self._recordings)
+
+
+def _swept(recordings: RecordingsCatalog) -> Iterator[Metric]:
+    swept = CounterMetricFamily(
+        "pbx_bridge_recordings_swept",
+        "recordings (file and row) deleted by the retention sweep, by their state",
+        labels=("state",),
+    )
+    for state in ("completed", "failed", "missing"):
+        swept.add_metric((state,), recordings.swept.get(state, 0))
+    yield swept
+    yield CounterMetricFamily(
+        "pbx_bridge_recordings_swept_bytes",
+        "bytes of the recording files deleted by the retention sweep",
+        value=recordings.swept_bytes,
+    )
 
 
 class Metrics:
-    def __init__(self, link: PbxLink, recording: RecordingFeature) -> None:
+    def __init__(
+        self,
+        link: PbxLink,
+        recording: RecordingFeature,
+        recordings: RecordingsCatalog | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "pbx_bridge_http_requests",
@@ -94,7 +124,7 @@ class Metrics:
             ("reason",),
             registry=self.registry,
         )
-        self.registry.register(_BridgeCollector(link, recording))
+        self.registry.register(_BridgeCollector(link, recording, recordings))
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

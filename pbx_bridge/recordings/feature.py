@@ -5,7 +5,9 @@ changes is written to the database (store.py) in order, off the event loop. A st
 row is finished in the background: once the channel is gone, the file's size is
 watched until it stops changing, then the file is read (wavfile.py, in a thread) for its
 duration, size and SHA-256, or the reason it is unusable. Rows left unfinished by a
-bridge that stopped are taken up again when the next one starts (`__init__`).
+bridge that stopped are taken up again when the next one starts (`__init__`). Every
+``[recordings] sweep_interval`` seconds (and at start) the retention sweep (sweep.py)
+deletes what the organizations' retention expired, counted for /metrics.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pbx_bridge.recording.rules import records_always
 from pbx_bridge.recordings import wavfile
 from pbx_bridge.recordings.catalog import Catalog, Origin, RecordingRow
 from pbx_bridge.recordings.store import RecordingQuery, RecordingStore
+from pbx_bridge.recordings.sweep import Sweeper, SweepReport
 
 __all__ = ["RecordingsCatalog", "host_path"]
 
@@ -81,6 +84,9 @@ class RecordingsCatalog(Feature):
         self._clock = clock
         self._write_lock = asyncio.Lock()
         self._finishing: set[str] = set()
+        self.sweeper = Sweeper(self.store, directory, clock=clock)
+        self.swept: dict[str, int] = {}  # state of the rows swept -> how many
+        self.swept_bytes = 0
         # Rows a stopped bridge left running: their channels are checked on the first
         # resync (still recording: kept; gone: finished), so nothing is listed twice.
         for row in self.store.unfinished():
@@ -91,6 +97,30 @@ class RecordingsCatalog(Feature):
         """Who in the dialplan started a stamped recording the bridge did not start."""
         ext = self.directory.extension(number)
         return "always" if ext is not None and records_always(ext) else "star1"
+
+    def start(self) -> None:
+        """The periodic retention sweep (none when ``sweep_interval`` is 0)."""
+        if self.settings.sweep_interval > 0:
+            self.link.spawn(self._sweep_forever())
+
+    async def sweep(self) -> SweepReport:
+        """One retention sweep now (off the loop), counted."""
+        report = await asyncio.to_thread(self.sweeper.sweep, self._clock())
+        for row in report.swept:
+            self.swept[row.state] = self.swept.get(row.state, 0) + 1
+        self.swept_bytes += report.freed
+        return report
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                report = await self.sweep()
+                if report.swept or report.kept:
+                    log.info("retention: %d recordings deleted (%d bytes), %d kept",
+                             len(report.swept), report.freed, len(report.kept))
+            except Exception:  # a locked database: try again next time
+                log.exception("retention sweep failed")
+            await asyncio.sleep(self.settings.sweep_interval)
 
     # ------------------------------------------------------------------ link hooks
     def on_event(self, ev: Event) -> None:

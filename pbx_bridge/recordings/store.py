@@ -10,9 +10,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 
 from pbx_bridge.recordings.catalog import RecordingRow
+from pbx_bridge.recordings.retention import FINISHED
 from pbx_bridge.storage.database import Database
 from pbx_bridge.storage.schema import recordings
 
@@ -93,4 +94,28 @@ class RecordingStore:
         with self.db.transaction(write=True) as conn:
             return bool(
                 conn.execute(delete(recordings).where(recordings.c.id == recording_id)).rowcount
+            )
+
+    def ended_before(self, organization: int, before: float) -> list[RecordingRow]:
+        """The organization's finished rows that ended (stopped, else started) before
+        ``before``, oldest first: the retention sweep's candidates."""
+        c = recordings.c
+        stmt = select(recordings).where(
+            c.organization == organization,
+            c.state.in_(FINISHED),
+            c.started < before,  # the index; a run stops after it starts
+            func.coalesce(c.stopped, c.started) < before,
+        )
+        with self.db.transaction() as conn:
+            found = conn.execute(stmt.order_by(c.started, c.id)).all()
+        return [_row(r) for r in found]
+
+    def delete_finished(self, recording_ids: list[str]) -> int:
+        """Delete these rows, but only those finished (never a run that is going on)."""
+        c = recordings.c
+        with self.db.transaction(write=True) as conn:
+            return int(
+                conn.execute(
+                    delete(recordings).where(c.id.in_(recording_ids), c.state.in_(FINISHED))
+                ).rowcount
             )
