@@ -17,7 +17,7 @@ from pbx_bridge.recordings.retention import FINISHED
 from pbx_bridge.storage.database import Database
 from pbx_bridge.storage.schema import recordings
 
-__all__ = ["RecordingQuery", "RecordingStore"]
+__all__ = ["CatalogFilter", "RecordingQuery", "RecordingStore"]
 
 _FIELDS = tuple(f.name for f in dataclasses.fields(RecordingRow))
 
@@ -31,6 +31,16 @@ class RecordingQuery:
     state: str | None = None
     since: float | None = None
     until: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogFilter:
+    """The whole catalog as an administrator filters it (``pbx-bridge recordings``)."""
+
+    organization: int | None = None
+    extension: str | None = None
+    state: str | None = None
+    limit: int | None = None
 
 
 def _values(row: RecordingRow) -> dict[str, Any]:
@@ -79,6 +89,23 @@ class RecordingStore:
             stmt = stmt.where(c.started < query.until)
         with self.db.transaction() as conn:
             found = conn.execute(stmt.order_by(c.started.desc(), c.id)).all()
+        return [_row(r) for r in found]
+
+    def select(self, where: CatalogFilter) -> list[RecordingRow]:
+        """Every row that matches, newest first."""
+        c = recordings.c
+        stmt = select(recordings)
+        if where.organization is not None:
+            stmt = stmt.where(c.organization == where.organization)
+        if where.extension is not None:
+            stmt = stmt.where(c.extension == where.extension)
+        if where.state is not None:
+            stmt = stmt.where(c.state == where.state)
+        stmt = stmt.order_by(c.started.desc(), c.id)
+        if where.limit is not None:
+            stmt = stmt.limit(where.limit)
+        with self.db.transaction() as conn:
+            found = conn.execute(stmt).all()
         return [_row(r) for r in found]
 
     def unfinished(self) -> list[RecordingRow]:
