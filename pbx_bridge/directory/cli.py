@@ -190,7 +190,8 @@ def _register_directory(sub: Subcommands) -> None:
         "load",
         help="load (upsert) organizations, users and extensions from a TOML file",
         description=(
-            "Load organizations, users and extensions (with their device and phone "
+            "Load organizations (with their recordings policy: retention_days, "
+            "users_may_delete), users and extensions (with their device and phone "
             "terminal setup) from a TOML file, e.g. config/directory.example.toml. "
             "Entries are inserted or updated, never deleted; the whole file is applied "
             "or, on any error, nothing is."
