@@ -124,13 +124,13 @@ async def list_recordings(request: web.Request) -> web.StreamResponse:
     start = collection.parse_list_query(
         MultiDict((k, v) for k, v in query.items() if k in ("startIndex", "count"))
     )
-    rows = await request.app[RECORDINGS].find(_list_query(query, target))
-    window = rows[start.start_index:start.start_index + start.count]
+    total, window = await request.app[RECORDINGS].page(
+        _list_query(query, target), start.start_index, start.count)
     if not window:
         return web.Response(status=204)
     entries = [render(request, target, row) for row in window]
     return _json({"startIndex": start.start_index, "itemsPerPage": len(entries),
-                  "totalResults": len(rows), "entry": entries})
+                  "totalResults": total, "entry": entries})
 
 
 async def get_recording(request: web.Request) -> web.StreamResponse:

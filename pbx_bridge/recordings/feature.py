@@ -136,6 +136,10 @@ class RecordingsCatalog(Feature):
     async def find(self, query: RecordingQuery) -> list[RecordingRow]:
         return await asyncio.to_thread(self.store.find, query)
 
+    async def page(self, query: RecordingQuery, start: int, count: int
+                   ) -> tuple[int, list[RecordingRow]]:
+        return await asyncio.to_thread(self.store.page, query, start, count)
+
     async def delete(self, row: RecordingRow) -> None:
         """The file (if any) and the row."""
         path = self.path_of(row)

@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import ColumnElement, delete, func, insert, select, update
 
 from pbx_bridge.recordings.catalog import RecordingRow
 from pbx_bridge.recordings.retention import FINISHED
@@ -55,6 +55,20 @@ def _row(values: Any) -> RecordingRow:
     return RecordingRow(**data)
 
 
+def _where(query: RecordingQuery) -> list[ColumnElement[bool]]:
+    c = recordings.c
+    where: list[ColumnElement[bool]] = [c.extension.in_(query.extensions)]
+    if query.call_id is not None:
+        where.append(c.call_id == query.call_id)
+    if query.state is not None:
+        where.append(c.state == query.state)
+    if query.since is not None:
+        where.append(c.started >= query.since)
+    if query.until is not None:
+        where.append(c.started < query.until)
+    return where
+
+
 class RecordingStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -78,15 +92,7 @@ class RecordingStore:
 
     def find(self, query: RecordingQuery) -> list[RecordingRow]:
         c = recordings.c
-        stmt = select(recordings).where(c.extension.in_(query.extensions))
-        if query.call_id is not None:
-            stmt = stmt.where(c.call_id == query.call_id)
-        if query.state is not None:
-            stmt = stmt.where(c.state == query.state)
-        if query.since is not None:
-            stmt = stmt.where(c.started >= query.since)
-        if query.until is not None:
-            stmt = stmt.where(c.started < query.until)
+        stmt = select(recordings).where(*_where(query))
         with self.db.transaction() as conn:
             found = conn.execute(stmt.order_by(c.started.desc(), c.id)).all()
         return [_row(r) for r in found]
@@ -107,6 +113,23 @@ class RecordingStore:
         with self.db.transaction() as conn:
             found = conn.execute(stmt).all()
         return [_row(r) for r in found]
+
+    def page(self, query: RecordingQuery, start: int, count: int
+             ) -> tuple[int, list[RecordingRow]]:
+        """How many rows ``find`` would answer, and the ``count`` of them from ``start``:
+        counted and cut by the database, so a list of a busy extension (100,000 rows)
+        reads one page, not every row (docs/performance.md, "Recordings")."""
+        c = recordings.c
+        where = _where(query)
+        with self.db.transaction() as conn:
+            total = conn.execute(
+                select(func.count()).select_from(recordings).where(*where)
+            ).scalar_one()
+            found = [] if start >= total else conn.execute(
+                select(recordings).where(*where).order_by(c.started.desc(), c.id)
+                .offset(start).limit(count)
+            ).all()
+        return total, [_row(r) for r in found]
 
     def unfinished(self) -> list[RecordingRow]:
         """Rows still `recording` or `paused` (to finish after a restart)."""

@@ -5,40 +5,24 @@ digital silence and whose other stretches hold both parties."""
 
 from __future__ import annotations
 
-import array
 import asyncio
-import math
 import time
 from pathlib import Path
 
 from tests.e2e.test_api_recording import MILLIWATT_HZ, _one_call, _recording_file, _serve
-from tests.support.audio import assert_length, assert_tone, inspect_wav, wait_file_complete
+from tests.support.audio import (
+    SILENCE_WINDOW,
+    assert_length,
+    assert_tone,
+    inspect_wav,
+    silent_runs,
+    wait_file_complete,
+    window_rms,
+)
 
 OWN_HZ = 600  # the phone's tone; the far end (7778899) plays MILLIWATT_HZ
-WINDOW = 0.1  # seconds: the RMS windows the silence is measured in
 RATE = 8000
-
-
-def _window_rms(samples: array.array) -> list[float]:
-    size = int(RATE * WINDOW)
-    return [
-        math.sqrt(sum(x * x for x in samples[i : i + size]) / size)
-        for i in range(0, len(samples) - size + 1, size)
-    ]
-
-
-def _silent_runs(rms: list[float]) -> list[tuple[int, int]]:
-    """(first, end) window indexes of each run of silent windows (RMS ~0: a muted
-    MixMonitor writes exact zeros; a live call with two tones is near 19,000)."""
-    runs: list[tuple[int, int]] = []
-    start = None
-    for i, value in enumerate([*rms, 1e9]):
-        if value < 1.0 and start is None:
-            start = i
-        elif value >= 1.0 and start is not None:
-            runs.append((start, i))
-            start = None
-    return runs
+WINDOW = SILENCE_WINDOW
 
 
 async def test_pause_and_resume_a_real_recording(pbx, phones, ami_log, tmp_path: Path) -> None:
@@ -103,8 +87,8 @@ async def test_pause_and_resume_a_real_recording(pbx, phones, ami_log, tmp_path:
     assert_length(info, slept=6.0, recorded=recorded)
     assert info.duration >= 5.0, info.duration
 
-    rms = _window_rms(info.samples)
-    runs = _silent_runs(rms)
+    rms = window_rms(info.samples)
+    runs = silent_runs(rms)
     # One silent stretch, as long as the pause (between what the stopwatch around the
     # pause and resume answers allows, a window of slack each side).
     assert len(runs) == 1, (runs, [round(r) for r in rms])

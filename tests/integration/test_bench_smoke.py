@@ -9,6 +9,9 @@ import json
 import math
 from pathlib import Path
 
+from bench.recordings import Options as RecordingsOptions
+from bench.recordings import run as run_recordings
+from bench.recordings import table as recordings_table
 from bench.run import METHODS, Options, run, table, write
 from devtools.sandbox import Sandbox
 
@@ -52,3 +55,23 @@ async def test_bench_quick_run(pbx: Sandbox, tmp_path: Path) -> None:
     assert json.loads(paths["json"].read_text())["machine"]["nproc"] >= 1
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "latest.json").exists() and (tmp_path / "latest.png").exists()
+
+
+async def test_recordings_bench_quick_run() -> None:
+    """bench/recordings.py in miniature: a 2 MB WAV through the bridge's media route, cat
+    and sendfile, and the catalog list on a few thousand rows, SQLite and PostgreSQL."""
+    opts = RecordingsOptions.quick(log=lambda _msg: None, index=True)
+    result = await run_recordings(opts)
+    media = result["media"]
+    for method in ("bridge", "cat", "sendfile"):
+        assert media[method]["bytes"] == result["media_bytes"] > 1_000_000
+        assert media[method]["mb_per_s"] > 0 and _stats_ok(media[method]["first_byte"])
+    for backend in ("sqlite", "postgresql"):
+        rows = result["list"][backend]
+        assert set(rows) == {"one", "first page", "state=failed", "phoneCallId",
+                             "since/until (a day)", "page 50 (startIndex=980)"}
+        assert all(_stats_ok(st) for st in rows.values())
+        assert rows["first page"]["total"] == opts.rows + 1  # and the media's row
+        assert rows["phoneCallId"]["total"] == 1
+        assert 0 < rows["state=failed"]["total"] < opts.rows // 50
+    assert "Media download" in recordings_table(result)

@@ -248,3 +248,32 @@ async def recording_content(
     info = inspect_wav(path, sandbox_root)
     assert_both_directions(info.samples, own_hz, str(path.name), other_hz)
     return info
+
+
+# ------------------------------------------------------------------------ silence
+SILENCE_WINDOW = 0.1  # seconds: the RMS windows a pause's silence is measured in
+
+
+def window_rms(samples: array.array | list[int], rate: int = 8000,
+               window: float = SILENCE_WINDOW) -> list[float]:
+    """RMS of each whole window of `window` seconds, in order."""
+    size = int(rate * window)
+    return [
+        math.sqrt(sum(x * x for x in samples[i : i + size]) / size)
+        for i in range(0, len(samples) - size + 1, size)
+    ]
+
+
+def silent_runs(rms: list[float], threshold: float = 1.0) -> list[tuple[int, int]]:
+    """(first, end) window indexes of each run of windows under `threshold`. A muted
+    MixMonitor writes exact zeros (PCM: RMS 0; GSM decodes them to a faint hiss, still
+    far under a live call with two tones, near 19,000)."""
+    runs: list[tuple[int, int]] = []
+    start = None
+    for i, value in enumerate([*rms, math.inf]):
+        if value < threshold and start is None:
+            start = i
+        elif value >= threshold and start is not None:
+            runs.append((start, i))
+            start = None
+    return runs

@@ -11,6 +11,7 @@ import pytest
 
 from pbx_bridge.config import RecordingsSettings
 from pbx_bridge.directory.models import DirectoryFile, RecordingPolicy
+from pbx_bridge.recordings import store as store_module
 from pbx_bridge.recordings.catalog import RecordingRow
 from tests.unit.api_support import EPOCH, Api, error_of
 from tests.unit.test_api_access import ALLOWED, MATRIX, TARGETS, refused
@@ -189,3 +190,25 @@ async def test_delete_of_a_foreign_id_answers_like_an_unknown_one(
     assert len(answers) == 1 and next(iter(answers))[0] == 400
     assert api.bridge.recordings.store.get(sibling.id) is not None
     assert api.bridge.recordings.store.get(other_org.id) is not None
+
+async def test_a_list_page_reads_only_that_page_from_the_database(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy extension has 100,000 recordings (docs/performance.md): a page is counted
+    and cut by the database, never every row read and sliced here."""
+    rows = [_row(api, tmp_path, "0003*210", started=EPOCH + i, rid=f"r-{i:016x}")
+            for i in range(30)]
+    newest_first = [r.id for r in reversed(rows)]
+    read: list[object] = []
+    real = store_module._row
+    monkeypatch.setattr(store_module, "_row", lambda values: read.append(1) or real(values))
+
+    resp = await api.get(_base("own") + "?startIndex=10&count=5")
+    body = await resp.json()
+    assert [e["id"] for e in body["entry"]] == newest_first[10:15]
+    assert (body["startIndex"], body["itemsPerPage"], body["totalResults"]) == (10, 5, 30)
+    assert len(read) == 5
+    resp = await api.get(_base("own") + "?state=completed&startIndex=28")
+    assert [e["id"] for e in (await resp.json())["entry"]] == newest_first[28:]
+    assert (await api.get(_base("own") + "?startIndex=30")).status == 204
+    assert len(read) == 7

@@ -22,6 +22,8 @@ from pbx_bridge.directory.models import (
     RecordingSetup,
 )
 from pbx_bridge.directory.store import Directory, DirectoryError, Migrate, token_id
+from pbx_bridge.recordings.catalog import RecordingRow
+from pbx_bridge.recordings.store import RecordingQuery, RecordingStore
 from pbx_bridge.storage import Database, display_url, head, parse_url, schema_state
 from tests.support.legacy_schema import make_legacy_file
 from tests.support.postgres import PostgresServer
@@ -437,3 +439,23 @@ def test_the_url_setting_and_its_password(postgres_server: PostgresServer) -> No
     with pytest.raises(DirectoryError) as refused:
         Directory.open(bad)
     assert "s3cr3t-pw" not in str(refused.value) and "***" in str(refused.value)
+
+
+def test_a_recordings_page_is_find_cut_by_the_database(database_url: str) -> None:
+    """``RecordingStore.page`` on both backends: the total and the rows ``find`` answers
+    from ``start`` (newest first, ties by id), with the filters."""
+    with Directory.open(database_url) as d:
+        store = RecordingStore(d.database)
+        for i in range(12):  # pairs started in the same second: the tie is broken by id
+            store.save(RecordingRow(
+                id=f"r-{i:016x}", extension="0003*210" if i != 5 else "0003*211",
+                call_id=f"{i % 3:020x}", view_id="01", started=1000.0 + i // 2,
+                state="failed" if i % 4 == 0 else "completed"))
+        for query in (RecordingQuery(("0003*210",)), RecordingQuery(("0003*210",), state="failed"),
+                      RecordingQuery(("0003*210", "0003*211"), call_id=f"{1:020x}", since=1001.0),
+                      RecordingQuery(("0003*210",), until=1002.0)):
+            every = store.find(query)
+            assert every == sorted(every, key=lambda r: (-r.started, r.id))
+            for start, count in ((0, 20), (0, 3), (2, 4), (len(every), 5)):
+                assert store.page(query, start, count) == (len(every),
+                                                          every[start:start + count])
