@@ -12,8 +12,8 @@
 
     .venv/bin/python -m bench.recordings                    # both parts, both backends
     .venv/bin/python -m bench.recordings --quick            # a rough pass in seconds
-    .venv/bin/python -m bench.recordings --index            # also with the proposed
-                                                            # index, created ad hoc
+    .venv/bin/python -m bench.recordings --no-index         # without the list's
+                                                            # indexes (dropped ad hoc)
 
 The WAV is a real recording: Asterisk's `demo-instruct` prompt (29 s of speech) from the
 sandbox root, decoded to PCM 8 kHz with the root's sox, repeated up to --media-mb (or
@@ -55,13 +55,9 @@ EXT = "0009*600"
 USER_ID, ORG_ID = 90, 9
 PROMPT = "usr/share/asterisk/sounds/en_US_f_Allison/demo-instruct.gsm"
 CHUNK = 1 << 20
-# The indexes the list wants at 100,000 rows (--index creates them ad hoc; a migration is
-# the lead's): one extension's rows in the list's order, so a page is read from the index
-# and nothing sorted; and the phoneCallId filter's column.
-PROPOSED_INDEXES = (
-    "CREATE INDEX ix_recordings_extension_started ON recordings (extension, started DESC, id)",
-    "CREATE INDEX ix_recordings_call_id ON recordings (call_id)",
-)
+# The indexes revision 0005 gives the list (storage/schema.py); --no-index drops them
+# ad hoc to measure what they buy.
+LIST_INDEXES = ("ix_recordings_extension_started", "ix_recordings_call_id")
 
 
 @dataclass
@@ -71,7 +67,7 @@ class Options:
     media_rounds: int = 10
     list_samples: int = 30
     backends: tuple[str, ...] = ("sqlite", "postgresql")
-    index: bool = False
+    index: bool = True
     source: Path | None = None
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
 
@@ -215,9 +211,9 @@ def fill(url: str, rows: int, media: Path, media_size: int, index: bool) -> dict
                 batch = [_row(i, now) for i in range(start, min(start + 10_000, rows))
                          if i != rows // 2]
                 conn.execute(insert(recordings), batch)
-            if index:
-                for statement in PROPOSED_INDEXES:
-                    conn.execute(text(statement))
+            if not index:
+                for name in LIST_INDEXES:
+                    conn.execute(text(f"DROP INDEX {name}"))
         if url.startswith("postgresql"):
             with directory.database.transaction(write=True) as conn:
                 conn.execute(text("ANALYZE recordings"))
@@ -406,7 +402,7 @@ def table(r: dict[str, Any]) -> str:
     for backend, rows in r["list"].items():
         add("")
         add(f"2. Catalog, {r['rows']:,} rows on {EXT}, {backend}"
-            f"{' (+ proposed index)' if r['index'] else ''}"
+            f"{'' if r['index'] else ' (list indexes dropped)'}"
             "     p50 ms   p90 ms   vs GET one   totalResults")
         floor = rows["one"]["p50"]
         for name, st in rows.items():
@@ -424,11 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--media-mb", type=int, help="size of the WAV (default 40)")
     ap.add_argument("--source", type=Path, help="a PCM WAV to repeat (default: a prompt)")
     ap.add_argument("--sqlite-only", action="store_true")
-    ap.add_argument("--index", action="store_true",
-                    help="create the proposed index(es) ad hoc before measuring")
+    ap.add_argument("--no-index", action="store_true",
+                    help="drop the list's indexes ad hoc before measuring (the before)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args(argv)
-    kw: dict[str, Any] = {"index": args.index, "source": args.source}
+    kw: dict[str, Any] = {"index": not args.no_index, "source": args.source}
     if args.rows:
         kw["rows"] = args.rows
     if args.media_mb:

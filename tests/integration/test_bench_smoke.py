@@ -60,7 +60,7 @@ async def test_bench_quick_run(pbx: Sandbox, tmp_path: Path) -> None:
 async def test_recordings_bench_quick_run() -> None:
     """bench/recordings.py in miniature: a 2 MB WAV through the bridge's media route, cat
     and sendfile, and the catalog list on a few thousand rows, SQLite and PostgreSQL."""
-    opts = RecordingsOptions.quick(log=lambda _msg: None, index=True)
+    opts = RecordingsOptions.quick(log=lambda _msg: None)
     result = await run_recordings(opts)
     media = result["media"]
     for method in ("bridge", "cat", "sendfile"):
