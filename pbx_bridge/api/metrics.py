@@ -11,6 +11,8 @@
 - Read at scrape time from the bridge: ``pbx_bridge_ami_connected``, ``pbx_bridge_ready``,
   ``pbx_bridge_live_calls``, ``pbx_bridge_recordings_{started,failed,stopped}_total``,
   ``pbx_bridge_resyncs_total``.
+- Webhooks (pbx_bridge/webhooks/): ``pbx_bridge_webhook_{attempts,delivered,failed,dead}_total``
+  and ``pbx_bridge_webhook_delivery_lag_seconds`` (outbox write to 2xx, a histogram).
 
 Who may read them (``[metrics] auth``): ``admin`` (the default) = a bearer token of an
 admin user's app, as on the UAPI routes (401 without a valid token, 403
@@ -35,6 +37,7 @@ from pbx_bridge.api.context import DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import ApiError, Handler
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.recording.feature import RecordingFeature
+from pbx_bridge.webhooks.sender import Sender
 
 __all__ = ["REGISTRY", "Metrics", "metrics_handler"]
 
@@ -72,8 +75,26 @@ class _BridgeCollector(Collector):
             yield CounterMetricFamily(f"pbx_bridge_{name}", doc, value=value)
 
 
+class _WebhookCollector(Collector):
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._sender.counts
+        for name, doc, value in (
+            ("attempts", "webhook delivery attempts", counts.attempts),
+            ("delivered", "webhook deliveries answered 2xx", counts.delivered),
+            ("failed", "webhook attempts without a 2xx (retried, or dead)", counts.failed),
+            ("dead", "webhook deliveries given up after the retry window", counts.dead),
+        ):
+            yield CounterMetricFamily(f"pbx_bridge_webhook_{name}", doc, value=value)
+        yield from self._sender.lag.collect()
+
+
 class Metrics:
-    def __init__(self, link: PbxLink, recording: RecordingFeature) -> None:
+    def __init__(
+        self, link: PbxLink, recording: RecordingFeature, sender: Sender | None = None
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "pbx_bridge_http_requests",
@@ -95,6 +116,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_BridgeCollector(link, recording))
+        if sender is not None:
+            self.registry.register(_WebhookCollector(sender))
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

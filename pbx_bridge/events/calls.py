@@ -5,7 +5,9 @@ Per view (one local extension of one call): ``call.ringing`` once (VoipNow's Dia
 for the calling extension as soon as it dials, Dial-In for a called one once it rings
 or answers), ``call.answered`` once its status is "on call" (Answer on incoming /
 outgoing), ``call.hangup`` when it leaves the call (only for a view that was announced),
-with the PhoneCall as it was last seen. States shown come from Asterisk's events (the
+with the PhoneCall as it was last seen. ``data`` = that PhoneCall plus
+``callEventType`` (VoipNow's 0-4) and ``direction`` (``in``: the extension received the
+call, ``out``: it made it). States shown come from Asterisk's events (the
 tracker), never from what was asked.
 """
 
@@ -61,7 +63,7 @@ class CallEvents:
         """After a resync: every live call, and every announced call that is gone."""
         out: list[Draft] = []
         live = {call_id(lid): lid for lid in self.tracker.calls}
-        for cid, lid in live.items():
+        for lid in live.values():
             out += self._review(lid, now)
         for cid in [c for c in self._phases if c not in live]:
             out += self._gone(cid, set(self._phases[cid]), now)
@@ -83,10 +85,10 @@ class CallEvents:
         return out
 
     def _view(self, call: Call, ext: str, phases: dict[str, Phase], now: float) -> list[Draft]:
-        doc = self._render(call, ext)
+        outgoing = call.origin_ext == ext
+        doc = {**self._render(call, ext), "direction": "out" if outgoing else "in"}
         self._last.setdefault(call.id, {})[ext] = doc
         status = next((v["status"] for v in doc["phoneCallView"] if v["extension"] == ext), "0")
-        outgoing = call.origin_ext == ext
         out: list[Draft] = []
         if ext not in phases and (outgoing or status in _RINGS):
             phases[ext] = "ringing"

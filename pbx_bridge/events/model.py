@@ -8,8 +8,17 @@ from typing import Any, Final
 from pbx_bridge.calls.model import iso
 
 __all__ = [
-    "CALL_ANSWER_IN", "CALL_ANSWER_OUT", "CALL_DIAL_IN", "CALL_DIAL_OUT", "CALL_HANGUP",
-    "CALL_TYPES", "EVENT_TYPES", "RECORDING_TYPES", "Event", "Draft", "event_id",
+    "CALL_ANSWER_IN",
+    "CALL_ANSWER_OUT",
+    "CALL_DIAL_IN",
+    "CALL_DIAL_OUT",
+    "CALL_HANGUP",
+    "CALL_TYPES",
+    "EVENT_TYPES",
+    "RECORDING_TYPES",
+    "Draft",
+    "Event",
+    "event_id",
 ]
 
 CALL_TYPES: Final = ("call.ringing", "call.answered", "call.hangup")

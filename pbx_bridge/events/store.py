@@ -48,15 +48,15 @@ class EventStore:
             found = conn.execute(
                 select(events.c.data).where(events.c.seq > seq).order_by(events.c.seq)
                 .limit(limit)
-            ).scalars().all()
-        return [orjson.loads(d) for d in found]
+            ).all()
+        return [orjson.loads(r[0]) for r in found]
 
     def get(self, seqs: Iterable[int]) -> dict[int, dict[str, object]]:
         with self.db.transaction() as conn:
             found = conn.execute(
                 select(events.c.seq, events.c.data).where(events.c.seq.in_(list(seqs)))
             ).all()
-        return {seq: orjson.loads(data) for seq, data in found}
+        return {int(r[0]): orjson.loads(r[1]) for r in found}
 
     def announced_calls(self, since: float) -> dict[tuple[str, str], str]:
         """(phoneCallId, extension) -> "ringing"/"answered"/"hangup": the last call
@@ -68,10 +68,10 @@ class EventStore:
                 .order_by(events.c.seq)
             ).all()
         last: dict[tuple[str, str], str] = {}
-        for kind, ext, data in found:
-            call = orjson.loads(data).get("phoneCallId")
+        for r in found:
+            kind, ext, call = str(r[0]), str(r[1] or ""), orjson.loads(r[2]).get("phoneCallId")
             if call and ext:
-                last[(call, ext)] = kind.removeprefix("call.")
+                last[(str(call), ext)] = kind.removeprefix("call.")
         return last
 
     def prune(self, older_than: float, keep: int) -> int:

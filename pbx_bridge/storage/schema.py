@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
-    Index,
     Column,
     Float,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     Table,
