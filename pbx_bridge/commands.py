@@ -22,6 +22,7 @@ _COMMAND_MODULES = (
     "pbx_bridge.storage.cli",
     "pbx_bridge.server",
     "pbx_bridge.replay",
+    "pbx_bridge.webhooks.cli",
 )
 
 

@@ -56,8 +56,8 @@ def query_fields(event: dict[str, Any]) -> dict[str, str]:
         return fields
     view = _view(data, ext)
     outgoing = data.get("direction") == "out" or data.get("callEventType") in _OUT_TYPES
-    num, name = _caller(data)
-    called = _first(data.get("destination"))
+    num, name = _caller(view)
+    called = _first(view.get("destination"))
     fields.update(
         CallerIDNum=num, CallerIDName=name,
         CalledDID=called if view.get("flow") == _INCOMING else "",
