@@ -23,6 +23,7 @@ _COMMAND_MODULES = (
     "pbx_bridge.server",
     "pbx_bridge.replay",
     "pbx_bridge.recordings.cli",
+    "pbx_bridge.webhooks.cli",
 )
 
 

@@ -14,6 +14,7 @@ are :class:`pydantic.SecretStr`: they print as ``**********`` in ``repr``/``str`
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
 import re
 import tomllib
@@ -269,6 +270,39 @@ class MetricsSettings(_Section):
     auth: Literal["admin", "none"] = "admin"
 
 
+def _networks(value: list[str]) -> list[str]:
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item[:60]!r} is not an IP network (CIDR)") from None
+    return value
+
+
+class EventsSettings(_Section):
+    """Events and webhooks (pbx_bridge/events/, pbx_bridge/webhooks/)."""
+
+    # Receivers on loopback, link-local, private, multicast, unspecified or reserved
+    # addresses are refused (SSRF guard) unless their address is in one of these networks
+    # (CIDR, e.g. "127.0.0.0/8", "10.1.2.0/24").
+    allow_networks: Annotated[list[str], AfterValidator(_networks)] = []
+    # One attempt's limit (connect + answer), seconds.
+    timeout: Seconds = 10.0
+    # Retries: backoff_first * 2^(attempt-1), capped at backoff_cap, with full jitter
+    # over its upper half; a delivery still failing retry_window seconds after its
+    # event is marked dead (`pbx-bridge events redeliver ID` tries it again).
+    backoff_first: Seconds = 5.0
+    backoff_cap: Seconds = 3600.0
+    retry_window: Seconds = 86400.0
+    # How often the sender looks for deliveries due that no in-process signal announced
+    # (after a restart, `events redeliver` from another process).
+    poll_interval: Seconds = 5.0
+    # The kept history (for the event stream's Last-Event-ID): an event goes when it is
+    # older than history_seconds AND history_events newer ones exist.
+    history_seconds: Seconds = 86400.0
+    history_events: Annotated[int, Field(ge=1)] = 100_000
+
+
 # --------------------------------------------------------------------------- settings
 
 # The parsed TOML of the file being loaded by load_settings(); read by _FileSource.
@@ -314,6 +348,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
+    events: EventsSettings = EventsSettings()
 
     _config_file: Path | None = PrivateAttr(default=None)
 

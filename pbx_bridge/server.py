@@ -26,11 +26,13 @@ from pbx_bridge.commands import add_config_option
 from pbx_bridge.config import Settings, load_settings
 from pbx_bridge.core.link import PbxLink, ami_client
 from pbx_bridge.directory.store import Directory, Migrate
+from pbx_bridge.events.feature import EventsFeature
 from pbx_bridge.logs import setup_logging
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.secret_check import refused_secret
+from pbx_bridge.webhooks.service import Webhooks
 
 __all__ = ["Counters", "Services", "register", "run", "serve"]
 
@@ -75,12 +77,18 @@ class Services:
             self.link, directory, settings.recordings,
             origin_of=self.recording.origin_of, clock=clock,
         )
+        # After the catalog: it hears the rows the catalog saved.
+        self.events = EventsFeature(self.link, directory, settings, self.recordings, clock=clock)
+        self.webhooks = Webhooks(directory.database, settings.events, self.events.store,
+                                 clock=clock)
+        self.events.sinks.append(self.webhooks)
         self._watcher: asyncio.Task[None] | None = None
 
     def _device_map(self) -> dict[str, str]:
         return {dev: ext.number for dev, ext in self.directory.extensions_by_device().items()}
 
     async def start(self) -> None:
+        await self.webhooks.start()
         await self.link.start()
         self.recordings.start()
         self._watcher = asyncio.create_task(self._watch_directory())
@@ -91,6 +99,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.link.close()
+        await self.events.drained()
+        await self.webhooks.close()
 
     def reload_directory(self) -> None:
         self.link.reload_devices()

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, RECORDINGS, SETTINGS
+from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, RECORDINGS, SETTINGS, WEBHOOKS
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import add_oauth_routes
@@ -30,11 +30,13 @@ from pbx_bridge.api.openapi import OPENAPI, build_document, openapi_handler
 from pbx_bridge.api.recordings import add_recording_routes
 from pbx_bridge.api.routes import BACKGROUND, add_routes
 from pbx_bridge.api.routing import finish_routes
+from pbx_bridge.api.webhooks import add_webhook_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
+from pbx_bridge.webhooks.service import Webhooks
 
 __all__ = ["AccessLogger", "NoRawRequestInLogs", "Runtime", "create_app"]
 
@@ -45,6 +47,7 @@ class Runtime(Protocol):
     link: PbxLink
     recording: RecordingFeature
     recordings: RecordingsCatalog
+    webhooks: Webhooks
 
     async def start(self) -> None: ...
 
@@ -132,7 +135,8 @@ def create_app(
     """The app. ``manage_bridge=False`` leaves starting/closing ``services`` to the caller."""
     if not any(isinstance(f, NoRawRequestInLogs) for f in _SERVER_LOG.filters):
         _SERVER_LOG.addFilter(NoRawRequestInLogs())
-    metrics = Metrics(services.link, services.recording, services.recordings)
+    metrics = Metrics(services.link, services.recording, services.recordings,
+                      services.webhooks.sender)
     app = web.Application(
         middlewares=[metrics.middleware, error_middleware],
         client_max_size=settings.http.body_limit,
@@ -142,11 +146,13 @@ def create_app(
     app[LINK] = services.link
     app[RECORDING] = services.recording
     app[RECORDINGS] = services.recordings
+    app[WEBHOOKS] = services.webhooks
     app[REGISTRY] = metrics
     app[OPENAPI] = build_document(settings.http.public_base_url)
 
     add_routes(app)
     add_recording_routes(app)
+    add_webhook_routes(app)
     app.router.add_get("/uapi/openapi.json", openapi_handler, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)

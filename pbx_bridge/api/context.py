@@ -9,11 +9,13 @@ from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
+from pbx_bridge.webhooks.service import Webhooks
 
-__all__ = ["DIRECTORY", "LINK", "RECORDING", "RECORDINGS", "SETTINGS"]
+__all__ = ["DIRECTORY", "LINK", "RECORDING", "RECORDINGS", "SETTINGS", "WEBHOOKS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DIRECTORY = web.AppKey("directory", Directory)
 LINK = web.AppKey("pbx_link", PbxLink)
 RECORDING = web.AppKey("recording", RecordingFeature)
 RECORDINGS = web.AppKey("recordings", RecordingsCatalog)
+WEBHOOKS = web.AppKey("webhooks", Webhooks)

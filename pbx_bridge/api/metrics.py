@@ -14,6 +14,8 @@
 - ``pbx_bridge_recordings_swept_total{state}``: recordings (file and row) the retention
   sweep deleted, by the state they had (``completed``, ``failed``, ``missing``);
   ``pbx_bridge_recordings_swept_bytes_total``: the bytes of their files.
+- Webhooks (pbx_bridge/webhooks/): ``pbx_bridge_webhook_{attempts,delivered,failed,dead}_total``
+  and ``pbx_bridge_webhook_delivery_lag_seconds`` (outbox write to 2xx, a histogram).
 
 Who may read them (``[metrics] auth``): ``admin`` (the default) = a bearer token of an
 admin user's app, as on the UAPI routes (401 without a valid token, 403
@@ -39,6 +41,7 @@ from pbx_bridge.api.errors import ApiError, Handler
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
+from pbx_bridge.webhooks.sender import Sender
 
 __all__ = ["REGISTRY", "Metrics", "metrics_handler"]
 
@@ -97,12 +100,29 @@ def _swept(recordings: RecordingsCatalog) -> Iterator[Metric]:
     )
 
 
+class _WebhookCollector(Collector):
+    def __init__(self, sender: Sender) -> None:
+        self._sender = sender
+
+    def collect(self) -> Iterator[Metric]:
+        counts = self._sender.counts
+        for name, doc, value in (
+            ("attempts", "webhook delivery attempts", counts.attempts),
+            ("delivered", "webhook deliveries answered 2xx", counts.delivered),
+            ("failed", "webhook attempts without a 2xx (retried, or dead)", counts.failed),
+            ("dead", "webhook deliveries given up after the retry window", counts.dead),
+        ):
+            yield CounterMetricFamily(f"pbx_bridge_webhook_{name}", doc, value=value)
+        yield from self._sender.lag.collect()
+
+
 class Metrics:
     def __init__(
         self,
         link: PbxLink,
         recording: RecordingFeature,
         recordings: RecordingsCatalog | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -125,6 +145,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_BridgeCollector(link, recording, recordings))
+        if sender is not None:
+            self.registry.register(_WebhookCollector(sender))
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -75,6 +75,11 @@ ERROR_DESCRIPTIONS = {
     "filter_invalid": "`phoneCallId`, `state`, `since` or `until` malformed, or given twice",
     "rec_in_progress": "the recording still runs (media: unless `partial=1`)",
     "rec_unavailable": "the recording is `failed` or `missing`: there is no media to offer",
+    "subscription_invalid": "subscription id malformed, unknown, or another extension's",
+    "url_invalid": "`url` not an absolute http/https URL, or its host is on a refused range "
+    "(loopback, link-local, private, ...: `[events] allow_networks`) or does not resolve",
+    "event_type_invalid": "`types` not a non-empty list of event types",
+    "organization_invalid": "path `organizationId` malformed, unknown, or another organization",
     "internal_error": "an unexpected error (logged by the service)",
     "pbx_unavailable": "AMI not connected or state not yet resynced",
     "pbx_timeout": "Asterisk did not answer in time",
@@ -638,6 +643,12 @@ def _oauth_errors(internal: dict[str, Schema]) -> dict[str, Schema]:
     }
 
 
+def _event_paths() -> dict[str, Any]:
+    from pbx_bridge.api.openapi_events import event_paths  # it uses this module's helpers
+
+    return event_paths()
+
+
 def build_document(public_base_url: str | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -652,7 +663,7 @@ def build_document(public_base_url: str | None = None) -> dict[str, Any]:
                 "with and without a trailing `/` (no redirect)."
             ),
         },
-        "paths": {**_uapi_paths(), **recording_paths(), **_service_paths()},
+        "paths": {**_uapi_paths(), **recording_paths(), **_event_paths(), **_service_paths()},
         "components": {
             "schemas": component_schemas(),
             "securitySchemes": {

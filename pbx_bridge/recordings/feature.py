@@ -87,6 +87,8 @@ class RecordingsCatalog(Feature):
         self.sweeper = Sweeper(self.store, directory, clock=clock)
         self.swept: dict[str, int] = {}  # state of the rows swept -> how many
         self.swept_bytes = 0
+        # Told each row as it is saved (a copy, in order): the events feature.
+        self.on_saved: list[Callable[[RecordingRow], None]] = []
         # Rows a stopped bridge left running: their channels are checked on the first
         # resync (still recording: kept; gone: finished), so nothing is listed twice.
         for row in self.store.unfinished():
@@ -171,7 +173,10 @@ class RecordingsCatalog(Feature):
 
     def _persist(self, row: RecordingRow) -> None:
         # A copy as it is now; writes run one at a time in the order of the events.
-        self.link.spawn(self._write(dataclasses.replace(row, paused=[list(p) for p in row.paused])))
+        copy = dataclasses.replace(row, paused=[list(p) for p in row.paused])
+        self.link.spawn(self._write(copy))
+        for listener in self.on_saved:
+            listener(copy)
 
     async def _write(self, row: RecordingRow) -> None:
         async with self._write_lock:

@@ -21,8 +21,9 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "apps", "cache_versions", "extensions", "metadata", "organizations", "recording_policies",
-    "recordings", "tokens", "users",
+    "apps", "cache_versions", "events", "extensions", "metadata", "organizations",
+    "recording_policies", "recordings", "tokens", "users", "webhook_deliveries",
+    "webhook_subscriptions",
 ]
 
 metadata = MetaData()
@@ -126,4 +127,54 @@ recording_policies = Table(
     ),
     Column("retention_days", Integer),
     Column("users_may_delete", Integer, nullable=False, server_default=text("0")),
+)
+
+# Events (pbx_bridge/events/): the bounded history, by the per-bridge sequence (the event
+# stream resumes from it). ``data`` is the event's JSON. No foreign keys, as recordings.
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("id", Text, nullable=False, unique=True),
+    Column("type", Text, nullable=False),
+    Column("time", Float, nullable=False, index=True),
+    Column("organization", Integer, index=True),
+    Column("extension", Text),
+    Column("data", Text, nullable=False),
+)
+
+# Webhook subscriptions (pbx_bridge/webhooks/): one receiver each; ``extension`` NULL =
+# every extension of the organization. ``secret`` is the signing key (base64, shown once
+# as whsec_...); ``types`` a JSON list.
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("organization", Integer, nullable=False, index=True),
+    Column("extension", Text, index=True),
+    Column("url", Text, nullable=False),
+    Column("method", Text, nullable=False),
+    Column("types", Text, nullable=False),
+    Column("active", Integer, nullable=False),
+    Column("secret", Text, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+# The outbox: one row per (event, subscription), written with the event, before any
+# attempt; ``state`` pending -> delivered | dead.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("event_seq", BigInteger, nullable=False, index=True),
+    Column("subscription", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", Float, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("finished", Float),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Index("ix_webhook_deliveries_due", "subscription", "state", "next_at"),
 )

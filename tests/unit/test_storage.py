@@ -79,6 +79,8 @@ def make_outdated(url: str) -> None:
     db = Database.open(url)
     try:
         with db.transaction(write=True) as conn:
+            for table in ("events", "webhook_subscriptions", "webhook_deliveries"):  # 0006
+                conn.exec_driver_sql(f"DROP TABLE {table}")
             conn.exec_driver_sql("DROP TABLE recording_policies")  # 0005
             conn.exec_driver_sql("DROP TABLE recordings")  # 0004
             conn.exec_driver_sql("DROP TABLE cache_versions")
