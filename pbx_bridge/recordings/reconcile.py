@@ -98,7 +98,9 @@ class Owner:
 @dataclass(slots=True)
 class Plan:
     new: list[RecordingRow] = field(default_factory=list)  # to read, then insert
-    adopt: list[tuple[str, FoundFile]] = field(default_factory=list)  # (row id, its file)
+    # (row id, its file, who the policy says started it: the row said "pbx" for want of
+    # the stamp)
+    adopt: list[tuple[str, FoundFile, str]] = field(default_factory=list)
     # (row id, host path): completed rows whose file is gone; missing rows whose file is back
     vanished: list[tuple[str, str]] = field(default_factory=list)
     returned: list[tuple[str, str]] = field(default_factory=list)
@@ -178,7 +180,7 @@ def _place_found(
     match = _fileless_match(f, fileless)
     if match is not None:
         fileless.remove(match)
-        out.adopt.append((match.id, f))
+        out.adopt.append((match.id, f, started_by(f.extension)))
         return
     out.new.append(RecordingRow(
         id=new_id(), extension=f.extension, call_id=f.call_id, view_id=f.view_id,

@@ -99,13 +99,13 @@ class Reconciler:
         rows = [row for row in todo.new if row.host_path in read.facts]
         for row in rows:
             finish(row, read.facts[row.host_path or ""])
-        files = {row_id: f for row_id, f in todo.adopt if str(f.path) in read.facts}
+        files = {row_id: (f, by) for row_id, f, by in todo.adopt if str(f.path) in read.facts}
         paths = {row_id: path for row_id, path in todo.returned if path in read.facts}
-        paths |= {row_id: str(f.path) for row_id, f in files.items()}
+        paths |= {row_id: str(f.path) for row_id, (f, _) in files.items()}
         paths |= {row_id: path for row_id, path in todo.vanished if path in read.gone}
         for row in self.store.get_many(list(paths)):
             if row.id in files:
-                _give_file(row, files[row.id])
+                _give_file(row, *files[row.id])
             path = paths[row.id]
             finish(row, read.facts.get(path) or wavfile.FileFacts(missing=True))
             rows.append(row)
@@ -127,7 +127,7 @@ def _read(todo: Plan) -> _Read:
     the ones that seem gone, checked once more (never followed if a link)."""
     out = _Read()
     wanted = [str(row.host_path) for row in todo.new]
-    wanted += [str(f.path) for _, f in todo.adopt]
+    wanted += [str(f.path) for _, f, _ in todo.adopt]
     wanted += [path for _, path in todo.returned]
     for path in wanted:
         if _regular(path):  # not a link put there since the walk
@@ -151,7 +151,9 @@ def _regular(path: str) -> bool:
         return False
 
 
-def _give_file(row: RecordingRow, f: FoundFile) -> None:
+def _give_file(row: RecordingRow, f: FoundFile, started_by: str) -> None:
     row.file, row.host_path, row.format = f.file, str(f.path), format_of(f.file)
+    if row.started_by == "pbx":  # said for want of the stamp, which names our files
+        row.started_by = started_by
     if row.stopped is None:
         row.stopped = max(f.mtime, f.started)

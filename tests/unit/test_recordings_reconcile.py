@@ -126,7 +126,8 @@ def test_a_row_whose_stamp_was_never_seen_is_given_its_file() -> None:
     fileless = KnownFile("r-1", "failed", None, "0003*210", CALL, STARTED + 1, False)
     other_call = KnownFile("r-2", "failed", None, "0003*210", "f" * 20, STARTED, False)
     done = _plan([_found()], [fileless, other_call])
-    assert done.new == [] and [(i, f.file) for i, f in done.adopt] == [("r-1", NAME)]
+    assert done.new == [] and [(i, f.file, by) for i, f, by in done.adopt] == [
+        ("r-1", NAME, "star1")]
 
 
 # --------------------------------------------------------------------------- the walk
@@ -262,3 +263,20 @@ async def test_every_resync_reconciles(api: Api, tmp_path: Path) -> None:
         await asyncio.sleep(0.02)
     assert recordings.reconciler.passes == 2
     assert len(await _rows(api)) == 1
+
+
+async def test_a_row_that_never_learnt_its_file_gets_it_not_a_twin(
+        api: Api, tmp_path: Path) -> None:
+    # *1 stamps PBX_REC only after its MixMonitor runs: a call that ends first leaves a
+    # row without a file ("file unknown"); the file found later is that row's.
+    path = _write(tmp_path / "mon", NAME, pcm_wav(8000))
+    blind = RecordingRow(id="r-00000000000000aa", extension="0003*210", call_id=CALL,
+                         view_id="01", started=STARTED + 0.4, organization=3, owner=12,
+                         started_by="pbx", stopped=STARTED + 3, state="failed",
+                         reason="file unknown")
+    await asyncio.to_thread(api.bridge.recordings.store.save, blind)
+    await api.bridge.recordings.reconciler.run()
+    (row,) = await _rows(api)
+    assert (row.id, row.state, row.reason, row.file, row.host_path, row.duration) == (
+        blind.id, "completed", None, NAME, str(path), 1.0)
+    assert (row.started, row.stopped, row.started_by) == (STARTED + 0.4, STARTED + 3, "star1")
