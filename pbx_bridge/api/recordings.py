@@ -23,16 +23,15 @@ from pbx_bridge.api import collection, validation
 from pbx_bridge.api.auth import authenticate
 from pbx_bridge.api.context import DIRECTORY, RECORDINGS, SETTINGS
 from pbx_bridge.api.errors import ApiError
-from pbx_bridge.calls.model import iso
 from pbx_bridge.directory import access
 from pbx_bridge.directory.access import AccessDenied
 from pbx_bridge.directory.models import Principal
 from pbx_bridge.recordings.catalog import RecordingRow
+from pbx_bridge.recordings.resource import PREFIX, recording_json
 from pbx_bridge.recordings.store import RecordingQuery
 
 __all__ = ["add_recording_routes", "render"]
 
-PREFIX = "/uapi/recordings"
 _ID = re.compile(r"r-[0-9a-f]{16}")
 _STATES = ("recording", "paused", "completed", "missing", "failed")
 _LIST_PARAMS = ("startIndex", "count", "phoneCallId", "state", "since", "until",
@@ -84,20 +83,7 @@ def _list_query(query: MultiMapping[str], target: access.Target) -> RecordingQue
 
 
 def render(request: web.Request, target: access.Target, row: RecordingRow) -> dict[str, Any]:
-    base = request.app[SETTINGS].http.public_base_url
-    self_link = f"{base}{PREFIX}/{target.user.id}/{row.extension}/{row.id}"
-    data: dict[str, Any] = {
-        "id": row.id, "phoneCallId": row.call_id, "phoneCallViewId": row.view_id,
-        "extension": row.extension, "ownerId": str(row.organization) if row.organization else None,
-        "format": row.format, "state": row.state, "reason": row.reason,
-        "startedBy": row.started_by, "appId": row.app_id,
-        "started": iso(row.started), "stopped": iso(row.stopped),
-        "paused": [{"from": iso(a), "to": iso(b)} if b is not None else {"from": iso(a)}
-                   for a, b in row.paused],
-        "duration": row.duration, "size": row.size, "sha256": row.sha256,
-        "link": {"self": self_link, "media": f"{self_link}/media"},
-    }
-    return {k: v for k, v in data.items() if v is not None}
+    return recording_json(row, request.app[SETTINGS].http.public_base_url, target.user.id)
 
 
 def _json(data: Any) -> web.Response:

@@ -10,33 +10,15 @@ or ``recording.failed`` (failed with a reason, or missing). ``data`` = the Recor
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
-from pbx_bridge.calls.model import iso
 from pbx_bridge.events.model import Draft
 from pbx_bridge.recordings.catalog import RecordingRow
+from pbx_bridge.recordings.resource import recording_json
 
-__all__ = ["RecordingEvents", "recording_json"]
+__all__ = ["RecordingEvents"]
 
 _FINAL = {"completed": "recording.completed", "failed": "recording.failed",
           "missing": "recording.failed"}
-
-
-def recording_json(row: RecordingRow, base_url: str) -> dict[str, Any]:
-    """The Recording resource (CONTRACT section 6), its links under the extension's owner."""
-    self_link = f"{base_url}/uapi/recordings/{row.owner}/{row.extension}/{row.id}"
-    data: dict[str, Any] = {
-        "id": row.id, "phoneCallId": row.call_id, "phoneCallViewId": row.view_id,
-        "extension": row.extension, "ownerId": str(row.organization) if row.organization else None,
-        "format": row.format, "state": row.state, "reason": row.reason,
-        "startedBy": row.started_by, "appId": row.app_id,
-        "started": iso(row.started), "stopped": iso(row.stopped),
-        "paused": [{"from": iso(a), "to": iso(b)} if b is not None else {"from": iso(a)}
-                   for a, b in row.paused],
-        "duration": row.duration, "size": row.size, "sha256": row.sha256,
-        "link": {"self": self_link, "media": f"{self_link}/media"},
-    }
-    return {k: v for k, v in data.items() if v is not None}
 
 
 class RecordingEvents:
@@ -55,7 +37,7 @@ class RecordingEvents:
             self._known.pop(row.id, None)
         else:
             self._known[row.id] = (row.state, row.stopped is not None)
-        data = recording_json(row, self._base) if kinds else {}
+        data = recording_json(row, self._base, row.owner) if kinds else {}
         return [
             Draft(type=kind, time=_when(kind, row, now), extension=row.extension,
                   phone_call_id=row.call_id, data=data)

@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pbx_bridge.calls.tracker import Channel, Tracker, call_id
+from pbx_bridge.recordings.wavfile import FileFacts
 
-__all__ = ["Catalog", "Origin", "RecordingRow", "State", "new_id"]
+__all__ = ["Catalog", "Origin", "RecordingRow", "State", "finish", "new_id"]
 
 Event = Mapping[str, str]
 State = Literal["recording", "paused", "completed", "missing", "failed"]
@@ -64,6 +65,19 @@ def format_of(file: str | None) -> str:
         return "wav"
     suffix = file.rsplit(".", 1)[-1]
     return "wav49" if suffix == "WAV" else suffix.lower()
+
+
+def finish(row: RecordingRow, facts: FileFacts) -> None:
+    """The stopped run's row as its file says: `completed` (duration, size, SHA-256),
+    `failed` with the reason, or `missing`."""
+    row.size, row.sha256, row.duration, row.reason = (
+        facts.size, facts.sha256 or None, facts.duration, None)
+    if facts.missing:
+        row.state, row.size, row.duration = "missing", None, None
+    elif facts.reason:
+        row.state, row.reason = "failed", facts.reason
+    else:
+        row.state = "completed"
 
 
 class Catalog:

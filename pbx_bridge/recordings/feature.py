@@ -5,7 +5,9 @@ changes is written to the database (store.py) in order, off the event loop. A st
 row is finished in the background: once the channel is gone, the file's size is
 watched until it stops changing, then the file is read (wavfile.py, in a thread) for its
 duration, size and SHA-256, or the reason it is unusable. Rows left unfinished by a
-bridge that stopped are taken up again when the next one starts (`__init__`). Every
+bridge that stopped are taken up again when the next one starts (`__init__`). After
+every resync (the first at start-up) the reconciler (reconciler.py) catalogues what the
+recordings folders hold that no event showed, and marks rows whose file vanished. Every
 ``[recordings] sweep_interval`` seconds (and at start) the retention sweep (sweep.py)
 deletes what the organizations' retention expired, counted for /metrics.
 """
@@ -14,19 +16,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from pbx_bridge.calls.tracker import call_id
 from pbx_bridge.config import RecordingsSettings
 from pbx_bridge.core.feature import Event, Feature
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.recording.rules import records_always
+from pbx_bridge.recording.rules import on_demand, records_always
 from pbx_bridge.recordings import wavfile
-from pbx_bridge.recordings.catalog import Catalog, Origin, RecordingRow
+from pbx_bridge.recordings.catalog import Catalog, Origin, RecordingRow, finish
+from pbx_bridge.recordings.reconcile import Owner
+from pbx_bridge.recordings.reconciler import Live, Reconciler
 from pbx_bridge.recordings.store import RecordingQuery, RecordingStore
 from pbx_bridge.recordings.sweep import Sweeper, SweepReport
 
@@ -89,6 +95,13 @@ class RecordingsCatalog(Feature):
         self.swept_bytes = 0
         # Told each row as it is saved (a copy, in order): the events feature.
         self.on_saved: list[Callable[[RecordingRow], None]] = []
+        self._unwritten: dict[int, RecordingRow] = {}  # rows queued for the database
+        self._write_ids = itertools.count()
+        self.reconciler = Reconciler(
+            self.store, settings=lambda: self.settings, live=self._live,
+            owner_of=self._owner_of, started_by=self._reconciled_by, write_lock=self._write_lock,
+            saved=self._tell_saved,
+        )
         # Rows a stopped bridge left running: their channels are checked on the first
         # resync (still recording: kept; gone: finished), so nothing is listed twice.
         for row in self.store.unfinished():
@@ -123,6 +136,36 @@ class RecordingsCatalog(Feature):
             except Exception:  # a locked database: try again next time
                 log.exception("retention sweep failed")
             await asyncio.sleep(self.settings.sweep_interval)
+    def _reconciled_by(self, number: str) -> str:
+        """Who started a file of our naming that no event showed (the bridge was away):
+        by the extension's policy now, the dialplan's "always" or *1; else the PBX."""
+        ext = self.directory.extension(number)
+        if ext is not None and records_always(ext):
+            return "always"
+        return "star1" if ext is not None and on_demand(ext) else "pbx"
+
+    def _owner_of(self, number: str) -> Owner | None:
+        ext = self.directory.extension(number)
+        org = self.directory.organization_of_extension(ext) if ext is not None else None
+        return Owner(org.id, ext.owner) if ext is not None and org is not None else None
+
+    def _live(self) -> Live:
+        """The files the event path owns: live channels', running rows', unwritten rows'
+        (by host path, or by call id while the file is not known yet)."""
+        paths: set[str] = set()
+        calls: set[str] = set()
+        for ch in self.link.tracker.channels.values():
+            path = host_path(ch.rec_file, self.settings) if ch.rec_file else None
+            if path is not None:
+                paths.add(str(path))
+            elif ch.recording is not None:
+                calls.add(call_id(ch.linkedid))
+        for row in (*self.catalog.running.values(), *self._unwritten.values()):
+            if row.host_path:
+                paths.add(row.host_path)
+            else:
+                calls.add(row.call_id)
+        return paths, calls
 
     # ------------------------------------------------------------------ link hooks
     def on_event(self, ev: Event) -> None:
@@ -130,6 +173,7 @@ class RecordingsCatalog(Feature):
 
     def on_snapshot(self, rows: list[Event]) -> None:
         self._changed(self.catalog.on_snapshot(self._clock()))
+        self.link.spawn(self.reconciler.run())
 
     # ------------------------------------------------------------------ the API's
     async def get(self, recording_id: str) -> RecordingRow | None:
@@ -174,16 +218,25 @@ class RecordingsCatalog(Feature):
     def _persist(self, row: RecordingRow) -> None:
         # A copy as it is now; writes run one at a time in the order of the events.
         copy = dataclasses.replace(row, paused=[list(p) for p in row.paused])
-        self.link.spawn(self._write(copy))
-        for listener in self.on_saved:
-            listener(copy)
+        key = next(self._write_ids)
+        self._unwritten[key] = copy
+        self.link.spawn(self._write(key))
+        self._tell_saved([copy])
 
-    async def _write(self, row: RecordingRow) -> None:
+    def _tell_saved(self, rows: list[RecordingRow]) -> None:
+        for row in rows:
+            for listener in self.on_saved:
+                listener(row)
+
+    async def _write(self, key: int) -> None:
         async with self._write_lock:
+            row = self._unwritten[key]
             try:
                 await asyncio.to_thread(self.store.save, row)
             except Exception:  # a broken database must not stop event handling
                 log.exception("recording %s: could not save", row.id)
+            finally:
+                del self._unwritten[key]
 
     async def _finish(self, row: RecordingRow) -> None:
         try:
@@ -192,15 +245,7 @@ class RecordingsCatalog(Feature):
                 row.state, row.reason = "failed", "file unknown"
             else:
                 await self._settled(path)
-                facts = await asyncio.to_thread(wavfile.inspect, path)
-                row.size, row.sha256 = facts.size, facts.sha256 or None
-                row.duration = facts.duration
-                if facts.missing:
-                    row.state, row.size, row.duration = "missing", None, None
-                elif facts.reason:
-                    row.state, row.reason = "failed", facts.reason
-                else:
-                    row.state = "completed"
+                finish(row, await asyncio.to_thread(wavfile.inspect, path))
             log.info("recording %s: %s%s", row.id, row.state,
                      f" ({row.reason})" if row.reason else "")
             self._persist(row)

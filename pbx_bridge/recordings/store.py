@@ -13,12 +13,14 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, insert, select, update
 
 from pbx_bridge.recordings.catalog import RecordingRow
+from pbx_bridge.recordings.reconcile import KnownFile
 from pbx_bridge.recordings.retention import FINISHED
 from pbx_bridge.storage.database import Database
 from pbx_bridge.storage.schema import recordings
 
 __all__ = ["CatalogFilter", "RecordingQuery", "RecordingStore"]
 
+_BATCH = 500  # ids per IN (...): under every database's limit on bound values
 _FIELDS = tuple(f.name for f in dataclasses.fields(RecordingRow))
 
 
@@ -75,13 +77,18 @@ class RecordingStore:
 
     def save(self, row: RecordingRow) -> None:
         """Insert or update (by id)."""
-        values = _values(row)
+        self.save_all([row])
+
+    def save_all(self, rows: list[RecordingRow]) -> None:
+        """Insert or update each (by id), in one transaction."""
         with self.db.transaction(write=True) as conn:
-            done = conn.execute(
-                update(recordings).where(recordings.c.id == row.id).values(values)
-            ).rowcount
-            if not done:
-                conn.execute(insert(recordings).values(values))
+            for row in rows:
+                values = _values(row)
+                done = conn.execute(
+                    update(recordings).where(recordings.c.id == row.id).values(values)
+                ).rowcount
+                if not done:
+                    conn.execute(insert(recordings).values(values))
 
     def get(self, recording_id: str) -> RecordingRow | None:
         with self.db.transaction() as conn:
@@ -130,6 +137,26 @@ class RecordingStore:
                 .offset(start).limit(count)
             ).all()
         return total, [_row(r) for r in found]
+
+    def get_many(self, ids: list[str]) -> list[RecordingRow]:
+        found: list[Any] = []
+        with self.db.transaction() as conn:
+            for at in range(0, len(ids), _BATCH):
+                chunk = ids[at:at + _BATCH]
+                found += conn.execute(
+                    select(recordings).where(recordings.c.id.in_(chunk))
+                ).all()
+        return [_row(r) for r in found]
+
+    def known(self) -> list[KnownFile]:
+        """Every row, as little of it as the reconciler needs (no paused, no SHA-256)."""
+        c = recordings.c
+        with self.db.transaction() as conn:
+            found = conn.execute(select(
+                c.id, c.state, c.host_path, c.extension, c.call_id, c.started,
+                c.file.is_not(None),
+            )).all()
+        return [KnownFile(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in found]
 
     def unfinished(self) -> list[RecordingRow]:
         """Rows still `recording` or `paused` (to finish after a restart)."""

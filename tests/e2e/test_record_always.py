@@ -77,7 +77,8 @@ async def test_the_dialplan_records_a_call_to_always_while_the_bridge_is_down(
         pbx, phones, tmp_path, ami_log) -> None:
     """Issue 11 item 5: the bridge wrote the policy to AstDB, then stopped; a call to
     Jane is recorded by the dialplan (Dial U(pbx-bridge-rec)) alone, and the bridge
-    started after the hang-up finds nothing to add: one MixMonitor, both parties."""
+    started after the hang-up adds no MixMonitor (one, both parties) but catalogues the
+    file it finds: listed once, completed, started by "always", as long as the file."""
     async for _api in _serve(pbx, tmp_path):
         pass  # the bridge connects, writes the AstDB policy, and is stopped again
     policy = await asyncio.to_thread(pbx.cli, f"database get pbx_bridge rec/{JANE}")
@@ -90,17 +91,46 @@ async def test_the_dialplan_records_a_call_to_always_while_the_bridge_is_down(
     await asyncio.sleep(2.5)
     await jane.hangup()
     await wait_no_channels(pbx, timeout=15)  # the call is over before the bridge starts
-    async for api in _serve(pbx, tmp_path):
-        await asyncio.sleep(3.0)  # past the grace: a repair would have started by now
-        assert not api.bridge.tracker.calls
-    assert _mixmonitor_starts(ami_log, f"PJSIP/{JANE}-") == 1
-    assert _mixmonitor_starts(ami_log, "PJSIP/0003*210-") == 0  # John: on demand only
     linkedid = ami_log.matching("MixMonitorStart")[0]["Linkedid"]
     call_id = hashlib.sha1(linkedid.encode()).hexdigest()[:20]
+    async for api in _serve(pbx, tmp_path):
+        (row,) = await _catalogued(api, call_id)
+        await asyncio.sleep(3.0)  # past the grace: a repair would have started by now
+        assert not api.bridge.tracker.calls
+        await api.bridge.recordings.reconciler.run()  # once more: nothing listed twice
+        assert await _catalogued(api, call_id) == [row]
+        media = await _media(api, row["id"])
+    assert _mixmonitor_starts(ami_log, f"PJSIP/{JANE}-") == 1
+    assert _mixmonitor_starts(ami_log, "PJSIP/0003*210-") == 0  # John: on demand only
     (path,) = _any_view_files(pbx, call_id)
     assert path.name.startswith(f"{call_id}-00-"), path  # no bridge: no view id yet
     info = await recording_content(path, own_hz=800, other_hz=600)
     assert info.format_tag == WAVE_FORMAT_PCM and info.duration >= 1.5, info
+    assert (row["state"], row["startedBy"], row["phoneCallViewId"], row["ownerId"]) == (
+        "completed", "always", "00", "3"), row
+    assert "appId" not in row and row["format"] == "wav"
+    assert abs(row["duration"] - info.duration) < 0.01, (row, info)
+    assert media == path.read_bytes()  # what it serves is the file, both tones and all
+    assert (row["size"], row["sha256"]) == (len(media), hashlib.sha256(media).hexdigest())
+
+
+async def _catalogued(api, call_id: str, timeout: float = 20.0) -> list[dict]:
+    """Jane's recordings of the call, once the catalog lists any."""
+    url = f"{api.base}/uapi/recordings/@me/{JANE}?phoneCallId={call_id}"
+    for _ in range(int(timeout / 0.1)):
+        async with api.http.get(url, headers=api.auth(api.token_for(13))) as r:
+            if r.status == 200:
+                return (await r.json())["entry"]
+            assert r.status == 204, await r.text()
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no recording of call {call_id} listed within {timeout} s")
+
+
+async def _media(api, recording_id: str) -> bytes:
+    url = f"{api.base}/uapi/recordings/@me/{JANE}/{recording_id}/media"
+    async with api.http.get(url, headers=api.auth(api.token_for(13))) as r:
+        assert r.status == 200, await r.text()
+        return await r.read()
 
 
 async def test_with_the_bridge_running_the_dialplans_recording_is_the_only_one(

@@ -2,7 +2,10 @@
 with SIGKILL while recordings run on the real PBX. Asterisk owns the recordings, so they
 keep going; after a restart the API shows them as recording (same start time), a
 StartRecording retried then starts nothing new, StopRecording works, and the files
-Asterisk wrote are complete: their length covers the time the bridge was dead."""
+Asterisk wrote are complete: their length covers the time the bridge was dead. The
+recordings catalog lists every run once, with the state and length of its file: the one
+still running, the one whose call ended while the bridge was dead, and one that started
+and ended while it was dead (found in the monitor folder)."""
 
 from __future__ import annotations
 
@@ -19,11 +22,13 @@ import aiohttp
 import pytest
 
 from pbx_bridge.calls.tracker import call_id
+from pbx_bridge.recording.naming import recording_path
 from tests.reliability.support import (
     JOHN,
     START,
     STOP,
     Calls,
+    LiveCall,
     MixMonitorWatch,
     free_port,
     report,
@@ -91,6 +96,9 @@ async def serve_env(pbx, tmp_path) -> AsyncIterator[tuple[dict[str, str], str, i
         pbx, tmp_path, port,
         PBX_BRIDGE_AMI__PING_INTERVAL="2", PBX_BRIDGE_AMI__BACKOFF_CAP="1",
         PBX_BRIDGE_LOGGING__LEVEL="DEBUG",
+        # A resync (and so a reconcile with the monitor folder) every second: repeated
+        # passes while a recording runs must never list anything twice.
+        PBX_BRIDGE_AMI__RESYNC_INTERVAL="1",
     )
     yield env, token, port
 
@@ -98,6 +106,42 @@ async def serve_env(pbx, tmp_path) -> AsyncIterator[tuple[dict[str, str], str, i
 async def _file_of(pbx, observer, channel: str) -> Path:
     ev = await observer.wait_for("MixMonitorStart", Channel=channel)
     return pbx.monitor_dir / recording_file(ev)
+
+
+async def _listed(http: aiohttp.ClientSession, base: str, ext: str, count: int,
+                  state: str | None = None, timeout: float = 20.0) -> list[dict]:
+    """The extension's catalogued recordings, once there are `count` (all in `state`)."""
+    rows: list[dict] = []
+    for _ in range(int(timeout / 0.1)):
+        async with http.get(f"{base}/uapi/recordings/@me/{ext}") as r:
+            assert r.status in (200, 204), await r.text()
+            rows = (await r.json())["entry"] if r.status == 200 else []
+        if len(rows) == count and all(state in (None, row["state"]) for row in rows):
+            return rows
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{ext}: not {count} recordings ({state}) within {timeout} s: {rows}")
+
+
+async def _record_while_dead(pbx, calls: Calls, observer, c: LiveCall) -> tuple[str, Path]:
+    """A recording that starts and ends while no bridge runs, then its call ends: another
+    AMI client's MixMonitor, named as the dialplan names them. Returns (call id, file)."""
+    cid = call_id(c.uniqueid)
+    name = recording_path(organization_id=3, extension=c.ext, call_id=cid, view_id="01",
+                          fmt="wav", started=time.time())
+    resp = await observer.client.send_action("MixMonitor", {"Channel": c.channel, "File": name})
+    assert resp.get("Response") == "Success", resp
+    await observer.wait_for("MixMonitorStart", Channel=c.channel)
+    await asyncio.sleep(1.5)
+    await observer.client.send_action("StopMixMonitor", {"Channel": c.channel})
+    await observer.wait_for("MixMonitorStop", Channel=c.channel)
+    await calls.hangup(c)
+    return cid, pbx.monitor_dir / name
+
+
+def _as_long_as(row: dict, path: Path) -> None:
+    assert row["state"] == "completed", row
+    assert abs(row["duration"] - inspect_wav(path).duration) < 0.01, (row, path)
+    assert row["size"] == path.stat().st_size, row
 
 
 async def test_sigkill_while_recording(pbx, observer, serve_env, tmp_path) -> None:
@@ -110,7 +154,7 @@ async def test_sigkill_while_recording(pbx, observer, serve_env, tmp_path) -> No
         async with aiohttp.ClientSession(headers=auth) as http:
             boot = await bridge.start(http)
             await calls.add_phones(1)
-            a, b = await calls.start_many([A, B])
+            a, b, c = await calls.start_many([A, B, B])
 
             async def put(ext: str, cid: str, body: dict) -> tuple[int, dict]:
                 url = f"{bridge.base}/uapi/phoneCalls/@me/{ext}/{cid}"
@@ -135,6 +179,8 @@ async def test_sigkill_while_recording(pbx, observer, serve_env, tmp_path) -> No
             stamp_a = (await view(A))["recording"]
             file_a = await _file_of(pbx, observer, a.channel)
             file_b = await _file_of(pbx, observer, b.channel)
+            (row_a,) = await _listed(http, bridge.base, A, 1, "recording")
+            (row_b,) = await _listed(http, bridge.base, B, 1, "recording")
             await asyncio.sleep(1.0)
 
             await bridge.kill()
@@ -145,6 +191,7 @@ async def test_sigkill_while_recording(pbx, observer, serve_env, tmp_path) -> No
             assert file_a.stat().st_size > size + 8000, "the recording went on"
             await calls.hangup(b)
             t_hangup_b = time.monotonic()
+            cid_c, file_c = await _record_while_dead(pbx, calls, observer, c)
             await asyncio.sleep(1.0)
 
             restart = await bridge.start(http)
@@ -169,6 +216,8 @@ async def test_sigkill_while_recording(pbx, observer, serve_env, tmp_path) -> No
                 # ways: not a timing figure.
                 assert_length(info, slept=seconds, recorded=seconds)
                 assert info.rms > 100, "sound, not silence"
+            await _check_catalog(http, bridge.base, (row_a, file_a), (row_b, file_b),
+                                 (cid_c, file_c))
             log = (tmp_path / "serve.log").read_text(errors="replace")
             assert token not in log and pbx.secrets.ami not in log
             report(
@@ -182,3 +231,26 @@ async def test_sigkill_while_recording(pbx, observer, serve_env, tmp_path) -> No
     finally:
         await bridge.stop()
         await calls.close()
+
+
+async def _check_catalog(http: aiohttp.ClientSession, base: str, a: tuple[dict, Path],
+                         b: tuple[dict, Path], c: tuple[str, Path]) -> None:
+    """After the restart: A's run (stopped after it), B's (its call ended while the bridge
+    was dead) and C's (started and ended while it was dead) each listed once, completed,
+    as long as their files; and still so after more resyncs (one a second)."""
+    (row_a,) = await _listed(http, base, A, 1, "completed")
+    rows_b = await _listed(http, base, B, 2, "completed")
+    assert row_a["id"] == a[0]["id"] and row_a["startedBy"] == "api"
+    _as_long_as(row_a, a[1])
+    by_call = {row["phoneCallId"]: row for row in rows_b}
+    assert set(by_call) == {b[0]["phoneCallId"], c[0]}, rows_b
+    assert by_call[b[0]["phoneCallId"]]["id"] == b[0]["id"]
+    _as_long_as(by_call[b[0]["phoneCallId"]], b[1])
+    # C: found in the folder; B's policy (on demand) says the dialplan's *1 started it
+    row_c = by_call[c[0]]
+    assert (row_c["startedBy"], row_c["phoneCallViewId"]) == ("star1", "01"), row_c
+    _as_long_as(row_c, c[1])
+    await asyncio.sleep(2.5)  # more resyncs, more reconciles: nothing new
+    assert await _listed(http, base, A, 1) == [row_a]
+    assert sorted(r["id"] for r in await _listed(http, base, B, 2)) == sorted(
+        r["id"] for r in rows_b)

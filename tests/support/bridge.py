@@ -31,6 +31,9 @@ def serve_environ(sandbox: Sandbox, tmp_path: Path, port: int, **settings: str) 
         PBX_BRIDGE_AMI__SECRET=sandbox.secrets.ami,
         PBX_BRIDGE_HTTP__PORT=str(port),
         PBX_BRIDGE_DATABASE__URL=f"sqlite:///{tmp_path / 'directory.sqlite3'}",
+        # The recordings catalog reads the sandbox's files, as bridge_settings says.
+        PBX_BRIDGE_RECORDINGS__MONITOR_DIR=str(sandbox.monitor_dir),
+        PBX_BRIDGE_RECORDINGS__HOST_ROOT=str(sandbox.root),
         **settings,
     )
     return env

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
@@ -49,6 +50,7 @@ def sandbox() -> Iterator[Sandbox]:
 async def pbx(sandbox: Sandbox) -> AsyncIterator[Sandbox]:
     """The sandbox, with no live channel before and after the test."""
     await _clean(sandbox)
+    _empty_monitor(sandbox)
     yield sandbox
     await _clean(sandbox)
 
@@ -58,6 +60,18 @@ async def _clean(sb: Sandbox) -> None:
         await asyncio.to_thread(sb.cli, "channel request hangup all")
         await asyncio.to_thread(sb.cli, "database deltree pbx_bridge")
     await wait_no_channels(sb, timeout=15)
+
+
+def _empty_monitor(sb: Sandbox) -> None:
+    """No recording files from earlier tests: a bridge reconciles its catalog with the
+    monitor folder when it starts, and would list them next to the test's own."""
+    if not sb.monitor_dir.is_dir():
+        return
+    for entry in sb.monitor_dir.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 @pytest.fixture
