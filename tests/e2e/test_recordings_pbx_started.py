@@ -99,3 +99,20 @@ async def test_a_mixmonitor_another_ami_client_started(pbx, phones, tmp_path,
         await a.hangup()
         await eventually(lambda a=api: not a.bridge.tracker.calls, what="call gone")
         await _check_row(api, pbx, view, "other-client/a")
+
+
+async def test_a_star1_start_is_not_taken_for_the_pbxs(pbx, phones, tmp_path, ami_log) -> None:
+    """*1 stamps PBX_REC just after its MixMonitor runs, so its MixMonitorStart looks like
+    a PBX-started one (MIXMONITOR_FILENAME, no stamp): the stamp then names it."""
+    async for api in _serve(pbx, tmp_path):
+        a = await phones(A, tone_hz=A_HZ)
+        await a.dial("7778888")
+        await a.wait_event("CALL_ESTABLISHED")
+        await _one_call(api, A)
+        await a.send_dtmf("*1")
+        await ami_log.wait_for("MixMonitorStart")
+        await asyncio.sleep(2.0)
+        await a.hangup()
+        await eventually(lambda a=api: not a.bridge.tracker.calls, what="call gone")
+        row = await finished_row(api, A)
+        assert (row["startedBy"], row["state"]) == ("star1", "completed"), row
