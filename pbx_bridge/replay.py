@@ -25,14 +25,18 @@ __all__ = ["ReplayTracker", "register"]
 class ReplayTracker(Tracker):
     """The tracker, with recordings read from MixMonitor events and PBX_REC stamps."""
 
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.unstamped: set[str] = set()  # runs the PBX started (recording/events.py)
+
     def feed(self, ev: Event) -> None:
         super().feed(ev)
-        recording_events.apply_event(self, ev)
+        recording_events.apply_event(self, ev, self.unstamped)
 
     def resync(self, snapshot: Iterable[Event], now: float | None = None) -> None:
         rows = list(snapshot)
         super().resync(rows, now)
-        recording_events.apply_snapshot(self, rows)
+        recording_events.apply_snapshot(self, rows, self.unstamped)
 
 
 def _devices(args: argparse.Namespace, events: list[dict[str, str]]) -> dict[str, str]:

@@ -159,7 +159,9 @@ class Recording(_Closed):
     state: RecordingState
     """`recording`/`paused` while it runs (and until its file is finished)"""
     reason: str | None = None
-    """why it `failed` (`no audio`, `shorter than its header`, ...)"""
+    """why it `failed` (`no audio`, `shorter than its header`, `outside the recordings
+    folders`, ...), or why a `completed` one ended before its call: `transferred` (its
+    channel transferred the call and left at `stopped`)"""
     startedBy: Literal["api", "always", "star1", "pbx"]
     appId: str | None = None
     """the app that started it (`startedBy` `api`)"""

@@ -57,7 +57,8 @@ def _render_view(tracker: Tracker, call: Call, ext: str) -> dict[str, Any]:
     chans = call.channels_of(ext)
     best = max(chans, key=lambda c: (c.state == STATE_UP, seq_of(c.uniqueid)))
     answered = [c.answered for c in chans if c.answered is not None]
-    recording = [c.recording for c in chans if c.recording is not None]
+    recorders = call.recorders(ext)
+    recording = [c.recording for c in recorders if c.recording is not None]
     source, destination = _ends(call)
     view: dict[str, Any] = {
         "id": call.view_ids[ext],
@@ -72,8 +73,8 @@ def _render_view(tracker: Tracker, call: Call, ext: str) -> dict[str, Any]:
         view["answered"] = m.iso(min(answered))
     if recording:
         view["recording"] = m.iso(min(recording))
-        _put(view, "recordingPaused", _paused(chans))
-        _put(view, "recordingId", next((c.rec_id for c in chans if c.rec_id), None))
+        _put(view, "recordingPaused", _paused(recorders))
+        _put(view, "recordingId", next((c.rec_id for c in recorders if c.rec_id), None))
     return view
 
 

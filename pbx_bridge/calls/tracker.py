@@ -99,6 +99,10 @@ def device_of(channel_name: str) -> str:
     return base if sep else channel_name
 
 
+def is_local_half(channel_name: str) -> bool:
+    return channel_name.startswith("Local/")
+
+
 @dataclass(slots=True)
 class SetVar:
     """An effect for the shell: set a channel variable through AMI Setvar."""
@@ -168,6 +172,16 @@ class Call:
 
     def channels_of(self, extension: str) -> list[Channel]:
         return [c for c in self.channels.values() if c.extension == extension]
+
+    def recorders(self, extension: str) -> list[Channel]:
+        """The channels whose recording the extension's view shows: its own and, for the
+        extension that placed the call, the Local halves of the chain it placed (a ring
+        group or queue may record on a Local channel, which no extension owns)."""
+        own = self.channels_of(extension)
+        if extension != self.origin_ext:
+            return own
+        return own + [c for c in self.channels.values() if c.extension is None
+                      and is_local_half(c.name)]
 
     def extensions(self) -> list[str]:
         """Local extensions taking part now, in view order."""
@@ -261,6 +275,14 @@ class Tracker:
     def take_effects(self) -> list[SetVar]:
         out, self._effects = self._effects, []
         return out
+
+    def view_extension(self, ch: Channel) -> str | None:
+        """The extension whose view shows what happens on this channel: its own, or for
+        a Local half, the extension that placed the call (see `Call.recorders`)."""
+        if ch.extension is not None or not is_local_half(ch.name):
+            return ch.extension
+        call = self.calls.get(ch.linkedid)
+        return call.origin_ext if call is not None else None
 
     def recording_channel(self, call: Call, extension: str) -> Channel | None:
         """The concrete, answered channel of the extension's view (never a Local half)."""

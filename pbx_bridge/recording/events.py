@@ -4,6 +4,12 @@ MixMonitorStart / MixMonitorStop events, and the PBX_REC stamp on CoreShowChanne
 after a resync, become the tracker's `mark_recording` / `clear_recording`;
 MixMonitorMute events and the PBX_RECPAUSED stamp its `mark_paused` / `clear_paused`.
 Run after the tracker applied the same event (or the same rows), so the channel is known.
+
+A MixMonitor started outside the bridge (dialplan, automixmon, another AMI client) has
+no PBX_REC stamp, and AMI cannot list a channel's MixMonitors without the `command`
+class: such a run is known from its MixMonitorStart only. `unstamped` (the caller's set,
+by Uniqueid) remembers those runs until their MixMonitorStop or Hangup, so a resync row
+without a stamp does not clear them.
 """
 
 from __future__ import annotations
@@ -22,22 +28,27 @@ Event = Mapping[str, str]
 _RECORDING_EVENTS = frozenset({"MixMonitorStart", "MixMonitorStop", "MixMonitorMute"})
 
 
-def apply_event(tracker: Tracker, ev: Event) -> None:
+def apply_event(tracker: Tracker, ev: Event, unstamped: set[str] | None = None) -> None:
     name = ev.get("Event")
-    if name not in _RECORDING_EVENTS:
-        return
     uid = ev.get("Uniqueid")
-    if not uid or uid not in tracker.channels:
+    unstamped = set() if unstamped is None else unstamped
+    if name == "Hangup" and uid:
+        unstamped.discard(uid)
+    if name not in _RECORDING_EVENTS or not uid or uid not in tracker.channels:
         return
     if name == "MixMonitorMute":
         _apply_mute(tracker, uid, ev)
         return
     if name == "MixMonitorStop":
+        unstamped.discard(uid)
         tracker.clear_recording(uid)
         return
-    # Whoever starts a recording stamps PBX_REC first (the API and *1 alike); that
-    # stamp, not the event's time, is what a resync reads back, so use it here too.
+    # Whoever starts a recording through the bridge or its dialplan stamps PBX_REC (the
+    # API before MixMonitor, *1 right after); that stamp, not the event's time, is what
+    # a resync reads back, so use it here too.
     started, file = parse_rec(ev.get(REC_HEADER))
+    if started is None:
+        unstamped.add(uid)
     tracker.mark_recording(uid, started or tracker.event_time(ev), file)
 
 
@@ -57,9 +68,14 @@ def _apply_mute(tracker: Tracker, uid: str, ev: Event) -> None:
     tracker.mark_paused(uid, since or tracker.event_time(ev))
 
 
-def apply_snapshot(tracker: Tracker, rows: Iterable[Event]) -> None:
+def apply_snapshot(
+    tracker: Tracker, rows: Iterable[Event], unstamped: set[str] | None = None
+) -> None:
     """After `Tracker.resync(rows)`: each row that carries PBX_REC says whether (and
-    since when) its channel records; a row without the variable changes nothing."""
+    since when) its channel records; a row without the variable changes nothing, and
+    an empty stamp does not end a run the PBX started (`unstamped`) on a live channel."""
+    unstamped = set() if unstamped is None else unstamped
+    unstamped.intersection_update(tracker.channels)
     for row in rows:
         rec = row.get(REC_HEADER)
         uid = row.get("Uniqueid")
@@ -67,8 +83,10 @@ def apply_snapshot(tracker: Tracker, rows: Iterable[Event]) -> None:
             continue
         started, file = parse_rec(rec)
         if started is None:
-            tracker.clear_recording(uid)
+            if uid not in unstamped:
+                tracker.clear_recording(uid)
             continue
+        unstamped.discard(uid)
         tracker.mark_recording(uid, started, file)
         if RECPAUSED_HEADER in row:  # (a manager.conf without it says nothing)
             paused = paused_since(row[RECPAUSED_HEADER], started)

@@ -55,6 +55,8 @@ class RecordingFeature(Feature):
         )
         self.counts: RecordingCounts = self.service.counts
         self.views: ViewSlots = self.service.views  # the per-view slots (bounded)
+        # Channels running a MixMonitor the PBX started without a stamp (events.py).
+        self.unstamped: set[str] = set()
         link.add_feature(self)
 
     # ------------------------------------------------------------------ the API's
@@ -112,10 +114,10 @@ class RecordingFeature(Feature):
         return events.recording_confirmed(self.link.tracker, row)
 
     def on_snapshot(self, rows: list[Event]) -> None:
-        events.apply_snapshot(self.link.tracker, rows)
+        events.apply_snapshot(self.link.tracker, rows, self.unstamped)
 
     def on_event(self, ev: Event) -> None:
-        events.apply_event(self.link.tracker, ev)
+        events.apply_event(self.link.tracker, ev, self.unstamped)
         if star1.is_star1_report(ev) and star1.log_star1_report(
             ev, self.link.tracker.extension_of
         ):

@@ -57,3 +57,11 @@ def paused_since(value: str | None, started: float | None) -> float | None:
     if paused is None or started is None or paused < started:
         return None
     return paused
+
+# MixMonitor itself sets MIXMONITOR_FILENAME on its channel (the file as Asterisk opens
+# it: an absolute path) before it reports MixMonitorStart; listed in manager.conf's
+# channelvars, every event carries it. It names the file of a recording started outside
+# the bridge (no PBX_REC stamp), and outlives that recording: it says which file, never
+# whether a MixMonitor still runs.
+MIXMONITOR_FILE_VAR = "MIXMONITOR_FILENAME"
+MIXMONITOR_FILE_HEADER = f"ChanVariable({MIXMONITOR_FILE_VAR})"

@@ -7,6 +7,19 @@ runs at most one of ours per channel at a time): MixMonitorStart opens it (with 
 PBX_REC stamp's file if the tracker has it), MixMonitorMute both/1 and 0 open and close
 a paused interval, MixMonitorStop or the channel's Hangup stop it; then the file decides
 (`finish`): `completed`, `failed` with a reason, or `missing`.
+
+A MixMonitor the PBX started outside the bridge (a dialplan MixMonitor, automixmon,
+another AMI client) carries no PBX_REC stamp: its file is the MIXMONITOR_FILENAME that
+MixMonitor itself sets on the channel (manager.conf channelvars), an absolute path in
+Asterisk's file system. The *1 and "always" subroutines stamp only after their
+MixMonitor runs, so until a stamp shows, a run counts as the PBX's and a later stamp
+takes over. A run on a Local half belongs to the view of the extension that placed the
+call (a ring group or queue that records on its Local channel).
+
+A run whose channel transferred the call (the transferer of a BlindTransfer, either
+transferer channel of an AttendedTransfer) ends when that channel leaves: the row is
+stopped then with the reason `transferred`. The parties left talking keep their own
+channels, and so their recordings (see docs/design.md, "Transfers").
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from pbx_bridge.calls.tracker import Channel, Tracker, call_id
+from pbx_bridge.recording.variables import MIXMONITOR_FILE_HEADER, REC_HEADER, parse_rec
 from pbx_bridge.recordings.wavfile import FileFacts
 
 __all__ = ["Catalog", "Origin", "RecordingRow", "State", "finish", "new_id"]
@@ -25,6 +39,15 @@ Event = Mapping[str, str]
 State = Literal["recording", "paused", "completed", "missing", "failed"]
 Origin = tuple[str, str | None]  # (startedBy, app id)
 _STOPPING = frozenset({"MixMonitorStop", "Hangup"})
+# The snapshot prefixes of the channels that hand a call over in each transfer event.
+_TRANSFERERS = {
+    "BlindTransfer": ("Transferer",),
+    "AttendedTransfer": ("OrigTransferer", "SecondTransferer"),
+}
+# The *1 subroutine's stamp holds ${EPOCH} taken before its MixMonitor ran: up to a
+# second (and a busy moment) older than the MixMonitorStart event.
+_STAMP_SLACK = 2.0
+TRANSFERRED = "transferred"  # the reason of a run its channel's transfer ended
 
 
 def new_id() -> str:
@@ -70,8 +93,9 @@ def format_of(file: str | None) -> str:
 def finish(row: RecordingRow, facts: FileFacts) -> None:
     """The stopped run's row as its file says: `completed` (duration, size, SHA-256),
     `failed` with the reason, or `missing`."""
-    row.size, row.sha256, row.duration, row.reason = (
-        facts.size, facts.sha256 or None, facts.duration, None)
+    row.size, row.sha256, row.duration = facts.size, facts.sha256 or None, facts.duration
+    if row.reason != TRANSFERRED:  # how the run ended stays; an old file's reason goes
+        row.reason = None
     if facts.missing:
         row.state, row.size, row.duration = "missing", None, None
     elif facts.reason:
@@ -102,13 +126,18 @@ class Catalog:
         self._origin_of = origin_of
         self._place = place
         self._dialplan_trigger = dialplan_trigger
+        self._ending: dict[str, str] = {}  # Uniqueid -> why its run will end (transfer)
+        self._unstamped: set[str] = set()  # ids of rows whose file is MIXMONITOR_FILENAME
 
     def on_event(self, ev: Event) -> list[RecordingRow]:
         """The rows this event changed (empty for most events)."""
-        name = ev.get("Event")
+        name = ev.get("Event", "")
         uid = ev.get("Uniqueid", "")
         if name == "MixMonitorStart":
-            return self._start(uid, self.tracker.event_time(ev))
+            return self._start(uid, self.tracker.event_time(ev), ev)
+        if name in _TRANSFERERS:
+            self._transferred(name, ev)
+            return []
         row = self.running.get(uid)
         if row is None:
             return []
@@ -116,8 +145,18 @@ class Catalog:
         if name == "MixMonitorMute":
             return self._mute(row, ev, now)
         if name in _STOPPING:
-            return [self._stop(uid, now)]
-        return self._learn_file(row)
+            return [self._stop(uid, now, ev)]
+        return self._learn_file(row, ev=ev)
+
+    def _transferred(self, name: str, ev: Event) -> None:
+        """The transferring channels leave the call (Asterisk hangs them up right after;
+        a three-way "transfer" keeps the transferer in the call, so it ends nothing)."""
+        if ev.get("Result") != "Success" or ev.get("DestType") == "Threeway":
+            return
+        for prefix in _TRANSFERERS[name]:
+            uid = ev.get(prefix + "Uniqueid", "")
+            if uid in self.running:
+                self._ending[uid] = TRANSFERRED
 
     def on_snapshot(self, now: float) -> list[RecordingRow]:
         """After a resync: a run whose channel is gone or records no more is stopped;
@@ -133,39 +172,55 @@ class Catalog:
         return changed
 
     # ------------------------------------------------------------------ transitions
-    def _start(self, uid: str, now: float) -> list[RecordingRow]:
+    def _start(self, uid: str, now: float, ev: Event | None = None) -> list[RecordingRow]:
         ch = self.tracker.channels.get(uid)
-        if ch is None or ch.extension is None or uid in self.running:
+        extension = self.tracker.view_extension(ch) if ch is not None else None
+        if ch is None or extension is None or uid in self.running:
             return []
         call = self.tracker.calls.get(ch.linkedid)
-        view_id = call.view_ids.get(ch.extension, "00") if call is not None else "00"
+        view_id = call.view_ids.get(extension, "00") if call is not None else "00"
         row = RecordingRow(
-            id=new_id(), extension=ch.extension, call_id=call_id(ch.linkedid),
+            id=new_id(), extension=extension, call_id=call_id(ch.linkedid),
             view_id=view_id, started=ch.recording or now, channel=uid,
         )
         self.running[uid] = row
         self.tracker.name_recording(uid, row.id)
-        self._learn_file(row, ch)
+        self._learn_file(row, ch, ev)
         if ch.rec_paused is not None:
             row.paused.append([ch.rec_paused, None])
             row.state = "paused"
         return [row]
 
-    def _learn_file(self, row: RecordingRow, ch: Channel | None = None) -> list[RecordingRow]:
+    def _learn_file(
+        self, row: RecordingRow, ch: Channel | None = None, ev: Event | None = None
+    ) -> list[RecordingRow]:
         """The PBX_REC stamp names the file; the *1 subroutine stamps it only after its
-        MixMonitor runs, so a later event may be the first to show it."""
+        MixMonitor runs, so a later event may be the first to show it (a Hangup too,
+        after the tracker dropped the channel). Until then, or for good when nothing of
+        ours started it, MixMonitor's own MIXMONITOR_FILENAME names it."""
         ch = ch or self.tracker.channels.get(row.channel)
-        if row.file is not None or ch is None or not ch.rec_file:
-            return []
-        row.file = ch.rec_file
-        row.format = format_of(row.file)
-        if ch.recording is not None:
-            row.started = ch.recording
-        row.started_by, row.app_id = self._origin_of(row.file) or (
-            self._dialplan_trigger(row.extension), None
-        )
-        self._place(row)
-        return [row]
+        started, stamp = (ch.recording, ch.rec_file) if ch is not None else (None, None)
+        if not stamp and ev is not None:
+            started, stamp = parse_rec(ev.get(REC_HEADER))
+        # A stamp from before this run (one whose clearing failed) names another file.
+        stale = started is not None and started < row.started - _STAMP_SLACK
+        if stamp and not stale and (row.file is None or row.id in self._unstamped):
+            self._unstamped.discard(row.id)
+            row.file, row.format = stamp, format_of(stamp)
+            if started is not None:
+                row.started = started
+            row.started_by, row.app_id = self._origin_of(stamp) or (
+                self._dialplan_trigger(row.extension), None
+            )
+            self._place(row)
+            return [row]
+        pbx_file = ev.get(MIXMONITOR_FILE_HEADER) if ev is not None else None
+        if row.file is None and pbx_file:
+            self._unstamped.add(row.id)
+            row.file, row.format, row.started_by = pbx_file, format_of(pbx_file), "pbx"
+            self._place(row)
+            return [row]
+        return []
 
     def _mute(self, row: RecordingRow, ev: Event, now: float) -> list[RecordingRow]:
         if ev.get("State") == "1" and ev.get("Direction") == "both" and row.state == "recording":
@@ -178,10 +233,13 @@ class Catalog:
             return [row]
         return []
 
-    def _stop(self, uid: str, now: float) -> RecordingRow:
-        """The run is over; the row stays `recording` until its file is finished."""
+    def _stop(self, uid: str, now: float, ev: Event | None = None) -> RecordingRow:
+        """The run is over; the row stays `recording` until its file is finished. A run
+        its channel's transfer ended says so (``reason``; ``stopped`` is when it left)."""
         row = self.running.pop(uid)
-        self._learn_file(row)
+        self._learn_file(row, ev=ev)
+        self._unstamped.discard(row.id)
+        row.reason = self._ending.pop(uid, row.reason)
         row.stopped = now
         if row.paused and row.paused[-1][1] is None:
             row.paused[-1][1] = now

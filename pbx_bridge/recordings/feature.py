@@ -242,7 +242,11 @@ class RecordingsCatalog(Feature):
         try:
             path = self.path_of(row)
             if path is None:
-                row.state, row.reason = "failed", "file unknown"
+                # Never served: the file is not known, or lies outside the recordings
+                # folders (host_path), e.g. a dialplan MixMonitor writing to /tmp.
+                unknown = row.file is None
+                row.state = "failed"
+                row.reason = "file unknown" if unknown else "outside the recordings folders"
             else:
                 await self._settled(path)
                 finish(row, await asyncio.to_thread(wavfile.inspect, path))
