@@ -45,6 +45,7 @@ from typing import Any
 import aiohttp
 from sqlalchemy import insert, text
 
+from bench import process
 from bench.run import free_port, machine, stats
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.storage.schema import recordings
@@ -267,13 +268,7 @@ class Bridge:
                 await asyncio.sleep(0.05)
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                await asyncio.to_thread(self.proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                await asyncio.to_thread(self.proc.wait)
+        await process.stop(self.proc)
 
 
 # --------------------------------------------------------------------------- measuring

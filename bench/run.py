@@ -55,6 +55,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import process
 from bench.ari import Ari
 from bench.rawami import RawAmi
 from bench.replay import ReplayServer, rewrite
@@ -309,13 +310,7 @@ class Lab:
         return "(no log)"
 
     async def stop_bridge(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                await asyncio.to_thread(self.proc.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                await asyncio.to_thread(self.proc.wait)
+        await process.stop(self.proc)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
