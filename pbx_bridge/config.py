@@ -254,6 +254,8 @@ class AuthSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # "json" = one JSON object a line; `json = true` is the older spelling of it.
+    format: Literal["text", "json"] = "text"
     json_: bool = Field(default=False, alias="json")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
@@ -262,6 +264,10 @@ class LoggingSettings(_Section):
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.strip().upper() if isinstance(value, str) else value
+
+    @property
+    def is_json(self) -> bool:
+        return self.format == "json" or self.json_
 
 
 class MetricsSettings(_Section):

@@ -4,9 +4,11 @@
 settings, refuse a demo secret, open the database (never migrating it), build the
 `Services` (the PBX link and the features plugged into it), the aiohttp app over them
 (api/app.py), and serve it on the hardened listener (api/listener.py) until SIGTERM or
-SIGINT (requests in flight get ``http.shutdown_timeout`` seconds to finish); SIGHUP
-reloads the TLS certificate and key. Recordings in progress are Asterisk's (MixMonitor)
-and keep running.
+SIGINT (the listener closes at once, so new connections are refused; requests in flight
+get ``http.shutdown_timeout`` seconds to finish; then the AMI link logs off). SIGHUP
+reloads the TLS certificate and key, ``[logging] level`` from the config file, and the
+directory from the database, keeping the AMI link (`_reload`). Recordings in progress are
+Asterisk's (MixMonitor) and keep running.
 """
 
 from __future__ import annotations
@@ -20,19 +22,24 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pbx_bridge.calls.tracker import Tracker
 from pbx_bridge.commands import add_config_option
-from pbx_bridge.config import Settings, load_settings
+from pbx_bridge.config import ConfigError, Settings, load_settings
 from pbx_bridge.core.link import PbxLink, ami_client
+from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory, Migrate
 from pbx_bridge.events.feature import EventsFeature
-from pbx_bridge.logs import setup_logging
+from pbx_bridge.logs import set_level, setup_logging
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.secret_check import refused_secret
 from pbx_bridge.webhooks.service import Webhooks
+
+if TYPE_CHECKING:
+    from pbx_bridge.api.listener import HttpService
 
 __all__ = ["Counters", "Services", "register", "run", "serve"]
 
@@ -83,6 +90,7 @@ class Services:
                                  clock=clock)
         self.events.sinks.append(self.webhooks)
         self._watcher: asyncio.Task[None] | None = None
+        self.known_devices: dict[str, Extension] = {}  # the device map the link was given
 
     def _device_map(self) -> dict[str, str]:
         return {dev: ext.number for dev, ext in self.directory.extensions_by_device().items()}
@@ -103,16 +111,18 @@ class Services:
         await self.webhooks.close()
 
     def reload_directory(self) -> None:
+        """Hand the directory as the database has it now to the link and its features
+        (re-labelled channels, the AstDB recording policy), even if no device changed."""
+        self.known_devices = dict(self.directory.extensions_by_device())
         self.link.reload_devices()
 
     async def _watch_directory(self) -> None:
-        known = self.directory.extensions_by_device()
+        self.known_devices = dict(self.directory.extensions_by_device())
         while True:
             await asyncio.sleep(self.settings.database.directory_poll)
             try:
                 current = self.directory.extensions_by_device()
-                if current != known:
-                    known = current
+                if current != self.known_devices:
                     _api_log.info("directory changed: %d devices now", len(current))
                     self.reload_directory()
             except Exception:  # a locked or briefly broken database: try again later
@@ -152,20 +162,39 @@ def run(config: str | None, *, demo: bool) -> int:
     # Never migrates: refuses an unmigrated or outdated schema (`pbx-bridge db upgrade`).
     directory = Directory.from_settings(settings, migrate=Migrate.NOTHING)
     try:
-        asyncio.run(serve(settings, directory))
+        asyncio.run(serve(settings, directory, config=config))
     finally:
         directory.close()
     log.info("stopped")
     return 0
 
 
-async def serve(settings: Settings, directory: Directory) -> None:
-    """Serve until SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."""
+def _reload(config: str | None, service: HttpService, services: Services) -> None:
+    """SIGHUP: the TLS pair, the log level, the directory; the AMI link stays up."""
+    service.reload_tls()
+    try:
+        level = load_settings(config).logging
+    except ConfigError as exc:  # a half-edited file: keep what runs
+        log.error("SIGHUP: kept the current log level: %s", exc)
+    else:
+        if set_level(level):
+            log.warning("SIGHUP: log level now %s", level.level)
+    try:
+        services.reload_directory()
+    except Exception:  # a locked or briefly broken database: the watch tries again
+        log.warning("SIGHUP: could not reload the directory", exc_info=True)
+    else:
+        log.info("SIGHUP: directory reloaded: %d devices", len(services.known_devices))
+
+
+async def serve(settings: Settings, directory: Directory, *, config: str | None = None) -> None:
+    """Serve until SIGTERM/SIGINT; SIGHUP reloads (`_reload`) from ``config``."""
     from pbx_bridge.api.app import AccessLogger, create_app
     from pbx_bridge.api.listener import HttpService
 
     # Built inside the running loop: the link creates asyncio objects.
-    app = create_app(settings, directory, Services(settings, directory))
+    services = Services(settings, directory)
+    app = create_app(settings, directory, services)
     service = HttpService(
         app,
         settings.http,
@@ -177,7 +206,7 @@ async def serve(settings: Settings, directory: Directory) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, service.reload_tls)
+    loop.add_signal_handler(signal.SIGHUP, _reload, config, service, services)
     try:
         await service.start()
         log.info(
@@ -203,7 +232,9 @@ def register(sub: argparse._SubParsersAction) -> None:
             "Run the UAPI PhoneCalls HTTP service next to Asterisk: connect to AMI, follow "
             "the calls, serve /uapi/phoneCalls, /healthz, /readyz, /metrics and "
             "/oauth/token on http.host:http.port (HTTPS with http.tls_cert/tls_key). Stops "
-            "gracefully on SIGTERM/SIGINT; SIGHUP reloads the TLS certificate."
+            "gracefully on SIGTERM/SIGINT (requests in flight get http.shutdown_timeout "
+            "seconds); SIGHUP reloads the TLS certificate, the log level and the directory "
+            "without dropping the AMI link."
         ),
     )
     add_config_option(serve)

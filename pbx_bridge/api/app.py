@@ -28,6 +28,7 @@ from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import add_oauth_routes
 from pbx_bridge.api.openapi import OPENAPI, build_document, openapi_handler
 from pbx_bridge.api.recordings import add_recording_routes
+from pbx_bridge.api.request_id import REQUEST_ID, request_id_header, request_id_middleware
 from pbx_bridge.api.routes import BACKGROUND, add_routes
 from pbx_bridge.api.routing import finish_routes
 from pbx_bridge.api.webhooks import add_webhook_routes
@@ -55,7 +56,8 @@ class Runtime(Protocol):
 
 
 class AccessLogger(AbstractAccessLogger):
-    """``<remote> "<METHOD> <path>" <status> <bytes> <seconds>`` — never a query string."""
+    """``<remote> "<METHOD> <path>" <status> <bytes> <seconds>`` — never a query string;
+    the request's id as the record's ``request_id``."""
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         self.logger.info(
@@ -66,6 +68,7 @@ class AccessLogger(AbstractAccessLogger):
             response.status,
             response.body_length,
             time,
+            extra={"request_id": request.get(REQUEST_ID)},
         )
 
 
@@ -138,7 +141,7 @@ def create_app(
     metrics = Metrics(services.link, services.recording, services.recordings,
                       services.webhooks.sender)
     app = web.Application(
-        middlewares=[metrics.middleware, error_middleware],
+        middlewares=[request_id_middleware, metrics.middleware, error_middleware],
         client_max_size=settings.http.body_limit,
     )
     app[SETTINGS] = settings
@@ -160,6 +163,7 @@ def create_app(
     add_oauth_routes(app)
     finish_routes(app)  # after every route: trailing-slash twins, Expect after auth
     app.on_response_prepare.append(_security_headers)
+    app.on_response_prepare.append(request_id_header)
     if manage_bridge:
         app[_RUNTIME] = services
         app.cleanup_ctx.append(_lifetime)

@@ -29,6 +29,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 from pbx_bridge.pbx.framing import AmiParser, Message, encode_action
+from pbx_bridge.request_context import current_request_id
 
 __all__ = [
     "AmiAuthError",
@@ -329,7 +330,11 @@ class AmiClient:
 
     def _next_id(self) -> str:
         self._id_counter += 1
-        return f"{self._id_prefix}{self._id_counter}"
+        # An action an HTTP request caused carries that request's id (X-Request-Id, the
+        # log's request_id), so the PBX side of a request can be found in Asterisk's log.
+        request_id = current_request_id.get()
+        suffix = f"-{request_id}" if request_id else ""
+        return f"{self._id_prefix}{self._id_counter}{suffix}"
 
     async def _request(
         self,

@@ -24,7 +24,8 @@ def demo_directory(tmp_path: Path) -> Directory:
 def serve_environ(sandbox: Sandbox, tmp_path: Path, port: int, **settings: str) -> dict[str, str]:
     """The environment of a `pbx-bridge serve` subprocess on the sandbox and the demo
     directory of `demo_directory(tmp_path)`, listening on `port`; `settings` add
-    PBX_BRIDGE_* variables. Nothing of the caller's own PBX_BRIDGE_* leaks in."""
+    PBX_BRIDGE_* variables (or replace these). Nothing of the caller's own PBX_BRIDGE_*
+    leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
     env.update(
         PBX_BRIDGE_AMI__PORT=str(sandbox.ami_port),
@@ -34,8 +35,8 @@ def serve_environ(sandbox: Sandbox, tmp_path: Path, port: int, **settings: str) 
         # The recordings catalog reads the sandbox's files, as bridge_settings says.
         PBX_BRIDGE_RECORDINGS__MONITOR_DIR=str(sandbox.monitor_dir),
         PBX_BRIDGE_RECORDINGS__HOST_ROOT=str(sandbox.root),
-        **settings,
     )
+    env.update(settings)
     return env
 
 

@@ -15,6 +15,7 @@ class LinkCutter:
         self.frozen = False
         self.blocked = False  # refuse new connections (the link stays down)
         self.connections = 0
+        self.upstream = bytearray()  # every byte the client sent towards the target
         self._links: set[asyncio.Task] = set()
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -35,7 +36,7 @@ class LinkCutter:
             return
         self._writers |= {writer, up_w}
         tasks = [
-            asyncio.create_task(self._pump(reader, up_w)),
+            asyncio.create_task(self._pump(reader, up_w, self.upstream)),
             asyncio.create_task(self._pump(up_r, writer)),
         ]
         self._links.update(tasks)
@@ -44,9 +45,12 @@ class LinkCutter:
             self._writers.discard(w)
             w.close()
 
-    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    async def _pump(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                    seen: bytearray | None = None) -> None:
         with contextlib.suppress(ConnectionError, asyncio.CancelledError):
             while data := await src.read(65536):
+                if seen is not None:  # as sent, even while frozen
+                    seen += data
                 while self.frozen:  # half-open: bytes stop flowing, sockets stay open
                     await asyncio.sleep(0.05)
                 dst.write(data)
