@@ -62,6 +62,7 @@ def _engine(url: URL) -> Engine:
         engine = create_engine(
             url,
             isolation_level="AUTOCOMMIT",
+            hide_parameters=True,  # a failed statement's error (logged) holds no secret
             # One DBAPI connection whatever the thread: the service also writes from a
             # worker thread (token purge), always under Database's lock.
             poolclass=StaticPool,
@@ -72,6 +73,7 @@ def _engine(url: URL) -> Engine:
     return create_engine(
         url,
         isolation_level="AUTOCOMMIT",
+        hide_parameters=True,  # a failed statement's error (logged) holds no secret
         pool_size=1,
         max_overflow=0,
         connect_args={"connect_timeout": 10, "application_name": "pbx-bridge"},

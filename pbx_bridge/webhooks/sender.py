@@ -27,7 +27,7 @@ from prometheus_client import Histogram
 from yarl import URL
 
 from pbx_bridge.config import EventsSettings
-from pbx_bridge.webhooks.guard import Guard, GuardedResolver
+from pbx_bridge.webhooks.guard import AddressRefused, Guard, GuardedResolver
 from pbx_bridge.webhooks.outbox import Delivery, Outbox
 from pbx_bridge.webhooks.signing import sign
 from pbx_bridge.webhooks.subscriptions import Subscription, SubscriptionStore
@@ -205,5 +205,12 @@ class Sender:
             async with self._session.request(sub.method, target, data=body, headers=headers,
                                              allow_redirects=False) as resp:
                 return resp.status, None
+        except aiohttp.ClientConnectorError as exc:
+            # The guard refusing what a name resolves to now (DNS rebinding, or a change
+            # since it was saved) reaches us wrapped as a DNS error: say what it was.
+            cause = exc.os_error
+            if isinstance(cause, AddressRefused):
+                return None, f"AddressRefused: {str(cause)[:200]}"
+            return None, f"{type(exc).__name__}: {str(exc)[:200]}"
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             return None, f"{type(exc).__name__}: {str(exc)[:200]}"

@@ -13,6 +13,9 @@ from bench.recordings import Options as RecordingsOptions
 from bench.recordings import run as run_recordings
 from bench.recordings import table as recordings_table
 from bench.run import METHODS, Options, run, table, write
+from bench.webhooks import Options as WebhooksOptions
+from bench.webhooks import run as run_webhooks
+from bench.webhooks import table as webhooks_table
 from devtools.sandbox import Sandbox
 
 
@@ -75,3 +78,19 @@ async def test_recordings_bench_quick_run() -> None:
         assert rows["phoneCallId"]["total"] == 1
         assert 0 < rows["state=failed"]["total"] < opts.rows // 50
     assert "Media download" in recordings_table(result)
+
+
+async def test_webhooks_bench_quick_run(pbx: Sandbox) -> None:
+    """bench/webhooks.py in miniature on the session's sandbox: 40 subscriptions (two dead
+    receivers among them), a few StartRecordings per phase; every live receiver of the
+    bench extension got every recording.started, the hanging one held an attempt."""
+    result = await run_webhooks(WebhooksOptions.quick(log=lambda _msg: None), sandbox=pbx)
+    for phase in ("none", "live", "dead"):
+        assert _stats_ok(result["api"][phase]), phase
+    for phase in ("live", "dead"):
+        assert _stats_ok(result["lag"][phase]["each"]) and _stats_ok(
+            result["lag"][phase]["slowest"]), phase
+    assert result["delivered"] == result["delivered_wanted"] > 0
+    assert result["hung"]["accepted"] >= 1
+    assert result["metrics"]["failed_total"] >= 1
+    assert "Delivery lag" in webhooks_table(result)
