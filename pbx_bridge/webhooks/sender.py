@@ -4,8 +4,10 @@ ever waits for itself; the API never waits for any.
 A worker takes its receiver's due outbox rows, oldest first, and sends each, signed
 (signing.py), with ``[events] timeout`` for the whole attempt and no redirects. A 2xx
 settles the row ``delivered``; anything else is retried after ``backoff_first *
-2^(attempts-1)`` seconds (capped at ``backoff_cap``, the upper half jittered), and the
-worker holds off that receiver until then; a row still failing ``retry_window`` seconds
+2^(n-1)`` seconds (capped at ``backoff_cap``, the upper half jittered), n being the
+row's attempts or the receiver's failures in a row, whichever is more (so a receiver
+that is down backs off even while new events keep arriving for it), and the worker
+holds off that receiver until then; a row still failing ``retry_window`` seconds
 after it was written is ``dead``. Workers stop when their receiver has nothing pending;
 `wake` (after events are written) and a poll every ``poll_interval`` seconds (a
 restart's leftovers, ``events redeliver`` from another process) start them again.
@@ -69,6 +71,7 @@ class Sender:
             registry=None,
         )
         self._clock = clock
+        self._failing: dict[str, int] = {}  # subscription -> failed attempts in a row
         self._workers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -157,6 +160,7 @@ class Sender:
         attempts = d.attempts + 1
         self.counts.attempts += 1
         if status is not None and 200 <= status < 300:
+            self._failing.pop(sub.id, None)
             self.counts.delivered += 1
             self.lag.observe(max(0.0, now - d.created))  # written with its event
             await asyncio.to_thread(self.outbox.settle, d.id, state="delivered",
@@ -164,6 +168,7 @@ class Sender:
                                     error=None, now=now)
             return None
         self.counts.failed += 1
+        streak = self._failing[sub.id] = self._failing.get(sub.id, 0) + 1
         error = error or f"HTTP {status}"
         if now - d.created >= self.settings.retry_window:
             self.counts.dead += 1
@@ -172,7 +177,7 @@ class Sender:
             await asyncio.to_thread(self.outbox.settle, d.id, state="dead", attempts=attempts,
                                     next_at=d.next_at, status=status, error=error, now=now)
             return now
-        retry_at = now + self._backoff(attempts)
+        retry_at = now + self._backoff(max(attempts, streak))
         await asyncio.to_thread(self.outbox.settle, d.id, state="pending", attempts=attempts,
                                 next_at=retry_at, status=status, error=error, now=now)
         return retry_at

@@ -20,6 +20,7 @@ from standardwebhooks import Webhook
 from pbx_bridge.config import EventsSettings
 from pbx_bridge.events.model import Event, event_id
 from pbx_bridge.webhooks.guard import Guard
+from pbx_bridge.webhooks.outbox import Delivery
 from pbx_bridge.webhooks.service import Webhooks
 from tests.unit.api_support import Api, error_of
 
@@ -266,3 +267,33 @@ async def test_a_receiver_that_stays_down_goes_dead_and_redeliver_revives(
     assert hooks.outbox.redeliver(row.id, 0.0)
     hooks.sender.wake([row.subscription])
     await until(lambda: hooks.outbox.counts().get("delivered") == 1)
+
+
+
+async def test_a_receiver_that_is_down_backs_off_even_as_new_events_arrive(
+        api: Api, receivers, monkeypatch) -> None:
+    """Each new event's row has no attempts yet; the hold-off must still grow with the
+    receiver's failures in a row (else a dead receiver is hit every few seconds all
+    day), and start again from the first step once it answers 2xx."""
+    rec = await receivers()
+    sub_id = (await subscribe(api, rec.url, types=["call.ringing"]))["id"]
+    sub = api.bridge.webhooks.subscriptions.cached(sub_id)
+    sender = api.bridge.webhooks.sender
+    sender.settings = FAST.model_copy(update={"backoff_first": 1.0, "backoff_cap": 3600.0})
+    answers = [(503, None)] * 8 + [(200, None), (503, None)]
+
+    async def send(_sub: object, _d: object) -> tuple[int | None, str | None]:
+        return answers.pop(0)
+    monkeypatch.setattr(sender, "_send", send)
+    monkeypatch.setattr(api.bridge.webhooks.outbox, "settle", lambda *a, **kw: None)
+    now = 1_000_000.0
+    sender._clock = lambda: now
+    holds = []
+    for seq in range(10):  # a new event each time: every row is on its first attempt
+        fresh = Delivery(id=seq, event_seq=seq, subscription=sub_id, state="pending",
+                         attempts=0, next_at=now, created=now)
+        retry_at = await sender._attempt(sub, fresh)
+        holds.append(None if retry_at is None else retry_at - now)
+    for n, hold in enumerate(holds[:8], start=1):  # 2^(n-1) s, the upper half jittered
+        assert 2 ** (n - 1) / 2 <= hold <= 2 ** (n - 1), (n, holds)
+    assert holds[8] is None and holds[9] <= 1.0  # delivered: the next failure starts over
