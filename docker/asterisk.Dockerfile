@@ -5,7 +5,7 @@
 # and the group `pbx-bridge` (gid 10001, the bridge image's user), so the bridge reads
 # the recordings on the shared volume and nobody else does.
 # BASE: the tests build from a local Debian sid base (no registry reachable there).
-ARG BASE=debian:sid-slim
+ARG BASE=docker.io/library/debian:sid-slim
 FROM ${BASE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \

@@ -5,7 +5,7 @@
 # Build from the repository root:
 #   docker build -f docker/bridge.Dockerfile -t pbx-bridge .
 # BASE: the tests build from a local Debian sid base (no registry reachable there).
-ARG BASE=debian:sid-slim
+ARG BASE=docker.io/library/debian:sid-slim
 
 FROM ${BASE} AS build
 RUN apt-get update \

@@ -42,7 +42,7 @@ def test_compose_mounts_the_project_asterisk_conf() -> None:
 def test_asterisk_image_uses_the_sandbox_packages() -> None:
     dockerfile = (REPO / "docker" / "asterisk.Dockerfile").read_text()
     # The public image users get; the container tier builds from a local one instead.
-    assert "ARG BASE=debian:sid-slim\nFROM ${BASE}\n" in dockerfile
+    assert "ARG BASE=docker.io/library/debian:sid-slim\nFROM ${BASE}\n" in dockerfile
     for pkg in ROOT_PACKAGES:
         if pkg.startswith("asterisk"):
             assert pkg in dockerfile, pkg
