@@ -115,6 +115,12 @@ async def test_a_call_is_recorded_through_the_images_and_compose(stack: Stack) -
     # The image's HEALTHCHECK (GET /readyz) passes in the running container.
     assert project.healthcheck("bridge") == "healthy"
     assert project.exec("bridge", "id", "-u").strip() != "0"
+    # Only the installed package: no build tools, no sources, no development tooling.
+    leftovers = project.exec("bridge", "python3", "-c", (
+        "import importlib.util as u, os; print([m for m in ('pip', 'setuptools', 'build',"
+        " 'devtools', 'pytest') if u.find_spec(m)] + [d for d in ('/src', '/wheels',"
+        " '/opt/build') if os.path.exists(d)])"))
+    assert leftovers.strip() == "[]", leftovers
     headers = {"authorization": f"Bearer {_token(project)}"}
 
     async with Phone(stack.sandbox, A, password=stack.sip_password, tone_hz=OWN_HZ) as phone, \
