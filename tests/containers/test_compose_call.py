@@ -62,7 +62,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     t0 = time.monotonic()
     images = {"PBX_BRIDGE_ASTERISK_IMAGE": ensure_image("asterisk", log=log),
               "PBX_BRIDGE_IMAGE": ensure_image("bridge", log=log)}
-    print(f"images ready in {time.monotonic() - t0:.1f} s: {images}")
+    print(f"images ready in {time.monotonic() - t0:.1f} s: {images}; logs in {log}")
     keys = {k: secrets.token_hex(16) for k in (
         "PBX_BRIDGE_AMI__SECRET", "PBX_BRIDGE_ARI__PASSWORD", "PBX_BRIDGE_DEMO_SIP_PASSWORD")}
     http_port = 8080 + offset
