@@ -106,14 +106,16 @@ class SandboxSecrets:
         return cls(**values)
 
 
-def _root_key() -> str:
-    spec = " ".join((SUITE, *MMDEBSTRAP_ARGS, *ROOT_PACKAGES))
+def root_key(packages: tuple[str, ...] = ROOT_PACKAGES) -> str:
+    """The cache key of a root: what mmdebstrap is asked for (devtools/containers.py
+    caches its slimmer image base the same way)."""
+    spec = " ".join((SUITE, *MMDEBSTRAP_ARGS, *packages))
     return hashlib.sha256(spec.encode()).hexdigest()[:12]
 
 
 def default_root() -> Path:
     env = os.environ.get("PBX_BRIDGE_SANDBOX_ROOT")
-    return Path(env) if env else CACHE_DIR / f"root-{_root_key()}"
+    return Path(env) if env else CACHE_DIR / f"root-{root_key()}"
 
 
 def _check_can_build(cache: Path) -> None:
@@ -130,7 +132,12 @@ def _check_can_build(cache: Path) -> None:
         )
 
 
-def ensure_root(root: Path | None = None, *, log: TextIO | None = None) -> Path:
+def ensure_root(
+    root: Path | None = None,
+    *,
+    log: TextIO | None = None,
+    packages: tuple[str, ...] = ROOT_PACKAGES,
+) -> Path:
     """Return a ready root, building it once if needed (safe against parallel callers)."""
     root = root or default_root()
     marker = root / ".pbx-bridge-root-ok"
@@ -147,12 +154,12 @@ def ensure_root(root: Path | None = None, *, log: TextIO | None = None) -> Path:
         cmd = [
             "mmdebstrap",
             *MMDEBSTRAP_ARGS,
-            f"--include={','.join(ROOT_PACKAGES)}",
+            *([f"--include={','.join(packages)}"] if packages else []),
             SUITE,
             str(tmp),
         ]
         out = log or sys.stderr
-        print(f"devtools sandbox: building the Asterisk root in {root} ...", file=out)
+        print(f"devtools sandbox: building a Debian root in {root} ...", file=out)
         try:
             proc = subprocess.run(
                 cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT, check=False
@@ -164,7 +171,7 @@ def ensure_root(root: Path | None = None, *, log: TextIO | None = None) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             last = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise SandboxError(f"mmdebstrap failed ({proc.returncode}): {last}")
-        (tmp / ".pbx-bridge-root-ok").write_text(" ".join(ROOT_PACKAGES) + "\n")
+        (tmp / ".pbx-bridge-root-ok").write_text(" ".join(packages) + "\n")
         if root.exists():
             shutil.rmtree(root)
         tmp.rename(root)
@@ -186,6 +193,26 @@ def _read_ami_banner(host: str, port: int, timeout: float) -> str | None:
         return None
     text = data.decode("utf-8", "replace")
     return text.strip() if text.startswith("Asterisk Call Manager") else None
+
+
+def shift_ports(etc: Path, offset: int) -> None:
+    """Move the ports of the asterisk-conf/ copy in `etc` by `offset` (the sandbox's and
+    the container tier's own ranges, so that several Asterisks never clash)."""
+    o = offset
+    edits = {
+        "manager.conf": [("port = 5038", f"port = {5038 + o}")],
+        "http.conf": [("bindport = 8088", f"bindport = {8088 + o}")],
+        "pjsip.conf": [("127.0.0.1:5060", f"127.0.0.1:{5060 + o}")],
+        "rtp.conf": [("16000", str(16000 + o)), ("16999", str(16999 + o))],
+        "extensions.conf": [("127.0.0.2:5080", f"127.0.0.2:{5080 + o}")],
+    }
+    for name, pairs in edits.items():
+        text = (etc / name).read_text()
+        for old, new in pairs:
+            if old not in text:
+                raise SandboxError(f"cannot shift ports: '{old}' not in {name}")
+            text = text.replace(old, new)
+        (etc / name).write_text(text)
 
 
 @dataclass
@@ -329,21 +356,7 @@ class Sandbox:
         )
 
     def _shift_ports(self, etc: Path) -> None:
-        o = self.port_offset
-        edits = {
-            "manager.conf": [("port = 5038", f"port = {5038 + o}")],
-            "http.conf": [("bindport = 8088", f"bindport = {8088 + o}")],
-            "pjsip.conf": [("127.0.0.1:5060", f"127.0.0.1:{5060 + o}")],
-            "rtp.conf": [("16000", str(16000 + o)), ("16999", str(16999 + o))],
-            "extensions.conf": [("127.0.0.2:5080", f"127.0.0.2:{5080 + o}")],
-        }
-        for name, pairs in edits.items():
-            text = (etc / name).read_text()
-            for old, new in pairs:
-                if old not in text:
-                    raise SandboxError(f"cannot shift ports: '{old}' not in {name}")
-                text = text.replace(old, new)
-            (etc / name).write_text(text)
+        shift_ports(etc, self.port_offset)
 
     def _write_secrets(self, etc: Path, keys: SandboxSecrets) -> None:
         edits = {

@@ -34,4 +34,14 @@ if grep -lE '^(secret|password) = CHANGE-ME$' "$DST"/*.conf >&2; then
     exit 65
 fi
 chmod 0640 "$DST"/*.conf
+# In the image (not when tests/unit runs this script on the host): Asterisk runs as the
+# user asterisk (CMD -U) with the group pbx-bridge (CMD -G, gid 10001, the bridge's), so
+# it reads its configuration through its own group, owns its run folder (/run is empty in
+# a fresh container), and the recordings volume hands the group down to every recording.
+if [ "$(id -u)" = 0 ] && id asterisk >/dev/null 2>&1; then
+    chgrp asterisk "$DST"/*.conf
+    install -d -o asterisk -g asterisk -m 0750 /var/run/asterisk
+    chown asterisk:pbx-bridge /var/spool/asterisk/monitor
+    chmod 2750 /var/spool/asterisk/monitor
+fi
 exec "$@"

@@ -1,6 +1,7 @@
 """Test tiers follow the folders: tests/unit (pure), tests/integration (real Asterisk),
 tests/e2e (real Asterisk and real SIP phones), tests/reliability (faults, load and
-hostile input against the real Asterisk)."""
+hostile input against the real Asterisk), tests/containers (docker/'s images and compose
+file run with podman)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ settings.load_profile("pbx_bridge")
 # The storage suite's backends: `database_url` (SQLite and a real PostgreSQL server).
 pytest_plugins = ("tests.support.postgres",)
 
-TIERS = {"unit", "integration", "e2e", "reliability"}
+TIERS = {"unit", "integration", "e2e", "reliability", "containers"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
