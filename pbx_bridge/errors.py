@@ -24,6 +24,7 @@ __all__ = [
     "PbxTimeout",
     "PbxUnavailable",
     "RecordingDisabled",
+    "RecordingUndeletable",
     "ViewState",
 ]
 
@@ -94,3 +95,11 @@ class RecordingDisabled(PbxBridgeError):
 
     status = 403
     code = "pc_recording_disabled"
+
+
+class RecordingUndeletable(PbxBridgeError):
+    """The recording's file exists but this host may not remove it (the bridge's user
+    lacks write permission on its folder): the row is kept, nothing is half-deleted."""
+
+    status = 500
+    code = "rec_delete_failed"

@@ -75,6 +75,8 @@ ERROR_DESCRIPTIONS = {
     "filter_invalid": "`phoneCallId`, `state`, `since` or `until` malformed, or given twice",
     "rec_in_progress": "the recording still runs (media: unless `partial=1`)",
     "rec_unavailable": "the recording is `failed` or `missing`: there is no media to offer",
+    "rec_delete_failed": "this host may not remove the recording's file (folder permissions); "
+                         "the recording is kept",
     "subscription_invalid": "subscription id malformed, unknown, or another extension's",
     "url_invalid": "`url` not an absolute http/https URL, or its host is on a refused range "
     "(loopback, link-local, private, ...: `[events] allow_networks`) or does not resolve",
@@ -435,7 +437,8 @@ def _rec_errors(*bad: str, conflict: bool = False, delete: bool = False) -> dict
     if conflict:
         out["409"] = _error("The recording still runs, or has no media",
                             "rec_in_progress", *([] if delete else ["rec_unavailable"]))
-    out["500"] = _error("Internal error", "internal_error")
+    out["500"] = _error("Internal error", *(["rec_delete_failed"] if delete else []),
+                        "internal_error")
     return out
 
 

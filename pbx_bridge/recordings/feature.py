@@ -28,6 +28,7 @@ from pbx_bridge.config import RecordingsSettings
 from pbx_bridge.core.feature import Event, Feature
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
+from pbx_bridge.errors import RecordingUndeletable
 from pbx_bridge.recording.rules import on_demand, records_always
 from pbx_bridge.recordings import wavfile
 from pbx_bridge.recordings.catalog import Catalog, Origin, RecordingRow, finish
@@ -187,10 +188,18 @@ class RecordingsCatalog(Feature):
         return await asyncio.to_thread(self.store.page, query, start, count)
 
     async def delete(self, row: RecordingRow) -> None:
-        """The file (if any) and the row."""
+        """The file (if any), then the row; a file this host may not remove keeps its row
+        (RecordingUndeletable) rather than leaving a file nothing lists."""
         path = self.path_of(row)
         if path is not None:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
+            try:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+            except OSError as exc:
+                log.warning("recording %s: cannot delete %s: %s", row.id, path, exc.strerror)
+                raise RecordingUndeletable(
+                    "the bridge may not delete this recording's file: its user needs "
+                    "write permission on the recordings folder (README, 'Recordings "
+                    "folder permissions')") from None
         await asyncio.to_thread(self.store.delete, row.id)
 
     def path_of(self, row: RecordingRow) -> Path | None:

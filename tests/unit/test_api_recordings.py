@@ -137,6 +137,24 @@ async def test_delete(api: Api, tmp_path: Path) -> None:
     assert await error_of(await api.get(url)) == (400, "rec_invalid")
 
 
+async def test_a_file_the_bridge_may_not_delete_keeps_its_row(api: Api, tmp_path: Path,
+                                                              monkeypatch) -> None:
+    """Asterisk's folders are 0750 under the recommended umask 027: the bridge's group
+    may read but not remove. (The tests run as root, whom permissions do not stop, so
+    the refusal is the one unlink raises there.)"""
+    row = _row(api, tmp_path, "0003*210")
+    file = Path(row.host_path or "")
+
+    def refused(self: Path, missing_ok: bool = False) -> None:
+        raise PermissionError(13, "Permission denied", str(self))
+    monkeypatch.setattr(Path, "unlink", refused)
+    url = f"{_base('own')}/{row.id}".replace("%2A", "*")
+    resp = await api.client.delete(url, headers=api.apps.auth("org3"))
+    status, code = await error_of(resp)
+    assert (status, code) == (500, "rec_delete_failed")
+    assert file.exists() and api.bridge.recordings.store.get(row.id) is not None
+
+
 def _let_users_delete(api: Api, allowed: bool) -> None:
     """Every organization's policy, through the directory as `directory load` writes it."""
     policy = RecordingPolicy(users_may_delete=allowed)
