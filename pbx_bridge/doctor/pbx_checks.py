@@ -43,13 +43,15 @@ async def modules(pbx: Pbx) -> Finding:
     return passed("modules", f"{len(REQUIRED_MODULES)} required modules loaded")
 
 
-async def star1_feature(pbx: Pbx) -> tuple[Finding, str]:
+async def star1_feature(pbx: Pbx) -> tuple[Finding, str | None]:
     """The dynamic feature that runs the subroutine on *1, and no other feature on *1.
-    Also returns the feature's name (for DYNAMIC_FEATURES), "" when none."""
+    Also returns the feature's name (for DYNAMIC_FEATURES), "" when none, None when
+    features.conf cannot be read with these rights."""
     try:
         features = await pbx.config("features.conf")
     except Denied:
-        return cannot("star1-feature", "GetConfig refused", _RESTORE), ""
+        return cannot("star1-feature", "GetConfig refused (write class system)",
+                      "give the bridge's AMI user write class system"), None
     if features is None:
         return failed("star1-feature", "no features.conf", _RESTORE), ""
     names = [k for cat, items in features if cat == "applicationmap" for k, v in items
@@ -85,7 +87,7 @@ async def subroutine(pbx: Pbx) -> Finding:
     return passed("star1-subroutine", f"[{SUBROUTINE}] s and toggle in the running dialplan")
 
 
-async def dynamic_features(pbx: Pbx, directory: Directory, feature: str) -> Finding:
+async def dynamic_features(pbx: Pbx, directory: Directory, feature: str | None) -> Finding:
     check = "dynamic-features"
     hint = (f"Set(__DYNAMIC_FEATURES={feature or 'pbxrec'}) before each Dial of the "
             "device, then 'dialplan reload'")
@@ -93,6 +95,9 @@ async def dynamic_features(pbx: Pbx, directory: Directory, feature: str) -> Find
         rows = dialplan.steps(await pbx.dialplan())
     except Denied:
         return cannot(check, "ShowDialPlan refused", _DIALPLAN_RIGHTS)
+    if feature is None:
+        return cannot(check, "the *1 feature's name is in features.conf (GetConfig refused)",
+                      "give the bridge's AMI user write class system")
     if not feature:
         return failed(check, "no *1 feature to set (see star1-feature)", _RESTORE)
     bad, undialled, paths = [], [], 0
