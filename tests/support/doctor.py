@@ -29,15 +29,16 @@ def replace(name: str, pattern: str, new: str) -> Edit:
 
 @contextmanager
 def sandbox_with(
-    tmp_path: Path, *edits: Edit, conf_dir: Path = DEFAULT_CONF_DIR
+    tmp_path: Path, *edits: Edit, conf_dir: Path = DEFAULT_CONF_DIR, foreign: bool = False
 ) -> Iterator[Sandbox]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     conf = tmp_path / "asterisk-conf"
     shutil.copytree(conf_dir, conf)
     for edit in edits:
         edit(conf)
     base = os.environ.get("PBX_BRIDGE_SANDBOX_NAME", "test")
     offset = int(os.environ.get("PBX_BRIDGE_SANDBOX_PORT_OFFSET", "0")) + 600
-    sb = Sandbox(name=f"{base}-doctor", conf_dir=conf, port_offset=offset)
+    sb = Sandbox(name=f"{base}-doctor", conf_dir=conf, port_offset=offset, foreign=foreign)
     sb.stop()
     try:
         sb.start(timeout=60)

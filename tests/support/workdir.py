@@ -1,5 +1,6 @@
 """An autouse fixture for tests of CLI commands: a fresh working folder and none of the
-caller's PBX_BRIDGE_* variables, the default database in the test's own state folder, so that a command reads only the settings the test gives.
+caller's PBX_BRIDGE_* variables, the default database in the test's own state folder,
+so that a command reads only the settings the test gives.
 Import it into a test module to apply it there."""
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def test_default_database_is_one_absolute_file_whatever_the_working_folder(
     elsewhere = workdir / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)  # `app create` run from another folder: the same database
-    rc, out, err = run(capsys, "app", "create", "--user", "12", "--name", "x")
+    rc, _, err = run(capsys, "app", "create", "--user", "12", "--name", "x")  # user 12: the loaded database
     assert rc == 0, err
     assert not (elsewhere / "var").exists() and not (workdir / "var").exists()
     monkeypatch.delenv("STATE_DIRECTORY")
