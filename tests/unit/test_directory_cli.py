@@ -67,8 +67,8 @@ def test_default_database_is_one_absolute_file_whatever_the_working_folder(
     assert (workdir / "state" / "pbx_bridge.sqlite3").is_file()
     elsewhere = workdir / "elsewhere"
     elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)  # `app create` run from another folder: the same database
-    rc, _, err = run(capsys, "app", "create", "--user", "12", "--name", "x")  # user 12: the loaded database
+    monkeypatch.chdir(elsewhere)  # from another folder: user 12 is found, the same database
+    rc, _, err = run(capsys, "app", "create", "--user", "12", "--name", "x")
     assert rc == 0, err
     assert not (elsewhere / "var").exists() and not (workdir / "var").exists()
     monkeypatch.delenv("STATE_DIRECTORY")
