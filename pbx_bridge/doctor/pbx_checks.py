@@ -37,9 +37,10 @@ async def modules(pbx: Pbx) -> Finding:
         if resp.get("Response") != "Success":
             missing.append(name)
     if missing:
-        loads = " ".join(f"load = {m}.so" for m in missing)
+        lines = " ".join(f"require = {m}.so" for m in missing)
         return failed("modules", "not loaded: " + ", ".join(missing),
-                      f"modules.conf: {loads}; then 'module load <name>.so' or restart")
+                      f"modules.conf [modules]: {lines} (load = with autoload = no); then "
+                      "restart Asterisk (README, 'Wiring it to an existing PBX', step 3)")
     return passed("modules", f"{len(REQUIRED_MODULES)} required modules loaded")
 
 

@@ -87,7 +87,7 @@ BROKEN_CONF: dict[str, tuple[list[Edit], str, str, str]] = {
         "ami-least-privilege", "CLI", "remove 'command'"),
     "func_sha1 not loaded": (
         [replace("modules.conf", r"^load = func_sha1\.so.*$", "")],
-        "modules", "func_sha1", "load = func_sha1.so"),
+        "modules", "func_sha1", "require = func_sha1.so"),
     "automixmon on *1": (
         [replace("features.conf", r"^\[featuremap\]$", "[featuremap]\nautomixmon => *1")],
         "star1-feature", "featuremap automixmon", "move it to another key"),
