@@ -178,6 +178,15 @@ def ensure_root(
     return root
 
 
+def stock_conf_dir(root: Path | None = None) -> Path:
+    """Debian's sample configuration (package asterisk-config, which `asterisk` depends
+    on) in the root: what an admin's PBX started from."""
+    etc = ensure_root(root) / "etc" / "asterisk"
+    if not (etc / "modules.conf").is_file():
+        raise SandboxError(f"no stock configuration in {etc} (package asterisk-config)")
+    return etc
+
+
 def _port_busy(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
@@ -195,9 +204,10 @@ def _read_ami_banner(host: str, port: int, timeout: float) -> str | None:
     return text.strip() if text.startswith("Asterisk Call Manager") else None
 
 
-def shift_ports(etc: Path, offset: int) -> None:
+def shift_ports(etc: Path, offset: int, *, foreign: bool = False) -> None:
     """Move the ports of the asterisk-conf/ copy in `etc` by `offset` (the sandbox's and
-    the container tier's own ranges, so that several Asterisks never clash)."""
+    the container tier's own ranges, so that several Asterisks never clash). `foreign`:
+    another configuration (an existing PBX's), whose files and lines may be missing."""
     o = offset
     edits = {
         "manager.conf": [("port = 5038", f"port = {5038 + o}")],
@@ -207,8 +217,12 @@ def shift_ports(etc: Path, offset: int) -> None:
         "extensions.conf": [("127.0.0.2:5080", f"127.0.0.2:{5080 + o}")],
     }
     for name, pairs in edits.items():
+        if foreign and not (etc / name).is_file():
+            continue
         text = (etc / name).read_text()
         for old, new in pairs:
+            if old not in text and foreign:
+                continue
             if old not in text:
                 raise SandboxError(f"cannot shift ports: '{old}' not in {name}")
             text = text.replace(old, new)
@@ -228,6 +242,10 @@ class Sandbox:
         default_factory=lambda: int(os.environ.get("PBX_BRIDGE_SANDBOX_PORT_OFFSET", "0"))
     )
     # The Asterisk we started, kept so that stop() reaps it (no zombies in long runs).
+    # A configuration not made from asterisk-conf/ (Debian's stock /etc/asterisk, as "an
+    # existing PBX"): ports are shifted and secrets filled where their lines are, and a
+    # file without them is left as it is instead of refused.
+    foreign: bool = False
     _proc: subprocess.Popen[bytes] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -331,6 +349,8 @@ class Sandbox:
         for src in self.conf_dir.iterdir():
             if src.is_file() and src.name != "asterisk.conf":
                 shutil.copy2(src, etc / src.name)
+            elif src.is_dir():  # manager.d/ of a stock configuration, say
+                shutil.copytree(src, etc / src.name)
         if self.port_offset:
             self._shift_ports(etc)
         self._write_secrets(etc, keys)
@@ -356,7 +376,7 @@ class Sandbox:
         )
 
     def _shift_ports(self, etc: Path) -> None:
-        shift_ports(etc, self.port_offset)
+        shift_ports(etc, self.port_offset, foreign=self.foreign)
 
     def _write_secrets(self, etc: Path, keys: SandboxSecrets) -> None:
         edits = {
@@ -368,7 +388,7 @@ class Sandbox:
             path = etc / name
             text = path.read_text()
             line = f"{option} = {SECRET_PLACEHOLDER}"
-            if line not in text:
+            if line not in text and not self.foreign:
                 raise SandboxError(f"no '{line}' in {name}: cannot set the sandbox's secret")
             text = text.replace(line, f"{option} = {value}")
             if name == "manager.conf":

@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "pbx_bridge.replay",
     "pbx_bridge.recordings.cli",
     "pbx_bridge.webhooks.cli",
+    "pbx_bridge.doctor.cli",
 )
 
 

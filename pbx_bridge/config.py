@@ -181,12 +181,25 @@ def _database_url(value: SecretStr) -> SecretStr:
     return value
 
 
+# The folder the default SQLite database lives in: systemd's StateDirectory= (given to the
+# service as $STATE_DIRECTORY; the first one if several), else this absolute folder, so
+# `directory load`, `app`, `token` and `serve` use one database whatever folder they run in.
+DEFAULT_STATE_DIR = "/var/lib/pbx-bridge"
+
+
+def default_database_url() -> str:
+    state = os.environ.get("STATE_DIRECTORY", "").split(":", 1)[0]
+    folder = state if state.startswith("/") else DEFAULT_STATE_DIR
+    return f"sqlite:///{folder.rstrip('/')}/pbx_bridge.sqlite3"
+
+
 class DatabaseSettings(_Section):
     # Where everything pbx-bridge persists lives (directory, apps, hashed tokens). A
-    # SecretStr: a PostgreSQL URL may carry a password. "sqlite:///var/x" is relative to
-    # the working directory, "sqlite:////abs/x" absolute.
-    url: Annotated[SecretStr, AfterValidator(_database_url)] = SecretStr(
-        "sqlite:///var/pbx_bridge.sqlite3"
+    # SecretStr: a PostgreSQL URL may carry a password. "sqlite:////abs/x" is absolute,
+    # "sqlite:///var/x" relative to the working directory (avoid it). The default is
+    # absolute: default_database_url().
+    url: Annotated[SecretStr, AfterValidator(_database_url)] = Field(
+        default_factory=lambda: SecretStr(default_database_url())
     )
     # PostgreSQL: how old, in seconds, the check for changes made by other processes may
     # be for look-ups outside a request (AMI events). Each authenticated request checks.
@@ -349,7 +362,8 @@ class Settings(BaseSettings):
 
     http: HttpSettings = HttpSettings()
     ami: AmiSettings = AmiSettings()
-    database: DatabaseSettings = DatabaseSettings()
+    # A factory: the default URL follows $STATE_DIRECTORY when the settings are read.
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     recordings: RecordingsSettings = RecordingsSettings()
     auth: AuthSettings = AuthSettings()
     logging: LoggingSettings = LoggingSettings()

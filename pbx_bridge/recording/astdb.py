@@ -30,30 +30,28 @@ def policy_value(fmt: str, organization_id: int, extension: str, trigger: str) -
     return f"{fmt},{organization_id},{extension},{trigger}"
 
 
+def expected_policy(directory: Directory, base_dir: str) -> dict[str, str]:
+    """The family's keys and values as the directory says they should be (what
+    `sync_policy` writes; `pbx-bridge doctor` compares AstDB with it)."""
+    policy = {"config/recdir": base_dir} if base_dir else {}
+    for device, ext in directory.extensions_by_device().items():
+        if not (on_demand(ext) or records_always(ext)):
+            continue
+        org = directory.organization_of_extension(ext)
+        if org is None:
+            continue
+        endpoint = device.split("/", 1)[1]
+        policy[f"rec/{endpoint}"] = policy_value(
+            ext.recording.format, org.id, ext.number, ext.recording.trigger
+        )
+    return policy
+
+
 async def sync_policy(ami: AmiClient, directory: Directory, base_dir: str) -> None:
     """Replace the family with the directory's policy; a failure is logged, not raised."""
     try:
         await ami.send_action("DBDelTree", {"Family": ASTDB_FAMILY})
-        if base_dir:
-            await ami.send_action(
-                "DBPut", {"Family": ASTDB_FAMILY, "Key": "config/recdir", "Val": base_dir}
-            )
-        for device, ext in directory.extensions_by_device().items():
-            if not (on_demand(ext) or records_always(ext)):
-                continue
-            org = directory.organization_of_extension(ext)
-            if org is None:
-                continue
-            endpoint = device.split("/", 1)[1]
-            await ami.send_action(
-                "DBPut",
-                {
-                    "Family": ASTDB_FAMILY,
-                    "Key": f"rec/{endpoint}",
-                    "Val": policy_value(
-                        ext.recording.format, org.id, ext.number, ext.recording.trigger
-                    ),
-                },
-            )
+        for key, value in expected_policy(directory, base_dir).items():
+            await ami.send_action("DBPut", {"Family": ASTDB_FAMILY, "Key": key, "Val": value})
     except AmiError as exc:
         log.warning("could not write the recording policy to AstDB: %s", exc)

@@ -1,5 +1,6 @@
 """An autouse fixture for tests of CLI commands: a fresh working folder and none of the
-caller's PBX_BRIDGE_* variables, so that a command reads only the settings the test gives.
+caller's PBX_BRIDGE_* variables, the default database in the test's own state folder,
+so that a command reads only the settings the test gives.
 Import it into a test module to apply it there."""
 
 from __future__ import annotations
@@ -15,5 +16,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in list(os.environ):
         if name.upper().startswith("PBX_BRIDGE_"):
             monkeypatch.delenv(name)
+    # The default database lives in the state directory (config.default_database_url).
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from pbx_bridge.config import ConfigError, Settings, load_settings
+from pbx_bridge.config import ConfigError, Settings, default_database_url, load_settings
 
 pytestmark = pytest.mark.unit
 
@@ -41,7 +41,8 @@ def test_defaults() -> None:
     assert s.ami.secret.get_secret_value() == ""
     assert (s.ami.ping_interval, s.ami.ping_timeout, s.ami.action_timeout) == (10.0, 5.0, 5.0)
     assert (s.ami.connect_timeout, s.ami.backoff_cap, s.ami.auth_retry) == (5.0, 30.0, 60.0)
-    assert s.database.url.get_secret_value() == "sqlite:///var/pbx_bridge.sqlite3"
+    assert s.database.url.get_secret_value() == default_database_url()
+    assert default_database_url().startswith("sqlite:////")  # absolute
     assert (s.recordings.directory, s.recordings.default_format) == ("", "wav")
     assert (s.auth.token_ttl, s.auth.max_token_ttl) == (3600, 31536000)
     assert (s.logging.level, s.logging.json_) == ("INFO", False)

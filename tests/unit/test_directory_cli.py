@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from pbx_bridge.cli import main
+from pbx_bridge.config import default_database_url
 from pbx_bridge.directory.store import Directory
 from tests.support.workdir import workdir  # noqa: F401 (autouse)
 
@@ -58,10 +59,20 @@ def test_full_flow(capsys: pytest.CaptureFixture[str], config: Path, tmp_path: P
     assert client_secret.encode() not in data
 
 
-def test_default_database_relative_to_cwd(capsys: pytest.CaptureFixture[str], workdir: Path):  # noqa: F811 (the fixture)
+def test_default_database_is_one_absolute_file_whatever_the_working_folder(
+    capsys: pytest.CaptureFixture[str], workdir: Path, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+) -> None:
     rc, _, err = run(capsys, "directory", "load", str(DEMO))
     assert rc == 0, err
-    assert (workdir / "var" / "pbx_bridge.sqlite3").is_file()
+    assert (workdir / "state" / "pbx_bridge.sqlite3").is_file()
+    elsewhere = workdir / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # from another folder: user 12 is found, the same database
+    rc, _, err = run(capsys, "app", "create", "--user", "12", "--name", "x")
+    assert rc == 0, err
+    assert not (elsewhere / "var").exists() and not (workdir / "var").exists()
+    monkeypatch.delenv("STATE_DIRECTORY")
+    assert default_database_url() == "sqlite:////var/lib/pbx-bridge/pbx_bridge.sqlite3"
 
 
 def test_config_from_environment(
@@ -89,7 +100,7 @@ def test_ttl_capped(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     )
     assert rc == 0
     assert "capped" in err and "120" in err
-    conn = sqlite3.connect(tmp_path / "var" / "pbx_bridge.sqlite3")
+    conn = sqlite3.connect(tmp_path / "state" / "pbx_bridge.sqlite3")
     (lifetime,) = conn.execute("SELECT expires_at - created FROM tokens").fetchone()
     conn.close()
     assert lifetime == pytest.approx(120)

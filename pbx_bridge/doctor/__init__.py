@@ -1,0 +1,1 @@
+"""`pbx-bridge doctor`: check a running PBX for everything the bridge relies on."""
