@@ -106,6 +106,7 @@ class Services:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        await self.recordings.close()
         await self.link.close()
         await self.events.drained()
         await self.webhooks.close()

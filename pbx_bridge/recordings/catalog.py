@@ -159,13 +159,17 @@ class Catalog:
                 self._ending[uid] = TRANSFERRED
 
     def on_snapshot(self, now: float) -> list[RecordingRow]:
-        """After a resync: a run whose channel is gone or records no more is stopped;
-        a channel that records with no row (started while we were away) gets one."""
+        """After a resync: a run whose channel is gone or records no more is stopped,
+        one that goes on names its channel again (recordingId on the view, also for the
+        rows a restarted bridge took up); a channel that records with no row (started
+        while we were away) gets one."""
         changed = []
         for uid in list(self.running):
             ch = self.tracker.channels.get(uid)
             if ch is None or ch.recording is None:
                 changed.append(self._stop(uid, now))
+            else:  # the snapshot's channel is new: name its recording again
+                self.tracker.name_recording(uid, self.running[uid].id)
         for uid, ch in self.tracker.channels.items():
             if ch.recording is not None and uid not in self.running:
                 changed += self._start(uid, ch.recording)

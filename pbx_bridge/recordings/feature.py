@@ -15,6 +15,7 @@ deletes what the organizations' retention expired, counted for /metrics.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
 import logging
@@ -92,6 +93,7 @@ class RecordingsCatalog(Feature):
         self._write_lock = asyncio.Lock()
         self._finishing: set[str] = set()
         self.sweeper = Sweeper(self.store, directory, clock=clock)
+        self._sweeping: asyncio.Task[None] | None = None
         self.swept: dict[str, int] = {}  # state of the rows swept -> how many
         self.swept_bytes = 0
         # Told each row as it is saved (a copy, in order): the events feature.
@@ -115,9 +117,18 @@ class RecordingsCatalog(Feature):
         return "always" if ext is not None and records_always(ext) else "star1"
 
     def start(self) -> None:
-        """The periodic retention sweep (none when ``sweep_interval`` is 0)."""
-        if self.settings.sweep_interval > 0:
-            self.link.spawn(self._sweep_forever())
+        """The periodic retention sweep (none when ``sweep_interval`` is 0): a task of
+        its own, not one of the link's short-lived background ones (those are awaited
+        to settle; this one never ends until `close`)."""
+        if self.settings.sweep_interval > 0 and self._sweeping is None:
+            self._sweeping = asyncio.create_task(self._sweep_forever())
+
+    async def close(self) -> None:
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeping
+            self._sweeping = None
 
     async def sweep(self) -> SweepReport:
         """One retention sweep now (off the loop), counted."""
