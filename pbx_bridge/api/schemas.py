@@ -161,7 +161,8 @@ class Recording(_Closed):
     reason: str | None = None
     """why it `failed` (`no audio`, `shorter than its header`, `outside the recordings
     folders`, ...), or why a `completed` one ended before its call: `transferred` (its
-    channel transferred the call and left at `stopped`)"""
+    channel transferred the call and left at `stopped`), `rearm failed` (re-armed after a
+    transfer, its MixMonitor did not start again: the file ends at `stopped`)"""
     startedBy: Literal["api", "always", "star1", "pbx"]
     appId: str | None = None
     """the app that started it (`startedBy` `api`)"""

@@ -131,6 +131,9 @@ class Channel:
     dial_status: str = ""
     view_tag: str = ""  # last PBX_VIEW value seen on the channel
     on_hold: bool = False
+    # The recording feature is re-arming its MixMonitor (recording/rearm.py): the
+    # MixMonitorStop it causes does not end the run for the recordings catalog.
+    rearming: bool = False
 
 
 @dataclass(slots=True, eq=False)

@@ -60,7 +60,7 @@ def due(
         if any(c.recording is not None for c in call.channels_of(ext)):
             continue
         ch = tracker.recording_channel(call, ext)
-        if ch is not None and ch.uniqueid not in tried:
+        if ch is not None and ch.uniqueid not in tried and not ch.rearming:
             out.append((ext, ch))
     return out
 

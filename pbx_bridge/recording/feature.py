@@ -3,7 +3,8 @@
 It keeps the tracker's recording marks true (recording/events.py), checks PBX_REC
 stamps against the MixMonitor Asterisk runs on resync (recording/probe.py), writes who
 may record with *1 to AstDB (recording/astdb.py), logs the *1 subroutine's reports
-(recording/star1.py), records "always" extensions by itself (recording/always.py), and
+(recording/star1.py), records "always" extensions by itself (recording/always.py),
+re-arms a recording whose channel got a new peer (recording/rearm.py), and
 serves StartRecording / StopRecording (recording/service.py) and PauseRecording /
 ResumeRecording (recording/pausing.py) under the rules of recording/rules.py.
 """
@@ -23,6 +24,7 @@ from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording import astdb, events, rules, star1
 from pbx_bridge.recording.always import AlwaysRecorder, AlwaysTiming
 from pbx_bridge.recording.pausing import RecordingPauser
+from pbx_bridge.recording.rearm import Rearmer
 from pbx_bridge.recording.service import RecordingCounts, RecordingService
 from pbx_bridge.recording.slots import ViewSlots
 from pbx_bridge.recording.variables import REC_HEADER
@@ -53,6 +55,8 @@ class RecordingFeature(Feature):
             link, directory, self.service,
             AlwaysTiming(rec.always_retry_first, rec.always_retry_cap, rec.always_grace),
         )
+        # Re-arms a recorded channel's MixMonitor when it gets a new peer (rearm.py).
+        self.rearmer = Rearmer(link, self.service, stop_wait=settings.ami.action_timeout)
         self.counts: RecordingCounts = self.service.counts
         self.views: ViewSlots = self.service.views  # the per-view slots (bounded)
         # Channels running a MixMonitor the PBX started without a stamp (events.py).
@@ -123,6 +127,7 @@ class RecordingFeature(Feature):
         ):
             self.service.counts.failed += 1
         self.always.on_event(ev)
+        self.rearmer.on_event(ev)
 
     async def on_connected(self) -> None:
         await astdb.sync_policy(self.link.ami, self.directory, self._base_dir)

@@ -20,6 +20,12 @@ A run whose channel transferred the call (the transferer of a BlindTransfer, eit
 transferer channel of an AttendedTransfer) ends when that channel leaves: the row is
 stopped then with the reason `transferred`. The parties left talking keep their own
 channels, and so their recordings (see docs/design.md, "Transfers").
+
+A run the recording feature re-arms (recording/rearm.py: its channel got a new peer)
+is one row: the MixMonitorStop of the re-arm (the channel is marked ``rearming``) parks
+the row, and the MixMonitorStart of the same file on the same channel takes it up again.
+A parked row whose run does not start again ends where it was parked, with the reason
+`rearm failed`.
 """
 
 from __future__ import annotations
@@ -48,6 +54,8 @@ _TRANSFERERS = {
 # second (and a busy moment) older than the MixMonitorStart event.
 _STAMP_SLACK = 2.0
 TRANSFERRED = "transferred"  # the reason of a run its channel's transfer ended
+REARM_FAILED = "rearm failed"  # the reason of a run whose re-arm did not start again
+_KEPT_REASONS = frozenset({TRANSFERRED, REARM_FAILED})  # how a run ended, kept by finish
 
 
 def new_id() -> str:
@@ -94,7 +102,7 @@ def finish(row: RecordingRow, facts: FileFacts) -> None:
     """The stopped run's row as its file says: `completed` (duration, size, SHA-256),
     `failed` with the reason, or `missing`."""
     row.size, row.sha256, row.duration = facts.size, facts.sha256 or None, facts.duration
-    if row.reason != TRANSFERRED:  # how the run ended stays; an old file's reason goes
+    if row.reason not in _KEPT_REASONS:  # how the run ended stays; an old file's goes
         row.reason = None
     if facts.missing:
         row.state, row.size, row.duration = "missing", None, None
@@ -128,25 +136,60 @@ class Catalog:
         self._dialplan_trigger = dialplan_trigger
         self._ending: dict[str, str] = {}  # Uniqueid -> why its run will end (transfer)
         self._unstamped: set[str] = set()  # ids of rows whose file is MIXMONITOR_FILENAME
+        # Uniqueid -> (row, when parked): runs between a re-arm's stop and its start.
+        self._parked: dict[str, tuple[RecordingRow, float]] = {}
 
     def on_event(self, ev: Event) -> list[RecordingRow]:
         """The rows this event changed (empty for most events)."""
         name = ev.get("Event", "")
         uid = ev.get("Uniqueid", "")
         if name == "MixMonitorStart":
-            return self._start(uid, self.tracker.event_time(ev), ev)
+            ended = [self._unpark(uid)] if self._other_run(uid, ev) else []
+            return ended + (self._resume(uid) or self._start(uid, self.tracker.event_time(ev), ev))
         if name in _TRANSFERERS:
             self._transferred(name, ev)
             return []
+        if name == "Hangup" and uid in self._parked:
+            return [self._unpark(uid)]
         row = self.running.get(uid)
         if row is None:
             return []
         now = self.tracker.event_time(ev)
         if name == "MixMonitorMute":
             return self._mute(row, ev, now)
+        if name == "MixMonitorStop" and self._rearming(uid):
+            self._parked[uid] = (self.running.pop(uid), now)
+            return []
         if name in _STOPPING:
             return [self._stop(uid, now, ev)]
         return self._learn_file(row, ev=ev)
+
+    def _rearming(self, uid: str) -> bool:
+        ch = self.tracker.channels.get(uid)
+        return ch is not None and ch.rearming
+
+    def _other_run(self, uid: str, ev: Event) -> bool:
+        """A MixMonitorStart on a parked channel that is not its re-arm (another file)."""
+        if uid not in self._parked:
+            return False
+        _, stamp = parse_rec(ev.get(REC_HEADER))
+        return stamp != self._parked[uid][0].file
+
+    def _resume(self, uid: str) -> list[RecordingRow]:
+        """The re-armed run started again: its parked row goes on (same id, same file)."""
+        if uid not in self._parked:
+            return []
+        row, _ = self._parked.pop(uid)
+        self.running[uid] = row
+        self.tracker.name_recording(uid, row.id)
+        return [row]
+
+    def _unpark(self, uid: str) -> RecordingRow:
+        """A parked run that did not start again ended at its re-arm's stop."""
+        row, parked = self._parked.pop(uid)
+        self.running[uid] = row
+        self._ending[uid] = REARM_FAILED
+        return self._stop(uid, parked)
 
     def _transferred(self, name: str, ev: Event) -> None:
         """The transferring channels leave the call (Asterisk hangs them up right after;
@@ -163,7 +206,11 @@ class Catalog:
         one that goes on names its channel again (recordingId on the view, also for the
         rows a restarted bridge took up); a channel that records with no row (started
         while we were away) gets one."""
-        changed = []
+        changed = [
+            self._unpark(uid) for uid in list(self._parked)
+            if not self._rearming(uid) and (self.tracker.channels.get(uid) is None
+                                            or self.tracker.channels[uid].recording is None)
+        ]
         for uid in list(self.running):
             ch = self.tracker.channels.get(uid)
             if ch is None or ch.recording is None:
@@ -172,7 +219,7 @@ class Catalog:
                 self.tracker.name_recording(uid, self.running[uid].id)
         for uid, ch in self.tracker.channels.items():
             if ch.recording is not None and uid not in self.running:
-                changed += self._start(uid, ch.recording)
+                changed += self._resume(uid) or self._start(uid, ch.recording)
         return changed
 
     # ------------------------------------------------------------------ transitions

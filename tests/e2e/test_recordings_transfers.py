@@ -5,7 +5,12 @@ extension records "always":
 - B's recording ends when B leaves, and its row says so: `reason: transferred`,
   `stopped` at the transfer; its file holds A and B up to there;
 - A's recording is A's channel's: it goes on through the transfer and holds Jane after it;
-- Jane's new leg is recorded (the dialplan's "always", started when she answers).
+- Jane's new leg is recorded (the dialplan's "always", started when she answers);
+- both directions stay in every recording: Asterisk 22 often stops feeding a recorded
+  channel's MixMonitor the audio sent to it once the channel gets a new peer
+  (asterisk/asterisk#507, #851), so the bridge re-arms the run onto its own file
+  (recording/rearm.py): each row stays one row, one file, and Asterisk's own
+  MixMonitorStart events show the re-arms (same file).
 
 Blind: B's phone transfers with a SIP REFER (baresip 1.1 `transfer`). Attended: baresip 1.1
 has no attended transfer, so B uses Asterisk's own feature code `*2` (features.conf
@@ -67,7 +72,10 @@ async def _check(api, tmp_path: Path, transferred_at: float, *, consulted: bool)
     assert_tone(b.samples, B_HZ, "B's own side")
     assert_tone(stretch(b.samples, 0.3, 1.5), A_HZ, "A, before the transfer")
     if consulted:
-        assert_tone(stretch(b.samples, cut - 1.6, cut - 0.3), JANE_HZ, "Jane, consulted")
+        # The file ends when B left, right after 2 s with Jane (file time: the ISO
+        # `started` is whole seconds, and a re-arm leaves out a fraction of a second).
+        assert_tone(stretch(b.samples, b.duration - 1.6, b.duration - 0.3), JANE_HZ,
+                    "Jane, consulted")
     else:
         assert_no_tone(b.samples, JANE_HZ, "Jane in B's recording")
 
@@ -75,7 +83,8 @@ async def _check(api, tmp_path: Path, transferred_at: float, *, consulted: bool)
     assert a_row["state"] == "completed" and "reason" not in a_row, a_row
     a = inspect_wav(await _file(api, tmp_path, a_row))
     cut = transferred_at - _epoch(a_row["started"])
-    assert a.duration > cut + 2.0, (a.duration, cut)  # it went on after the transfer
+    # It went on after the transfer (3 s with Jane; a re-arm leaves out ~0.3 s).
+    assert a.duration > cut + 1.5, (a.duration, cut)
     assert_tone(a.samples, A_HZ, "A's own side, throughout")
     assert_tone(stretch(a.samples, 0.3, 1.5), B_HZ, "B, before the transfer")
     assert_tone(stretch(a.samples, cut + 1.2), JANE_HZ, "Jane, after the transfer")
@@ -89,7 +98,18 @@ async def _check(api, tmp_path: Path, transferred_at: float, *, consulted: bool)
     assert_tone(j.samples, JANE_HZ, "Jane's own side")
     assert_tone(stretch(j.samples, max(cut, 0.0) + 1.2), A_HZ, "A, once handed to Jane")
     if consulted:
-        assert_tone(stretch(j.samples, 0.3, cut - 0.3), B_HZ, "B, consulting Jane")
+        # Her file starts when she answers, and B talks to her for 2 s from then.
+        assert_tone(stretch(j.samples, 0.5, 1.5), B_HZ, "B, consulting Jane")
+
+
+def _rearmed(ami_log, ext: str) -> int:
+    """How many times Asterisk started the extension's MixMonitor again (its own
+    MixMonitorStart events), checked to be onto the one file of its first start."""
+    starts = ami_log.matching("MixMonitorStart")
+    files = {e.get("MIXMONITOR_FILENAME") for e in starts
+             if e.get("Channel", "").startswith(f"PJSIP/{ext}-")}
+    assert len(files) == 1, (ext, files)
+    return len([e for e in starts if e.get("Channel", "").startswith(f"PJSIP/{ext}-")]) - 1
 
 
 async def test_a_blind_transfer(pbx, phones, tmp_path, ami_log) -> None:
@@ -104,6 +124,8 @@ async def test_a_blind_transfer(pbx, phones, tmp_path, ami_log) -> None:
         await eventually(lambda a=api: not a.bridge.tracker.calls, what="call gone")
         assert transfer["Result"] == "Success", transfer
         await _check(api, tmp_path, float(transfer["Timestamp"]), consulted=False)
+        # A got a new peer (Jane): re-armed; B left; Jane's first peer is A.
+        assert (_rearmed(ami_log, A), _rearmed(ami_log, B)) == (1, 0)
 
 
 async def test_an_attended_transfer(pbx, phones, tmp_path, ami_log) -> None:
@@ -122,3 +144,5 @@ async def test_an_attended_transfer(pbx, phones, tmp_path, ami_log) -> None:
         await eventually(lambda a=api: not a.bridge.tracker.calls, what="call gone")
         assert transfer["Result"] == "Success", transfer
         await _check(api, tmp_path, float(transfer["Timestamp"]), consulted=True)
+        # B (its consultation), A and Jane (each other) got new peers: all re-armed.
+        assert min(_rearmed(ami_log, ext) for ext in (A, B, JANE)) >= 1
