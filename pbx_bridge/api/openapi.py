@@ -79,6 +79,8 @@ ERROR_DESCRIPTIONS = {
     "url_invalid": "`url` not an absolute http/https URL, or its host is on a refused range "
     "(loopback, link-local, private, ...: `[events] allow_networks`) or does not resolve",
     "event_type_invalid": "`types` not a non-empty list of event types",
+    "event_id_invalid": "`Last-Event-ID` is not an event id (`evt-` + 16 hex digits), "
+                        "or given twice",
     "organization_invalid": "path `organizationId` malformed, unknown, or another organization",
     "internal_error": "an unexpected error (logged by the service)",
     "pbx_unavailable": "AMI not connected or state not yet resynced",

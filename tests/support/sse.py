@@ -64,7 +64,7 @@ class SseReader:
 
     async def events(self, n: int) -> list[Message]:
         """The next ``n`` messages (the stream must not end before)."""
-        out = []
+        out: list[Message] = []
         while len(out) < n:
             message = await self.next()
             assert message is not None, f"the stream ended after {len(out)} of {n}"

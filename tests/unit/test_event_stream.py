@@ -214,3 +214,12 @@ async def test_metrics_count_connected_clients(api: Api) -> None:
     await connect(api)
     metrics = await (await api.client.get("/metrics", headers=api.apps.auth("admin"))).text()
     assert "pbx_bridge_event_stream_clients 1.0" in metrics
+
+
+async def test_the_openapi_document_lists_the_stream(api: Api) -> None:
+    doc = await (await api.client.get("/uapi/openapi.json")).json()
+    op = doc["paths"]["/uapi/events"]["get"]
+    assert op["operationId"] == "streamEvents"
+    assert {p["name"] for p in op["parameters"]} == {"types", "Last-Event-ID"}
+    assert "text/event-stream" in op["responses"]["200"]["content"]
+    assert "event_id_invalid" in op["responses"]["400"]["description"]
