@@ -81,7 +81,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     hub = request.app[STREAM]
     resp = EventSourceResponse(ping_interval=settings.stream_heartbeat,
                                send_timeout=settings.stream_send_timeout)
-    sub = hub.subscribe(view.wants, on_cut=lambda: _abort(request, resp))
+    sub = hub.subscribe(view.wants, on_cut=lambda: _abort(request))
     try:  # subscribed before the history is read: nothing falls between the two
         start = await asyncio.to_thread(plan, hub.store, last_seen)
         await resp.prepare(request)
@@ -98,7 +98,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-def _abort(request: web.Request, resp: EventSourceResponse) -> None:
+def _abort(request: web.Request) -> None:
     """Cut: drop the connection now, and with it whatever waits for its socket."""
     if request.transport is not None:
         request.transport.abort()
