@@ -46,6 +46,7 @@ from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.stream.hub import StreamHub
+from pbx_bridge.ui.routes import add_ui_routes
 from pbx_bridge.webhooks.service import Webhooks
 
 __all__ = ["AccessLogger", "NoRawRequestInLogs", "Runtime", "create_app"]
@@ -171,6 +172,7 @@ def create_app(
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", metrics_handler, allow_head=False)
     add_oauth_routes(app)
+    add_ui_routes(app)
     finish_routes(app)  # after every route: trailing-slash twins, Expect after auth
     app.on_response_prepare.append(_security_headers)
     if manage_bridge:

@@ -24,6 +24,7 @@ from pbx_bridge import __version__
 from pbx_bridge.api import collection, schemas, validation
 from pbx_bridge.api.routes import PREFIXES
 from pbx_bridge.calls import model
+from pbx_bridge.ui.routes import ui_paths
 
 __all__ = ["OPENAPI", "build_document", "component_schemas", "openapi_handler"]
 
@@ -665,7 +666,8 @@ def build_document(public_base_url: str | None = None) -> dict[str, Any]:
                 "with and without a trailing `/` (no redirect)."
             ),
         },
-        "paths": {**_uapi_paths(), **recording_paths(), **_event_paths(), **_service_paths()},
+        "paths": {**_uapi_paths(), **recording_paths(), **_event_paths(), **_service_paths(),
+                  **ui_paths()},
         "components": {
             "schemas": component_schemas(),
             "securitySchemes": {
