@@ -42,6 +42,16 @@ function el(tag, props, ...children) {
   return node;
 }
 
+// Put ``rows`` in ``body`` in that order, moving only what must move: a row taken out of
+// the document loses the keyboard focus, so one that stays is never touched.
+function syncRows(body, rows) {
+  const keep = new Set(rows);
+  for (const row of [...body.rows]) if (!keep.has(row)) row.remove();
+  rows.forEach((row, i) => {
+    if (body.rows[i] !== row) body.insertBefore(row, body.rows[i] || null);
+  });
+}
+
 function time(iso) {
   return iso ? new Date(iso).toLocaleTimeString() : "";
 }
@@ -251,7 +261,7 @@ function renderCalls() {
       if (view.extension === call.extension) rows.push(viewRow(call, view));
     }
   }
-  body.replaceChildren(...rows);  // the same nodes move: focus stays where it was
+  syncRows(body, rows);
   $("calls").hidden = rows.length === 0;
   $("no-calls").hidden = rows.length !== 0;
 }
@@ -370,7 +380,7 @@ async function loadRecordings() {
   }
   const list = [...byId.values()].sort((a, b) => (b.started || "").localeCompare(a.started || ""));
   const rows = list.map(recordingRow);
-  $("recordings").tBodies[0].replaceChildren(...rows);
+  syncRows($("recordings").tBodies[0], rows);
   $("recordings").hidden = rows.length === 0;
   $("no-recordings").hidden = rows.length !== 0;
 }
