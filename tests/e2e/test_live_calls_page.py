@@ -3,8 +3,8 @@
 downloaded), against the real bridge, the real Asterisk and a real baresip phone.
 
 Keyboard only: sign in, see the call appear from the live stream, start recording, see
-the state the PBX confirmed, stop, see the recording in the list, play it (the <audio>
-element loads the file: duration > 0), hang up, see the call go. A screenshot of each
+the state the PBX confirmed, pause, resume, stop, see the recording in the list, play it
+(the <audio> element loads the file: duration > 0), hang up, see the call go. A screenshot of each
 step under the test's tmp_path/screenshots. Along the way: every control has an
 accessible name, the page logs no error (CSP, Trusted Types, script), and nothing it
 requests leaves the bridge or carries the token in its URL.
@@ -134,7 +134,16 @@ async def test_live_calls_page_in_chromium(api: Api, phones, page: Page, tmp_pat
     await asyncio.sleep(2.0)  # a recording of a few seconds to play back
 
     await page.keyboard.press("Tab")  # Pause
-    await page.keyboard.press("Tab")  # Resume (does nothing while not paused)
+    await page.keyboard.press("Enter")
+    await expect(row.locator("td").nth(3)).to_have_text(re.compile("^Paused since "),
+                                                        timeout=WAIT)
+    await shot("paused")
+    await page.keyboard.press("Tab")  # Resume
+    await expect(page.get_by_role("button", name=f"Resume recording, {A} view 01")
+                 ).to_be_focused()
+    await page.keyboard.press("Enter")
+    await expect(row.locator("td").nth(3)).to_have_text(re.compile("^Recording since "),
+                                                        timeout=WAIT)
     await page.keyboard.press("Tab")  # Stop
     await expect(page.get_by_role("button", name=f"Stop recording, {A} view 01")).to_be_focused()
     await page.keyboard.press("Enter")
@@ -171,7 +180,7 @@ async def test_live_calls_page_in_chromium(api: Api, phones, page: Page, tmp_pat
     assert requests and all(u.startswith((api.base + "/", "blob:", "data:"))
                             for u in requests), requests
     assert not [u for u in requests if api.token in u]
-    assert len(shot.taken) == 8 and all(p.stat().st_size > 0 for p in shot.taken)
+    assert len(shot.taken) == 9 and all(p.stat().st_size > 0 for p in shot.taken)
     print("\nscreenshots:", shot.folder)
 
 

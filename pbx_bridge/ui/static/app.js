@@ -360,7 +360,7 @@ async function onEvent(type, event) {
       await refreshCall(event.extension, event.phoneCallId);
     }
     announce(`${RECORDING_EVENTS[type]} on ${event.extension}.`);
-    if (type !== "recording.started") await loadRecordings();
+    await loadRecordings();
   }
 }
 
