@@ -320,6 +320,14 @@ class EventsSettings(_Section):
     # older than history_seconds AND history_events newer ones exist.
     history_seconds: Seconds = 86400.0
     history_events: Annotated[int, Field(ge=1)] = 100_000
+    # The live stream (GET /uapi/events): a heartbeat comment every stream_heartbeat
+    # seconds (the token is checked again then: a revoked one ends the stream); a client
+    # more than stream_queue events behind, or whose socket takes no byte for
+    # stream_send_timeout seconds, is cut (memory never grows with a client that stops
+    # reading).
+    stream_heartbeat: Seconds = 15.0
+    stream_queue: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
+    stream_send_timeout: Seconds = 60.0
 
 
 # --------------------------------------------------------------------------- settings

@@ -36,6 +36,7 @@ from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.secret_check import refused_secret
+from pbx_bridge.stream.hub import StreamHub
 from pbx_bridge.webhooks.service import Webhooks
 
 if TYPE_CHECKING:
@@ -89,6 +90,8 @@ class Services:
         self.webhooks = Webhooks(directory.database, settings.events, self.events.store,
                                  clock=clock)
         self.events.sinks.append(self.webhooks)
+        self.stream = StreamHub(self.events.store, settings.events.stream_queue)
+        self.events.sinks.append(self.stream)  # GET /uapi/events
         self._watcher: asyncio.Task[None] | None = None
         self.known_devices: dict[str, Extension] = {}  # the device map the link was given
 

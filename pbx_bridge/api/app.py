@@ -22,7 +22,15 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, RECORDINGS, SETTINGS, WEBHOOKS
+from pbx_bridge.api.context import (
+    DIRECTORY,
+    LINK,
+    RECORDING,
+    RECORDINGS,
+    SETTINGS,
+    STREAM,
+    WEBHOOKS,
+)
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import add_oauth_routes
@@ -31,12 +39,15 @@ from pbx_bridge.api.recordings import add_recording_routes
 from pbx_bridge.api.request_id import REQUEST_ID, request_id_header, request_id_middleware
 from pbx_bridge.api.routes import BACKGROUND, add_routes
 from pbx_bridge.api.routing import finish_routes
+from pbx_bridge.api.stream import add_stream_routes
 from pbx_bridge.api.webhooks import add_webhook_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
+from pbx_bridge.stream.hub import StreamHub
+from pbx_bridge.ui.routes import add_ui_routes
 from pbx_bridge.webhooks.service import Webhooks
 
 __all__ = ["AccessLogger", "NoRawRequestInLogs", "Runtime", "create_app"]
@@ -49,6 +60,7 @@ class Runtime(Protocol):
     recording: RecordingFeature
     recordings: RecordingsCatalog
     webhooks: Webhooks
+    stream: StreamHub
 
     async def start(self) -> None: ...
 
@@ -139,7 +151,7 @@ def create_app(
     if not any(isinstance(f, NoRawRequestInLogs) for f in _SERVER_LOG.filters):
         _SERVER_LOG.addFilter(NoRawRequestInLogs())
     metrics = Metrics(services.link, services.recording, services.recordings,
-                      services.webhooks.sender)
+                      services.webhooks.sender, services.stream)
     app = web.Application(
         middlewares=[request_id_middleware, metrics.middleware, error_middleware],
         client_max_size=settings.http.body_limit,
@@ -150,17 +162,20 @@ def create_app(
     app[RECORDING] = services.recording
     app[RECORDINGS] = services.recordings
     app[WEBHOOKS] = services.webhooks
+    app[STREAM] = services.stream
     app[REGISTRY] = metrics
     app[OPENAPI] = build_document(settings.http.public_base_url)
 
     add_routes(app)
     add_recording_routes(app)
     add_webhook_routes(app)
+    add_stream_routes(app)
     app.router.add_get("/uapi/openapi.json", openapi_handler, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
     app.router.add_get("/metrics", metrics_handler, allow_head=False)
     add_oauth_routes(app)
+    add_ui_routes(app)
     finish_routes(app)  # after every route: trailing-slash twins, Expect after auth
     app.on_response_prepare.append(_security_headers)
     app.on_response_prepare.append(request_id_header)

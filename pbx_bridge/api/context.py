@@ -9,9 +9,10 @@ from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
+from pbx_bridge.stream.hub import StreamHub
 from pbx_bridge.webhooks.service import Webhooks
 
-__all__ = ["DIRECTORY", "LINK", "RECORDING", "RECORDINGS", "SETTINGS", "WEBHOOKS"]
+__all__ = ["DIRECTORY", "LINK", "RECORDING", "RECORDINGS", "SETTINGS", "STREAM", "WEBHOOKS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DIRECTORY = web.AppKey("directory", Directory)
@@ -19,3 +20,4 @@ LINK = web.AppKey("pbx_link", PbxLink)
 RECORDING = web.AppKey("recording", RecordingFeature)
 RECORDINGS = web.AppKey("recordings", RecordingsCatalog)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
+STREAM = web.AppKey("stream", StreamHub)

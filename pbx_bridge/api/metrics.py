@@ -14,6 +14,9 @@
 - ``pbx_bridge_recordings_swept_total{state}``: recordings (file and row) the retention
   sweep deleted, by the state they had (``completed``, ``failed``, ``missing``);
   ``pbx_bridge_recordings_swept_bytes_total``: the bytes of their files.
+- The event stream (pbx_bridge/stream/): ``pbx_bridge_event_stream_clients`` (connected
+  now), ``pbx_bridge_event_stream_cut_total`` (cut for falling ``stream_queue`` events
+  behind), ``pbx_bridge_event_stream_queued`` (events waiting in their queues).
 - Webhooks (pbx_bridge/webhooks/): ``pbx_bridge_webhook_{attempts,delivered,failed,dead}_total``
   and ``pbx_bridge_webhook_delivery_lag_seconds`` (outbox write to 2xx, a histogram).
 
@@ -41,6 +44,7 @@ from pbx_bridge.api.errors import ApiError, Handler
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
+from pbx_bridge.stream.hub import StreamHub
 from pbx_bridge.webhooks.sender import Sender
 
 __all__ = ["REGISTRY", "Metrics", "metrics_handler"]
@@ -116,6 +120,22 @@ class _WebhookCollector(Collector):
         yield from self._sender.lag.collect()
 
 
+class _StreamCollector(Collector):
+    def __init__(self, hub: StreamHub) -> None:
+        self._hub = hub
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("pbx_bridge_event_stream_clients",
+                                "clients connected to GET /uapi/events",
+                                value=len(self._hub.clients))
+        yield CounterMetricFamily("pbx_bridge_event_stream_cut",
+                                  "stream clients cut for falling too far behind",
+                                  value=self._hub.cut_total)
+        yield GaugeMetricFamily("pbx_bridge_event_stream_queued",
+                                "events waiting in the stream clients' queues",
+                                value=self._hub.queued())
+
+
 class Metrics:
     def __init__(
         self,
@@ -123,6 +143,7 @@ class Metrics:
         recording: RecordingFeature,
         recordings: RecordingsCatalog | None = None,
         sender: Sender | None = None,
+        stream: StreamHub | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -147,6 +168,8 @@ class Metrics:
         self.registry.register(_BridgeCollector(link, recording, recordings))
         if sender is not None:
             self.registry.register(_WebhookCollector(sender))
+        if stream is not None:
+            self.registry.register(_StreamCollector(stream))
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:

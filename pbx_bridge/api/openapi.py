@@ -24,6 +24,7 @@ from pbx_bridge import __version__
 from pbx_bridge.api import collection, schemas, validation
 from pbx_bridge.api.routes import PREFIXES
 from pbx_bridge.calls import model
+from pbx_bridge.ui.routes import ui_paths
 
 __all__ = ["OPENAPI", "build_document", "component_schemas", "openapi_handler"]
 
@@ -81,6 +82,8 @@ ERROR_DESCRIPTIONS = {
     "url_invalid": "`url` not an absolute http/https URL, or its host is on a refused range "
     "(loopback, link-local, private, ...: `[events] allow_networks`) or does not resolve",
     "event_type_invalid": "`types` not a non-empty list of event types",
+    "event_id_invalid": "`Last-Event-ID` is not an event id (`evt-` + 16 hex digits), "
+                        "or given twice",
     "organization_invalid": "path `organizationId` malformed, unknown, or another organization",
     "internal_error": "an unexpected error (logged by the service)",
     "pbx_unavailable": "AMI not connected or state not yet resynced",
@@ -666,7 +669,8 @@ def build_document(public_base_url: str | None = None) -> dict[str, Any]:
                 "with and without a trailing `/` (no redirect)."
             ),
         },
-        "paths": {**_uapi_paths(), **recording_paths(), **_event_paths(), **_service_paths()},
+        "paths": {**_uapi_paths(), **recording_paths(), **_event_paths(), **_service_paths(),
+                  **ui_paths()},
         "components": {
             "schemas": component_schemas(),
             "securitySchemes": {

@@ -1,4 +1,5 @@
-"""The OpenAPI description of the webhook subscription routes (api/webhooks.py)."""
+"""The OpenAPI description of the webhook subscription routes (api/webhooks.py) and of
+the event stream (api/stream.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pbx_bridge.api.openapi import (
     _error,
     _json,
 )
+from pbx_bridge.api.stream import EVENTS_PATH
 from pbx_bridge.events.model import EVENT_TYPES
 
 __all__ = ["event_paths"]
@@ -101,8 +103,58 @@ def _routes(base: str, params: list[Any], path_codes: tuple[str, ...], tag: str)
     }
 
 
+# The Event (events/model.py Event.to_json): what each stream message's data holds.
+_EVENT: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "pattern": "^evt-[0-9a-f]{16}$"},
+        "seq": {"type": "integer", "minimum": 1},
+        "type": {"type": "string", "enum": list(EVENT_TYPES)},
+        "time": {"type": "string", "format": "date-time"},
+        "ownerId": {"type": "string"},
+        "extension": {"type": "string"},
+        "phoneCallId": {"type": "string"},
+        "data": {"type": "object", "description": "the PhoneCall (call.*, with "
+                 "`callEventType` and `direction`) or the Recording (recording.*)"},
+    },
+    "required": ["id", "seq", "type", "time", "extension", "data"],
+}
+_STREAM_TEXT = (
+    "Server-Sent Events. Each message: `id:` the event id, `event:` its type, `data:` the "
+    "Event (schema below) as JSON. A `history.gap` message (no `id:`; data "
+    "`{lastEventId, reason: expired|unknown, missed, lastKept}`) first when the "
+    "`Last-Event-ID` names events the history no longer keeps; a bare `id:` line names "
+    "where the stream stands; `: ping` comment lines are heartbeats."
+)
+
+
+def _stream_path() -> dict[str, Any]:
+    return {EVENTS_PATH: {"get": {
+        "tags": ["events"], "security": _UAPI_SECURITY, "operationId": "streamEvents",
+        "summary": "The live event stream of the token's extensions (Server-Sent Events)",
+        "parameters": [
+            {"name": "types", "in": "query", "required": False,
+             "description": "only these event types (comma-separated, or repeated)",
+             "schema": {"type": "string"}},
+            {"name": "Last-Event-ID", "in": "header", "required": False,
+             "description": "resume after this event id, from the kept history",
+             "schema": {"type": "string", "pattern": "^evt-[0-9a-f]{16}$"}},
+        ],
+        "responses": {
+            "200": {"description": _STREAM_TEXT,
+                    "content": {"text/event-stream": {"schema": {"type": "string"},
+                                                      "x-event-data": _EVENT}}},
+            "400": _error("Invalid request", "request_invalid", "event_type_invalid",
+                          "event_id_invalid"),
+            "401": _error("Not authenticated", "unauthorized"),
+            "500": _error("Internal error", "internal_error"),
+        },
+    }}}
+
+
 def event_paths() -> dict[str, Any]:
     return {
+        **_stream_path(),
         **_routes("/uapi/extensions/{userId}/{extension}/phoneCallEvents", _PATH_PARAMS,
                   ("user_invalid", "extension_invalid"), "PhoneCallEvents"),
         **_routes("/uapi/organizations/{organizationId}/phoneCallEvents", [_ORG_PARAM],

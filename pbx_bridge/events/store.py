@@ -51,6 +51,17 @@ class EventStore:
             ).all()
         return [orjson.loads(r[0]) for r in found]
 
+    def span_after(self, seq: int) -> tuple[int, int]:
+        """(how many kept events come after ``seq``, the last seq): a stream resuming
+        from ``seq`` missed some iff fewer are kept than were numbered (the sequence has
+        no holes but those pruning made)."""
+        with self.db.transaction() as conn:
+            kept = conn.execute(
+                select(func.count()).select_from(events).where(events.c.seq > seq)
+            ).scalar()
+            top = conn.execute(select(func.max(events.c.seq))).scalar()
+        return int(kept or 0), int(top or 0)
+
     def get(self, seqs: Iterable[int]) -> dict[int, dict[str, object]]:
         with self.db.transaction() as conn:
             found = conn.execute(

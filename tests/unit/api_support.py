@@ -17,7 +17,13 @@ from typing import Any
 from pydantic import SecretStr
 
 from pbx_bridge.calls.tracker import Call
-from pbx_bridge.config import AmiSettings, DatabaseSettings, HttpSettings, Settings
+from pbx_bridge.config import (
+    AmiSettings,
+    DatabaseSettings,
+    EventsSettings,
+    HttpSettings,
+    Settings,
+)
 from pbx_bridge.directory.models import DirectoryFile, User
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.events import apply_event as apply_recording_event
@@ -42,8 +48,10 @@ def closed_port() -> int:
         return s.getsockname()[1]
 
 
-def make_settings(tmp_path: Path, **http: Any) -> Settings:
+def make_settings(tmp_path: Path, *, events: EventsSettings | None = None,
+                  **http: Any) -> Settings:
     return Settings(
+        events=events or EventsSettings(),
         http=HttpSettings(public_base_url=BASE_URL, **http),
         ami=AmiSettings(
             host="127.0.0.1",
@@ -240,13 +248,14 @@ class Api:
         tmp_path: Path,
         *,
         clock: Callable[[], float] | None = None,
+        events: EventsSettings | None = None,
         **http: Any,
     ) -> Api:
         from aiohttp.test_utils import TestServer
 
         from pbx_bridge.api.app import AccessLogger, create_app
 
-        settings = make_settings(tmp_path, **http)
+        settings = make_settings(tmp_path, events=events, **http)
         directory = make_directory(settings, clock)
         bridge = Services(settings, directory)
         spy = AmiSpy(bridge.ami)
