@@ -67,6 +67,10 @@ async def test_bridge_restart_keeps_call_ids_views_and_recording(pbx, phones, tm
             await eventually_async(lambda ch=ch: _getvar(first, ch.name, "PBX_VIEW"))
         ext = directory.extension(A)
         await first.recording.service.start(call, ext, "wav")
+        # the catalog names the run (recordingId) from Asterisk's MixMonitorStart, which
+        # may come just after the start's answer (CONTRACT, Recording resource)
+        await eventually(lambda: "recordingId" in rendered(first)[0]["phoneCallView"][0],
+                         what="the recording catalogued")
         before = rendered(first)
         assert before[0]["phoneCallView"][0]["recording"]
         await asyncio.sleep(1.0)
