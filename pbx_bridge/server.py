@@ -31,6 +31,7 @@ from pbx_bridge.core.link import PbxLink, ami_client
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory, Migrate
 from pbx_bridge.events.feature import EventsFeature
+from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.logs import set_level, setup_logging
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
@@ -89,6 +90,7 @@ class Services:
         self.webhooks = Webhooks(directory.database, settings.events, self.events.store,
                                  clock=clock)
         self.events.sinks.append(self.webhooks)
+        self.holding = HoldingFeature(self.link, directory, settings)
         self._watcher: asyncio.Task[None] | None = None
         self.known_devices: dict[str, Extension] = {}  # the device map the link was given
 

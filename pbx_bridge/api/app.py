@@ -22,7 +22,15 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, RECORDINGS, SETTINGS, WEBHOOKS
+from pbx_bridge.api.context import (
+    DIRECTORY,
+    HOLDING,
+    LINK,
+    RECORDING,
+    RECORDINGS,
+    SETTINGS,
+    WEBHOOKS,
+)
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import add_oauth_routes
@@ -35,6 +43,7 @@ from pbx_bridge.api.webhooks import add_webhook_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
+from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.webhooks.service import Webhooks
@@ -49,6 +58,7 @@ class Runtime(Protocol):
     recording: RecordingFeature
     recordings: RecordingsCatalog
     webhooks: Webhooks
+    holding: HoldingFeature
 
     async def start(self) -> None: ...
 
@@ -150,6 +160,7 @@ def create_app(
     app[RECORDING] = services.recording
     app[RECORDINGS] = services.recordings
     app[WEBHOOKS] = services.webhooks
+    app[HOLDING] = services.holding
     app[REGISTRY] = metrics
     app[OPENAPI] = build_document(settings.http.public_base_url)
 

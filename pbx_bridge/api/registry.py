@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 from pbx_bridge.api.actions import RECORDING_ACTIONS, Registry
+from pbx_bridge.api.holding import HOLDING_ACTIONS
 
 __all__ = ["REGISTRY"]
 
 REGISTRY = Registry(
     RECORDING_ACTIONS,
+    HOLDING_ACTIONS,
 )

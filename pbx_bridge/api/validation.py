@@ -154,12 +154,15 @@ class Action:
 # The contract's error for each PhoneCallAction field whose value is wrong (the model
 # reports its fields in declaration order, so the first error is the one answered). A
 # field added to PhoneCallAction adds its code here.
-FIELD_ERRORS: dict[str, tuple[str, str]] = {
+FIELD_ERRORS = {
     "action": ("pc_action_invalid", _ACTION_MESSAGE),
     "format": ("pc_recformat_invalid", "format must be wav or wav49"),
     "phoneCallViewId": (
         "pc_phonecallview_invalid", 'phoneCallViewId is required: two digits, e.g. "01"'
     ),
+    "maxInParking": ("pc_maxinparking_invalid", 'maxInParking must be "10" to "3600" (seconds)'),
+    "sendCallTo": ("pc_sendcallto_invalid",
+                   "sendCallTo must be an extension of the same organization"),
 }
 
 
