@@ -330,6 +330,19 @@ class EventsSettings(_Section):
     stream_send_timeout: Seconds = 60.0
 
 
+_DIALPLAN_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class CallControlSettings(_Section):
+    """Call control: hold and park (pbx_bridge/holding/)."""
+
+    # The dialplan context where an extension's number is dialled: UnPark sends the
+    # parked call there (AMI Redirect to <sendCallTo>@dial_context).
+    dial_context: Annotated[str, Field(pattern=_DIALPLAN_NAME)] = "from-internal"
+    # The res_parking lot Park uses (res_parking.conf).
+    parking_lot: Annotated[str, Field(pattern=_DIALPLAN_NAME)] = "default"
+
+
 # --------------------------------------------------------------------------- settings
 
 # The parsed TOML of the file being loaded by load_settings(); read by _FileSource.
@@ -377,6 +390,7 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     events: EventsSettings = EventsSettings()
+    callcontrol: CallControlSettings = CallControlSettings()
 
     _config_file: Path | None = PrivateAttr(default=None)
 

@@ -31,6 +31,7 @@ from pbx_bridge.core.link import PbxLink, ami_client
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory, Migrate
 from pbx_bridge.events.feature import EventsFeature
+from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.logs import set_level, setup_logging
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
@@ -92,6 +93,7 @@ class Services:
         self.events.sinks.append(self.webhooks)
         self.stream = StreamHub(self.events.store, settings.events.stream_queue)
         self.events.sinks.append(self.stream)  # GET /uapi/events
+        self.holding = HoldingFeature(self.link, directory, settings)
         self._watcher: asyncio.Task[None] | None = None
         self.known_devices: dict[str, Extension] = {}  # the device map the link was given
 

@@ -24,6 +24,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from pbx_bridge.api.context import (
     DIRECTORY,
+    HOLDING,
     LINK,
     RECORDING,
     RECORDINGS,
@@ -44,6 +45,7 @@ from pbx_bridge.api.webhooks import add_webhook_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
+from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.stream.hub import StreamHub
@@ -61,6 +63,7 @@ class Runtime(Protocol):
     recordings: RecordingsCatalog
     webhooks: Webhooks
     stream: StreamHub
+    holding: HoldingFeature
 
     async def start(self) -> None: ...
 
@@ -163,6 +166,7 @@ def create_app(
     app[RECORDINGS] = services.recordings
     app[WEBHOOKS] = services.webhooks
     app[STREAM] = services.stream
+    app[HOLDING] = services.holding
     app[REGISTRY] = metrics
     app[OPENAPI] = build_document(settings.http.public_base_url)
 

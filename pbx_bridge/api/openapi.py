@@ -43,7 +43,10 @@ ERROR_DESCRIPTIONS = {
     "that user/extension",
     "pc_phonecallview_invalid": "`phoneCallViewId` missing, malformed, or not a view of "
     "the call the requester may act on",
-    "pc_action_invalid": "`action` missing or not `StartRecording`/`StopRecording`",
+    "pc_action_invalid": "`action` missing or not one of the PhoneCallAction's actions",
+    "pc_maxinparking_invalid": "`maxInParking` not a string of digits from 10 to 3600",
+    "pc_sendcallto_invalid": "`sendCallTo` malformed, or not an extension of the view's "
+    "organization",
     "body_invalid": "body not UTF-8, not a JSON object, with duplicate or unknown keys, "
     "or fields that are not strings",
     "request_invalid": "a query parameter the resource does not take (the list: "
@@ -65,7 +68,10 @@ ERROR_DESCRIPTIONS = {
     "access_denied": "the user/extension in the path is outside the requester's context",
     "pc_recording_disabled": "the extension's phone terminal setup does not allow "
     "recording on demand (*1); or StopRecording on an extension that records always",
-    "pc_phonecallview_state": "the view cannot be recorded now (not answered, or hung up)",
+    "pc_phonecallview_state": "the action does not fit the view's state now (not "
+    "answered or hung up; OnHold on a call on hold or parked, OffHold on a call not held "
+    "by OnHold, Park on a view not talking to one other party, UnPark on a call not "
+    "parked)",
     "body_too_large": "body over the configured limit",
     "unsupported_media_type": "`Content-Type` given and not `application/json` "
     "(parameters such as `charset` are accepted; no `Content-Type` at all is too)",
@@ -220,6 +226,8 @@ def _uapi_errors(*, put: bool = False, one: bool = False) -> dict[str, Schema]:
             "pc_action_invalid",
             "pc_recformat_invalid",
             "pc_phonecallview_invalid",
+            "pc_maxinparking_invalid",
+            "pc_sendcallto_invalid",
         ]
     out = {
         "400": _error("Invalid request", *bad),

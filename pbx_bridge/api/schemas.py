@@ -6,11 +6,12 @@ description; :class:`PhoneCallAction` also validates the PUT body
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pbx_bridge.calls.model import PhoneCallFields
+from pbx_bridge.holding.limits import MAX_IN_PARKING, NUMBER_PATTERN
 
 __all__ = [
     "ActionName",
@@ -29,7 +30,16 @@ __all__ = [
     "TokenRequest",
 ]
 
-ActionName = Literal["StartRecording", "StopRecording", "PauseRecording", "ResumeRecording"]
+ActionName = Literal[
+    "StartRecording",
+    "StopRecording",
+    "PauseRecording",
+    "ResumeRecording",
+    "OnHold",
+    "OffHold",
+    "Park",
+    "UnPark",
+]
 RecordingFormat = Literal["wav", "wav49"]
 VIEW_ID_PATTERN = "^[0-9]{2}$"  # what a PUT names; a rendered view id may grow longer
 
@@ -53,6 +63,16 @@ class PhoneCallList(_Closed):
     """the calls, oldest first unless `sortOrder=descending`"""
 
 
+def _parking_range(value: str) -> str:
+    low, high, _default = MAX_IN_PARKING
+    if not low <= int(value) <= high:
+        raise ValueError(f"maxInParking must be {low} to {high}")
+    return value
+
+
+ParkingSeconds = Annotated[str, Field(pattern=r"^[0-9]{1,4}$"), AfterValidator(_parking_range)]
+
+
 class PhoneCallAction(_Closed):
     """What to do to one view of the call. A JSON object with these keys only, each value
     a string."""
@@ -69,6 +89,11 @@ class PhoneCallAction(_Closed):
     service's `recordings.default_format` (`wav` unless configured)"""
     phoneCallViewId: str = Field(pattern=VIEW_ID_PATTERN)
     """the id of the view (the leg of one local extension) to act on"""
+    maxInParking: ParkingSeconds | None = None
+    """Park only: seconds the call waits in the parking lot before it rings the view's
+    extension again: a string of digits, "10" to "3600" (default "180")"""
+    sendCallTo: str | None = Field(default=None, pattern=NUMBER_PATTERN)
+    """UnPark: where the parked call goes, an extension of the same organization"""
 
 
 class ErrorDetail(_Closed):

@@ -54,7 +54,7 @@ def _put(doc: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _render_view(tracker: Tracker, call: Call, ext: str) -> dict[str, Any]:
-    chans = call.channels_of(ext)
+    chans = call.view_channels(ext)
     best = max(chans, key=lambda c: (c.state == STATE_UP, seq_of(c.uniqueid)))
     answered = [c.answered for c in chans if c.answered is not None]
     recorders = call.recorders(ext)
@@ -75,7 +75,24 @@ def _render_view(tracker: Tracker, call: Call, ext: str) -> dict[str, Any]:
         view["recording"] = m.iso(min(recording))
         _put(view, "recordingPaused", _paused(recorders))
         _put(view, "recordingId", next((c.rec_id for c in recorders if c.rec_id), None))
+    _call_control(view, call, best)
     return view
+
+
+def _call_control(view: dict[str, Any], call: Call, best: Channel) -> None:
+    """ringing, onHold + holder, parked + parkedPos + parkedBy: all from Asterisk's
+    events (Newstate, Hold/Unhold, MusicOnHoldStart/Stop, ParkedCall...)."""
+    if best.state == 5 and best.extension is not None:
+        view["ringing"] = True
+    on_hold, holder = call.hold()
+    if on_hold:
+        view["onHold"] = True
+        _put(view, "holder", holder)
+    parking = call.parking()
+    if parking is not None:
+        view["parked"] = True
+        view["parkedPos"] = parking[0]
+        _put(view, "parkedBy", parking[1])
 
 
 def _paused(chans: list[Channel]) -> str | None:
