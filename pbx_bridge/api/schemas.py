@@ -29,9 +29,26 @@ __all__ = [
     "TokenRequest",
 ]
 
-ActionName = Literal["StartRecording", "StopRecording", "PauseRecording", "ResumeRecording"]
+ActionName = Literal[
+    "StartRecording",
+    "StopRecording",
+    "PauseRecording",
+    "ResumeRecording",
+    # call control (pbx_bridge/callcontrol/): sending the other party elsewhere, spying
+    "Transfer",
+    "TransferToVoicemail",
+    "PickUp",
+    "BargeIn",
+    "Whisper",
+    "Monitor",
+]
 RecordingFormat = Literal["wav", "wav49"]
 VIEW_ID_PATTERN = "^[0-9]{2}$"  # what a PUT names; a rendered view id may grow longer
+# A number to send a call to: an extension number (``0003*210``) or a public number.
+SEND_CALL_TO_PATTERN = r"^\+?[0-9*#]{1,32}$"
+WAIT_FOR_PICKUP_PATTERN = "^(?:[1-9][0-9]?|[12][0-9][0-9]|300)$"  # 1 to 300
+# ``Name <number>`` or a number: printable, no quote or angle bracket in the name.
+CALLER_ID_PATTERN = r'^(?:[^\x00-\x1f\x7f-\x9f"<>]{0,64}<\+?[0-9*#]{1,32}>|\+?[0-9*#]{1,32})$'
 
 
 class _Closed(BaseModel):
@@ -69,6 +86,21 @@ class PhoneCallAction(_Closed):
     service's `recordings.default_format` (`wav` unless configured)"""
     phoneCallViewId: str = Field(pattern=VIEW_ID_PATTERN)
     """the id of the view (the leg of one local extension) to act on"""
+    sendCallTo: str | None = Field(default=None, pattern=SEND_CALL_TO_PATTERN)
+    """Transfer, TransferToVoicemail, PickUp, BargeIn, Whisper, Monitor (required there,
+    refused elsewhere): where the call goes, or who is called to barge in, whisper or
+    listen: an extension of the view's organization, or a public number only with the
+    query parameter `allowPublicTransfer=true` (TransferToVoicemail: an extension)"""
+    callerId: str | None = Field(default=None, pattern=CALLER_ID_PATTERN)
+    """BargeIn only: the caller id `sendCallTo`'s phone shows, `Name <number>` or a
+    number; default `BargeIn <the view's extension>`"""
+    waitForPickup: str | None = Field(default=None, pattern=WAIT_FOR_PICKUP_PATTERN)
+    """BargeIn only: seconds `sendCallTo` may ring before the attempt is given up, a
+    string of digits, 1 to 300; default 25"""
+    private: Literal["0", "1"] | None = None
+    """Whisper only: `"1"` = the whisperer hears nothing of the call (ChanSpy's private
+    whisper, `W`); `"0"` (default) = the whisperer hears both parties (`w`). Either way
+    only the view's extension hears the whisperer."""
 
 
 class ErrorDetail(_Closed):

@@ -135,6 +135,12 @@ class Action:
     action: ActionName
     format: RecordingFormat | None  # None: not given
     view_id: str
+    # Call control (pbx_bridge/api/callcontrol_actions.py says which action takes which);
+    # None: not given.
+    send_call_to: str | None = None
+    caller_id: str | None = None
+    wait_for_pickup: str | None = None
+    private: str | None = None
 
 
 def _body_invalid(message: str) -> ApiError:
@@ -190,7 +196,33 @@ def _action(data: dict[str, Any]) -> Action:
             raise ApiError(400, "pc_action_invalid", _ACTION_MESSAGE) from None
         if field == "format":
             raise ApiError(400, "pc_recformat_invalid", "format must be wav or wav49") from None
-        raise ApiError(
-            400, "pc_phonecallview_invalid", 'phoneCallViewId is required: two digits, e.g. "01"'
-        ) from None
-    return Action(action=body.action, format=body.format, view_id=body.phoneCallViewId)
+        if field == "phoneCallViewId":
+            raise ApiError(
+                400,
+                "pc_phonecallview_invalid",
+                'phoneCallViewId is required: two digits, e.g. "01"',
+            ) from None
+        raise _call_control_field(str(field)) from None
+    return Action(
+        action=body.action,
+        format=body.format,
+        view_id=body.phoneCallViewId,
+        send_call_to=body.sendCallTo,
+        caller_id=body.callerId,
+        wait_for_pickup=body.waitForPickup,
+        private=body.private,
+    )
+
+
+def _call_control_field(field: str) -> ApiError:
+    if field == "sendCallTo":
+        return ApiError(
+            400, "pc_sendcallto_invalid", "sendCallTo must be an extension or a phone number"
+        )
+    if field == "waitForPickup":
+        return ApiError(
+            400, "pc_waitforpickup_invalid", 'waitForPickup must be "1" to "300" (seconds)'
+        )
+    if field == "callerId":
+        return _body_invalid('callerId must be "Name <number>" or a number')
+    return _body_invalid('private must be "0" or "1"')
