@@ -2,7 +2,7 @@
 Local channel in ``[pbx-bridge-dial]``) and, once it answers, ChanSpy runs on its call
 with the view's answered channel as target (:mod:`.options`). Nothing in the spied
 call changes: no channel moves bridges, so a recording of the view goes on untouched
-(the spy's voice is not in it: MixMonitor taps the channel, not the spy's audiohook).
+(what the recording holds of the spy is not asserted).
 
 The spy's own call is a new call of ``sendCallTo`` (its own PhoneCall for that
 extension), which ends by itself when the view's channel hangs up (``E``).
