@@ -26,7 +26,9 @@ __all__ = [
     "STATE_RINGING",
     "VOICEMAIL_CONTEXT",
     "answered_channel",
+    "blind_transfer_headers",
     "originate",
+    "originate_headers",
     "ringing_channel",
     "send",
 ]
@@ -70,6 +72,27 @@ async def send(link: PbxLink, action: str, headers: Mapping[str, str]) -> Messag
     return resp
 
 
+def blind_transfer_headers(channel: str, context: str, exten: str) -> dict[str, str]:
+    """AMI BlindTransfer: ``channel``'s bridge peer goes to ``exten@context``."""
+    return {"Channel": channel, "Context": context, "Exten": exten}
+
+
+def originate_headers(
+    number: str, *, application: str, data: str, caller_id: str, timeout_s: int, tag: str
+) -> dict[str, str]:
+    """AMI Originate (Async) of ``number`` through the dial context, running
+    ``application(data)`` once answered. (Also what tests/support/scenarios.py sends.)"""
+    return {
+        "Channel": f"Local/{number}@{DIAL_CONTEXT}",
+        "Application": application,
+        "Data": data,
+        "CallerID": caller_id,
+        "Timeout": str(timeout_s * 1000),
+        "Async": "true",
+        "Variable": f"{CC_VARIABLE}={tag}",
+    }
+
+
 async def originate(
     link: PbxLink,
     number: str,
@@ -82,16 +105,12 @@ async def originate(
 ) -> None:
     """Call ``number`` through the dial context; once answered it runs ``application``.
     Returns when Asterisk has queued the call (Async), not when it is answered."""
-    await send(
-        link,
-        "Originate",
-        {
-            "Channel": f"Local/{number}@{DIAL_CONTEXT}",
-            "Application": application,
-            "Data": data,
-            "CallerID": caller_id,
-            "Timeout": str(timeout_s * 1000),
-            "Async": "true",
-            "Variable": f"{CC_VARIABLE}={tag}",
-        },
+    headers = originate_headers(
+        number,
+        application=application,
+        data=data,
+        caller_id=caller_id,
+        timeout_s=timeout_s,
+        tag=tag,
     )
+    await send(link, "Originate", headers)

@@ -46,7 +46,7 @@ async def transfer_to_voicemail(
 async def _blind(link: PbxLink, call: Call, extension: str, context: str, exten: str) -> None:
     ch = pbxcalls.answered_channel(call, extension)
     await pbxcalls.send(
-        link, "BlindTransfer", {"Channel": ch.name, "Context": context, "Exten": exten}
+        link, "BlindTransfer", pbxcalls.blind_transfer_headers(ch.name, context, exten)
     )
     uid = ch.uniqueid
     await link.wait_until(lambda: uid not in call.channels, SETTLE_S)
