@@ -221,3 +221,19 @@ async def test_monitor_hears_both_and_nobody_hears_it(api, phones, pbx) -> None:
     assert_tone(heard(spy), B_HZ, "the listener hears B")
     assert_no_tone(heard(a), SPY_HZ, "A hears the listener")
     assert_no_tone(heard(b), SPY_HZ, "B hears the listener")
+
+
+async def test_transfer_to_a_public_number_only_when_allowed(api, phones, pbx) -> None:
+    a, _b, call = await a_talks_to_b(api, phones)
+    body = {"action": "Transfer", "phoneCallViewId": view_of(call, B)["id"],
+            "sendCallTo": "7778899"}  # answers with a 1004 Hz tone (Milliwatt)
+    status, answer = await put(api, call["id"], body, B)
+    assert (status, answer["error"]["code"]) == (400, "pc_sendcallto_invalid"), answer
+    chans = await pbx_channels(pbx)
+    assert channel_of(chans, A)["bridge"] == channel_of(chans, B)["bridge"] != "", chans
+    status, answer = await put(api, call["id"], body, B, "?allowPublicTransfer=true")
+    assert status == 200, answer
+    assert [v["extension"] for v in answer["phoneCallView"]] == [A], answer
+    await asyncio.sleep(2.5)
+    await hang_up_all(api, a)
+    assert_tone(last_seconds(heard(a), 1.5), 1004, "A hears the public number")
