@@ -56,6 +56,8 @@ async def pick_up(
     link: PbxLink, call: Call, extension: str, view_id: str, dest: Destination
 ) -> None:
     ch = pbxcalls.ringing_channel(call, extension)
+    if any(c in ch.name for c in ",&|()\\"):  # PickupChan's separators: one channel only
+        raise ValueError(f"not a single channel name: {ch.name!r}")
     await pbxcalls.originate(
         link,
         dest.number,
