@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from pbx_bridge.api.context import RECORDING
 from pbx_bridge.api.errors import ApiError
@@ -39,6 +40,7 @@ class ActionRequest:
     call: Call
     extension: Extension
     action: Action
+    query: MultiMapping[str]  # the PUT's query (call control: allowPublicTransfer)
 
 
 Handler = Callable[[ActionRequest], Awaitable[None]]

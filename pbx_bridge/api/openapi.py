@@ -45,13 +45,14 @@ ERROR_DESCRIPTIONS = {
     "the call the requester may act on",
     "pc_action_invalid": "`action` missing or not one of the PhoneCallAction's actions",
     "pc_maxinparking_invalid": "`maxInParking` not a string of digits from 10 to 3600",
-    "pc_sendcallto_invalid": "`sendCallTo` malformed, or not an extension of the view's "
-    "organization",
+    "pc_sendcallto_invalid": "`sendCallTo` missing (for an action that takes it), "
+    "malformed, not an extension of the view's organization, or a public number without "
+    "`allowPublicTransfer=true` (TransferToVoicemail and UnPark: an extension only)",
     "body_invalid": "body not UTF-8, not a JSON object, with duplicate or unknown keys, "
     "or fields that are not strings",
     "request_invalid": "a query parameter the resource does not take (the list: "
     "`startIndex`, `count`, `filterBy`, `filterOp`, `filterValue`, `sortOrder`, `fields`; "
-    "one call: `fields`; PUT: none; all: `accessRequestToken`), `sortOrder` not "
+    "one call: `fields`; PUT: `allowPublicTransfer`; all: `accessRequestToken`), `sortOrder` not "
     "`ascending`/`descending`, or any parameter with a control character or over 1 KiB",
     "startindex_invalid": "`startIndex` not a whole number from 0 to 4999, or given twice",
     "count_invalid": "`count` not a whole number from 1 to 4999, or given twice",
@@ -71,7 +72,9 @@ ERROR_DESCRIPTIONS = {
     "pc_phonecallview_state": "the action does not fit the view's state now (not "
     "answered or hung up; OnHold on a call on hold or parked, OffHold on a call not held "
     "by OnHold, Park on a view not talking to one other party, UnPark on a call not "
-    "parked)",
+    "parked, a transfer or spy on a view not answered, PickUp of a view not ringing), or "
+    "the PBX refused it",
+    "pc_waitforpickup_invalid": "`waitForPickup` not a string of digits from 1 to 300",
     "body_too_large": "body over the configured limit",
     "unsupported_media_type": "`Content-Type` given and not `application/json` "
     "(parameters such as `charset` are accepted; no `Content-Type` at all is too)",
@@ -228,6 +231,7 @@ def _uapi_errors(*, put: bool = False, one: bool = False) -> dict[str, Schema]:
             "pc_phonecallview_invalid",
             "pc_maxinparking_invalid",
             "pc_sendcallto_invalid",
+            "pc_waitforpickup_invalid",
         ]
     out = {
         "400": _error("Invalid request", *bad),
@@ -394,9 +398,10 @@ def _uapi_paths() -> dict[str, Any]:
                 "operationId": f"updatePhoneCall{suffix}",
                 "tags": [tag],
                 "summary": "A PhoneCallAction: Start, Stop, Pause or ResumeRecording "
-                           "(idempotent)" + note,
+                           "(idempotent); Transfer, TransferToVoicemail, PickUp, BargeIn, "
+                           "Whisper, Monitor" + note,
                 "security": _UAPI_SECURITY,
-                "parameters": [*_PATH_PARAMS, _CALL_ID_PARAM],
+                "parameters": [*_PATH_PARAMS, _CALL_ID_PARAM, _ALLOW_PUBLIC_PARAM],
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": {"$ref": _REF + "PhoneCallAction"}}},
@@ -410,6 +415,12 @@ def _uapi_paths() -> dict[str, Any]:
     return paths
 
 
+_ALLOW_PUBLIC_PARAM = {
+    "name": collection.ALLOW_PUBLIC_PARAM, "in": "query", "required": False,
+    "description": "call control: `sendCallTo` may be a public number (`true`/`1`; "
+    "default `false`)",
+    "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+}
 _REC_ID_PARAM = {
     "name": "recordingId", "in": "path", "required": True,
     "description": "the `id` of a Recording", "schema": {"type": "string"},

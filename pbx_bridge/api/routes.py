@@ -273,7 +273,8 @@ async def put_call(request: web.Request) -> web.StreamResponse:
     # Each action's own rules (the recording rules: 403 pc_recording_disabled) are checked
     # first, in its feature.
     await _run_action(
-        request, spec.handler(ActionRequest(request.app, principal, call, ext, action))
+        request, spec.handler(ActionRequest(request.app, principal, call, ext, action,
+                                   request.rel_url.query))
     )
     return _json(_render(request, principal, target, call))
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pbx_bridge.calls.model import PhoneCallFields
-from pbx_bridge.holding.limits import MAX_IN_PARKING, NUMBER_PATTERN
+from pbx_bridge.holding.limits import MAX_IN_PARKING
 
 __all__ = [
     "ActionName",
@@ -39,9 +39,21 @@ ActionName = Literal[
     "OffHold",
     "Park",
     "UnPark",
+    # call control (pbx_bridge/callcontrol/): sending the other party elsewhere, spying
+    "Transfer",
+    "TransferToVoicemail",
+    "PickUp",
+    "BargeIn",
+    "Whisper",
+    "Monitor",
 ]
 RecordingFormat = Literal["wav", "wav49"]
 VIEW_ID_PATTERN = "^[0-9]{2}$"  # what a PUT names; a rendered view id may grow longer
+# A number to send a call to: an extension number (``0003*210``) or a public number.
+SEND_CALL_TO_PATTERN = r"^\+?[0-9*#]{1,32}$"
+WAIT_FOR_PICKUP_PATTERN = "^(?:[1-9][0-9]?|[12][0-9][0-9]|300)$"  # 1 to 300
+# ``Name <number>`` or a number: printable, no quote or angle bracket in the name.
+CALLER_ID_PATTERN = r'^(?:[^\x00-\x1f\x7f-\x9f"<>]{0,64}<\+?[0-9*#]{1,32}>|\+?[0-9*#]{1,32})$'
 
 
 class _Closed(BaseModel):
@@ -92,8 +104,22 @@ class PhoneCallAction(_Closed):
     maxInParking: ParkingSeconds | None = None
     """Park only: seconds the call waits in the parking lot before it rings the view's
     extension again: a string of digits, "10" to "3600" (default "180")"""
-    sendCallTo: str | None = Field(default=None, pattern=NUMBER_PATTERN)
-    """UnPark: where the parked call goes, an extension of the same organization"""
+    sendCallTo: str | None = Field(default=None, pattern=SEND_CALL_TO_PATTERN)
+    """UnPark, Transfer, TransferToVoicemail, PickUp, BargeIn, Whisper, Monitor (required
+    there, refused elsewhere): where the call goes, or who is called to barge in, whisper
+    or listen: an extension of the view's organization, or a public number only with the
+    query parameter `allowPublicTransfer=true` (UnPark and TransferToVoicemail: an
+    extension)"""
+    callerId: str | None = Field(default=None, pattern=CALLER_ID_PATTERN)
+    """BargeIn only: the caller id `sendCallTo`'s phone shows, `Name <number>` or a
+    number; default `BargeIn <the view's extension>`"""
+    waitForPickup: str | None = Field(default=None, pattern=WAIT_FOR_PICKUP_PATTERN)
+    """BargeIn only: seconds `sendCallTo` may ring before the attempt is given up, a
+    string of digits, 1 to 300; default 25"""
+    private: Literal["0", "1"] | None = None
+    """Whisper only: `"1"` = the whisperer hears nothing of the call (ChanSpy's private
+    whisper, `W`); `"0"` (default) = the whisperer hears both parties (`w`). Either way
+    only the view's extension hears the whisperer."""
 
 
 class ErrorDetail(_Closed):

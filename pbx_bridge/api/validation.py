@@ -150,6 +150,23 @@ class Action:
     def view_id(self) -> str:
         return self.body.phoneCallViewId
 
+    # call control (pbx_bridge/api/callcontrol_actions.py says which action takes which)
+    @property
+    def send_call_to(self) -> str | None:
+        return self.body.sendCallTo
+
+    @property
+    def caller_id(self) -> str | None:
+        return self.body.callerId
+
+    @property
+    def wait_for_pickup(self) -> str | None:
+        return self.body.waitForPickup
+
+    @property
+    def private(self) -> str | None:
+        return self.body.private
+
 
 # The contract's error for each PhoneCallAction field whose value is wrong (the model
 # reports its fields in declaration order, so the first error is the one answered). A
@@ -161,8 +178,10 @@ FIELD_ERRORS = {
         "pc_phonecallview_invalid", 'phoneCallViewId is required: two digits, e.g. "01"'
     ),
     "maxInParking": ("pc_maxinparking_invalid", 'maxInParking must be "10" to "3600" (seconds)'),
-    "sendCallTo": ("pc_sendcallto_invalid",
-                   "sendCallTo must be an extension of the same organization"),
+    "sendCallTo": ("pc_sendcallto_invalid", "sendCallTo must be an extension or a phone number"),
+    "callerId": ("body_invalid", 'callerId must be "Name <number>" or a number'),
+    "waitForPickup": ("pc_waitforpickup_invalid", 'waitForPickup must be "1" to "300" (seconds)'),
+    "private": ("body_invalid", 'private must be "0" or "1"'),
 }
 
 

@@ -21,9 +21,17 @@ PROBES: tuple[tuple[str, dict[str, str], str], ...] = (
     ("Getvar", {"Channel": _NO_CHANNEL, "Variable": REC_VAR}, "call or reporting"),
     ("DBDel", {"Family": "pbx_bridge", "Key": "doctor/no-such-key"}, "system"),
     ("ShowDialPlan", {"Context": "pbx-bridge-doctor-no-such-context"}, "reporting"),
+    # Call control: BlindTransfer (Transfer, TransferToVoicemail) and Originate (PickUp,
+    # BargeIn, Whisper, Monitor). A channel without a technology is refused as "Invalid
+    # channel" before anything is dialled.
+    ("BlindTransfer", {"Channel": _NO_CHANNEL, "Context": "pbx-bridge-dial", "Exten": "0"},
+     "call"),
+    ("Originate", {"Channel": "pbx-bridge-doctor-invalid", "Application": "Wait",
+                   "Data": "1"}, "originate"),
 )
 READ_CLASSES = ("call", "user")
-_RIGHTS = "read = call,user and write = system,call,reporting in the bridge's manager.conf user"
+_RIGHTS = ("read = call,user and write = system,call,reporting,originate in the bridge's "
+           "manager.conf user")
 
 
 async def ami_write(pbx: Pbx) -> Finding:
@@ -45,7 +53,7 @@ async def ami_no_command(pbx: Pbx) -> Finding:
     except Denied:
         return passed("ami-least-privilege", "no 'command' class (the CLI is refused)")
     return failed("ami-least-privilege", "the bridge's AMI user may run CLI commands",
-                  "remove 'command' (and 'originate', 'config', 'all') from its write =")
+                  "remove 'command' (and 'config', 'all') from its write =")
 
 
 async def ami_read(pbx: Pbx, username: str) -> Finding:

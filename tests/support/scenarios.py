@@ -20,6 +20,8 @@ from typing import Any
 
 from devtools.phones import Phone
 from devtools.sandbox import Sandbox
+from pbx_bridge.callcontrol import pbxcalls
+from pbx_bridge.callcontrol.spying.options import chanspy_data
 from pbx_bridge.calls.render import render_call
 from pbx_bridge.calls.tracker import Tracker
 from pbx_bridge.holding import pbx as holding_pbx
@@ -329,6 +331,66 @@ async def attended_transfer(run: Run) -> None:
     await run.checkpoint("ended", [])
 
 
+def _channel_of(run: Run, extension: str) -> dict[str, str]:
+    """The latest Newchannel of the extension's device (its full name and Uniqueid)."""
+    news = [e for e in run.log.matching("Newchannel")
+            if e.get("Channel", "").startswith(f"PJSIP/{extension}-")]
+    assert news, f"no channel of {extension}"
+    return news[-1]
+
+
+async def api_transfer(run: Run) -> None:
+    """A calls B; A records (*1); the bridge's Transfer of B's view to C (the very AMI
+    BlindTransfer pbx_bridge/callcontrol sends); C answers: A and C talk, A still records."""
+    run.sandbox.cli(f"database put pbx_bridge/rec {A} wav,3,{A}")
+    a, b, c = await run.phone(A), await run.phone(B), await run.phone(C)
+    await a.dial(B)
+    await b.wait_event("CALL_INCOMING")
+    await b.accept()
+    await a.wait_event("CALL_ESTABLISHED")
+    await a.send_dtmf("*1")
+    await run.wait_event("MixMonitorStart")
+    await run.checkpoint("recording", [[V(A, "5", "2", True), V(B, "5", "2", False)]])
+    headers = pbxcalls.blind_transfer_headers(
+        _channel_of(run, B)["Channel"], pbxcalls.DIAL_CONTEXT, C)
+    resp = await run.client.send_action("BlindTransfer", headers)
+    assert resp.get("Response") == "Success", resp
+    await c.wait_event("CALL_INCOMING")
+    await c.accept()
+    await c.wait_event("CALL_ESTABLISHED")
+    await run.checkpoint("transferred", [[V(A, "5", "2", True), V(C, "5", "2", False)]])
+    await a.hangup()
+    await c.wait_event("CALL_CLOSED")
+    await run.checkpoint("ended", [])
+
+
+async def barge_in(run: Run) -> None:
+    """A calls B; the bridge's BargeIn on A's view calls C (the very Originate of
+    ChanSpy pbx_bridge/callcontrol sends); C answers and is heard by both; A hangs up and
+    the spy ends with the spied channel. The spy's call is C's own call, apart."""
+    a, b, c = await run.phone(A), await run.phone(B), await run.phone(C)
+    await a.dial(B)
+    await b.wait_event("CALL_INCOMING")
+    await b.accept()
+    await a.wait_event("CALL_ESTABLISHED")
+    await run.checkpoint("answered", [[V(A, "5", "2"), V(B, "5", "2")]])
+    headers = pbxcalls.originate_headers(
+        C, application="ChanSpy",
+        data=chanspy_data(_channel_of(run, A)["Uniqueid"], "BargeIn"),
+        caller_id=f"BargeIn <{A}>", timeout_s=25, tag="BargeIn|capture|01")
+    resp = await run.client.send_action("Originate", headers)
+    assert resp.get("Response") == "Success", resp
+    await c.wait_event("CALL_INCOMING")
+    await c.accept()
+    await c.wait_event("CALL_ESTABLISHED")
+    await run.wait_event("ChanSpyStart")
+    await run.checkpoint("barging", [[V(A, "5", "2"), V(B, "5", "2")], [V(C, "5")]])
+    await a.hangup()
+    await b.wait_event("CALL_CLOSED")
+    await c.wait_event("CALL_CLOSED")
+    await run.checkpoint("ended", [])
+
+
 async def local_optimized(run: Run) -> None:
     """A calls a number that reaches B through a Local channel, optimized away once up."""
     run.sandbox.cli("database deltree pbx_bridge")
@@ -458,5 +520,7 @@ SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
         api_hold,
         park_timeout,
         park_retrieve,
+        api_transfer,
+        barge_in,
     )
 }
