@@ -22,7 +22,16 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
-from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, RECORDINGS, SETTINGS, WEBHOOKS
+from pbx_bridge.api.context import (
+    DIALING,
+    DIRECTORY,
+    LINK,
+    RECORDING,
+    RECORDINGS,
+    SETTINGS,
+    WEBHOOKS,
+)
+from pbx_bridge.api.dialing import add_dialing_routes
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import add_oauth_routes
@@ -34,6 +43,7 @@ from pbx_bridge.api.routing import finish_routes
 from pbx_bridge.api.webhooks import add_webhook_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
@@ -49,6 +59,7 @@ class Runtime(Protocol):
     recording: RecordingFeature
     recordings: RecordingsCatalog
     webhooks: Webhooks
+    dialing: DialingFeature
 
     async def start(self) -> None: ...
 
@@ -150,10 +161,12 @@ def create_app(
     app[RECORDING] = services.recording
     app[RECORDINGS] = services.recordings
     app[WEBHOOKS] = services.webhooks
+    app[DIALING] = services.dialing
     app[REGISTRY] = metrics
     app[OPENAPI] = build_document(settings.http.public_base_url)
 
     add_routes(app)
+    add_dialing_routes(app)
     add_recording_routes(app)
     add_webhook_routes(app)
     app.router.add_get("/uapi/openapi.json", openapi_handler, allow_head=False)

@@ -6,12 +6,13 @@ from aiohttp import web
 
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.webhooks.service import Webhooks
 
-__all__ = ["DIRECTORY", "LINK", "RECORDING", "RECORDINGS", "SETTINGS", "WEBHOOKS"]
+__all__ = ["DIALING", "DIRECTORY", "LINK", "RECORDING", "RECORDINGS", "SETTINGS", "WEBHOOKS"]
 
 SETTINGS = web.AppKey("settings", Settings)
 DIRECTORY = web.AppKey("directory", Directory)
@@ -19,3 +20,4 @@ LINK = web.AppKey("pbx_link", PbxLink)
 RECORDING = web.AppKey("recording", RecordingFeature)
 RECORDINGS = web.AppKey("recordings", RecordingsCatalog)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
+DIALING = web.AppKey("dialing", DialingFeature)

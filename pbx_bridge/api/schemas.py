@@ -11,11 +11,14 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pbx_bridge.calls.model import PhoneCallFields
+from pbx_bridge.dialing.model import DialRequest, HungUp
 
 __all__ = [
     "ActionName",
+    "DialRequest",
     "Error",
     "ErrorDetail",
+    "HungUp",
     "PausedInterval",
     "PhoneCallAction",
     "PhoneCallList",
