@@ -130,6 +130,18 @@ def _no_constant(name: str) -> object:
     raise _bad("body_invalid", f"{name} is not valid JSON")
 
 
+def _has_null(value: object, depth: int = 0) -> bool:
+    if value is None:
+        return True
+    if depth > 3:  # deeper than the model: its validation refuses the shape anyway
+        return False
+    if isinstance(value, dict):
+        return any(_has_null(v, depth + 1) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_null(v, depth + 1) for v in value)
+    return False
+
+
 def parse_request(raw: bytes) -> DialRequest:
     """The POST body, its shape and every field's syntax checked."""
     try:
@@ -141,6 +153,8 @@ def parse_request(raw: bytes) -> DialRequest:
         raise _bad("body_invalid", "the body is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise _bad("body_invalid", "the body must be a JSON object")
+    if _has_null(data):  # absent is allowed, null is a wrong type (as in a PUT)
+        raise _bad("body_invalid", "null is not a value of any field")
     try:
         return DialRequest.model_validate(data)
     except ValidationError as exc:

@@ -90,7 +90,7 @@ async def test_simple_rings_the_extension_then_dials_the_destination(
 
 async def test_callback_calls_the_source_then_a_public_number_for_call_duration(
         api: Api, phones, pbx, ami_log: EventLog) -> None:
-    DURATION = 4  # noqa: N806
+    DURATION = 4
     b = await phones(B)
     body = {"extension": A, "nonce": "cb-1",
             "phoneCallView": [{"source": [B], "destination": [PUBLIC]}]}
