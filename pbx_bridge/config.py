@@ -43,6 +43,7 @@ __all__ = [
     "AuthSettings",
     "ConfigError",
     "DatabaseSettings",
+    "DialingSettings",
     "HttpSettings",
     "LoggingSettings",
     "MetricsSettings",
@@ -343,6 +344,18 @@ class CallControlSettings(_Section):
     parking_lot: Annotated[str, Field(pattern=_DIALPLAN_NAME)] = "default"
 
 
+class DialingSettings(_Section):
+    """Click-to-call (pbx_bridge/dialing/, issue 14)."""
+
+    # The dialplan context a placed call's destination (and a callback's public source)
+    # is dialled in, as the extension's own phone would dial it. Asterisk context names
+    # only: it goes into a channel variable and a Local channel name.
+    context: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,79}$")] = "from-internal"
+    # How long a POST waits for Asterisk to show the new call's first channel (so the 201
+    # carries the call as Asterisk reports it, its nonce included), seconds.
+    show_wait: Seconds = 2.0
+
+
 # --------------------------------------------------------------------------- settings
 
 # The parsed TOML of the file being loaded by load_settings(); read by _FileSource.
@@ -391,6 +404,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     events: EventsSettings = EventsSettings()
     callcontrol: CallControlSettings = CallControlSettings()
+    dialing: DialingSettings = DialingSettings()
 
     _config_file: Path | None = PrivateAttr(default=None)
 

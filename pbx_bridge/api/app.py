@@ -23,6 +23,7 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from pbx_bridge.api.context import (
+    DIALING,
     DIRECTORY,
     HOLDING,
     LINK,
@@ -32,6 +33,7 @@ from pbx_bridge.api.context import (
     STREAM,
     WEBHOOKS,
 )
+from pbx_bridge.api.dialing import add_dialing_routes
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import add_oauth_routes
@@ -44,6 +46,7 @@ from pbx_bridge.api.stream import add_stream_routes
 from pbx_bridge.api.webhooks import add_webhook_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.recording.feature import RecordingFeature
@@ -64,6 +67,7 @@ class Runtime(Protocol):
     webhooks: Webhooks
     stream: StreamHub
     holding: HoldingFeature
+    dialing: DialingFeature
 
     async def start(self) -> None: ...
 
@@ -167,10 +171,12 @@ def create_app(
     app[WEBHOOKS] = services.webhooks
     app[STREAM] = services.stream
     app[HOLDING] = services.holding
+    app[DIALING] = services.dialing
     app[REGISTRY] = metrics
     app[OPENAPI] = build_document(settings.http.public_base_url)
 
     add_routes(app)
+    add_dialing_routes(app)
     add_recording_routes(app)
     add_webhook_routes(app)
     add_stream_routes(app)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.recording.feature import RecordingFeature
@@ -14,8 +15,8 @@ from pbx_bridge.stream.hub import StreamHub
 from pbx_bridge.webhooks.service import Webhooks
 
 __all__ = [
-    "DIRECTORY", "HOLDING", "LINK", "RECORDING", "RECORDINGS", "SETTINGS", "STREAM",
-    "WEBHOOKS",
+    "DIALING", "DIRECTORY", "HOLDING", "LINK", "RECORDING", "RECORDINGS", "SETTINGS",
+    "STREAM", "WEBHOOKS",
 ]
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -26,3 +27,4 @@ RECORDINGS = web.AppKey("recordings", RecordingsCatalog)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 STREAM = web.AppKey("stream", StreamHub)
 HOLDING = web.AppKey("holding", HoldingFeature)
+DIALING = web.AppKey("dialing", DialingFeature)

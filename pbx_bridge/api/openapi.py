@@ -74,7 +74,6 @@ ERROR_DESCRIPTIONS = {
     "by OnHold, Park on a view not talking to one other party, UnPark on a call not "
     "parked, a transfer or spy on a view not answered, PickUp of a view not ringing), or "
     "the PBX refused it",
-    "pc_waitforpickup_invalid": "`waitForPickup` not a string of digits from 1 to 300",
     "body_too_large": "body over the configured limit",
     "unsupported_media_type": "`Content-Type` given and not `application/json` "
     "(parameters such as `charset` are accepted; no `Content-Type` at all is too)",
@@ -95,6 +94,20 @@ ERROR_DESCRIPTIONS = {
                         "or given twice",
     "organization_invalid": "path `organizationId` malformed, unknown, or another organization",
     "internal_error": "an unexpected error (logged by the service)",
+    "pc_nonce_invalid": "`nonce` not 1 to 64 of `A-Z a-z 0-9 . _ : -`",
+    "pc_source_invalid": "`source` malformed, not the extension (`simple`), another "
+    "organization's or unknown extension, or a public number without `allowPublicTransfer`",
+    "pc_destination_invalid": "`destination` malformed, the source itself, another "
+    "organization's or unknown extension, or a public number without `allowPublicTransfer`",
+    "pc_callerid_invalid": "`callerId` not `Name <number>` (name: letters, digits, spaces, "
+    "`.,'_-`, at most 64) with an extension of the organization as number",
+    "pc_waitforpickup_invalid": "`waitForPickup` not whole seconds from 1 to 300 (BargeIn: "
+    "the body field, a string of digits; click-to-call: the query parameter, also twice)",
+    "pc_callduration_invalid": "`callDuration` not whole seconds from 1 to 86400, or twice",
+    "pc_allowpublictransfer_invalid": "`allowPublicTransfer` not `true`/`false`, or twice",
+    "pc_call_failed": "Asterisk could not call the first leg (a phone not registered, a "
+    "number it cannot dial)",
+    "pc_phonenumber_invalid": "`phoneNumber` not 1 to 20 digits and `*`, or given twice",
     "pbx_unavailable": "AMI not connected or state not yet resynced",
     "pbx_timeout": "Asterisk did not answer in time",
     "invalid_request": "OAuth: a parameter is missing, repeated or malformed",
@@ -120,6 +133,8 @@ _MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (schemas.Token, "serialization"),
     (schemas.TokenRequest, "validation"),
     (schemas.RevokeRequest, "validation"),
+    (schemas.DialRequest, "validation"),
+    (schemas.HungUp, "serialization"),
 )
 
 
@@ -674,6 +689,12 @@ def _event_paths() -> dict[str, Any]:
     return event_paths()
 
 
+def _dialing_paths() -> dict[str, Any]:
+    from pbx_bridge.api.openapi_dialing import dialing_paths  # it uses this module's helpers
+
+    return dialing_paths()
+
+
 def build_document(public_base_url: str | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -719,6 +740,8 @@ def build_document(public_base_url: str | None = None) -> dict[str, Any]:
             },
         },
     }
+    for path, operations in _dialing_paths().items():  # beside GET/PUT on shared paths
+        doc["paths"].setdefault(path, {}).update(operations)
     if public_base_url:
         doc["servers"] = [{"url": public_base_url}]
     return doc

@@ -11,12 +11,15 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pbx_bridge.calls.model import PhoneCallFields
+from pbx_bridge.dialing.model import DialRequest, HungUp
 from pbx_bridge.holding.limits import MAX_IN_PARKING
 
 __all__ = [
     "ActionName",
+    "DialRequest",
     "Error",
     "ErrorDetail",
+    "HungUp",
     "PausedInterval",
     "PhoneCallAction",
     "PhoneCallList",

@@ -121,6 +121,9 @@ class PhoneCall(_Out):
     """when the call started"""
     answered: DateTime | None = None
     """when the call was answered (omitted while unanswered)"""
+    nonce: str | None = None
+    """a call the API placed (click-to-call): the `nonce` its request gave, as Asterisk
+    reports it on the call's first leg (channel variable `PBX_CTC`)"""
     phoneCallView: list[PhoneCallView]
     """one view per local extension taking part that the requester may see"""
     link: Link | None = None

@@ -42,6 +42,9 @@ def render_call(
         out["ownerName"] = owner_name
     _put(out, "published", m.iso(call.published))
     _put(out, "answered", m.iso(call.answered))
+    ctc = call.click_to_call()
+    if ctc is not None and ctc.nonce:
+        out["nonce"] = ctc.nonce
     out["phoneCallView"] = views
     if link:
         out["link"] = {"self": link}
@@ -144,6 +147,9 @@ def caller_id(call: Call) -> str | None:
 
 
 def _ends(call: Call) -> tuple[list[str] | None, list[str] | None]:
+    ctc = call.click_to_call()
+    if ctc is not None:  # the numbers the click-to-call joins, as its channel says
+        return [ctc.source], [ctc.destination]
     src = call.origin_num if call.origin_num not in ("", "<unknown>") else None
     dest = call.origin_exten if call.origin_exten not in ("", "s") else None
     if dest is None:

@@ -32,6 +32,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pbx_bridge.calls.clicktocall import CTC_VAR_HEADER, CtcTag, parse_tag
+
 Event = Mapping[str, str]
 
 # Prefixes under which AMI events carry channel snapshots.
@@ -141,6 +143,7 @@ class Channel:
     # The recording feature is re-arming its MixMonitor (recording/rearm.py): the
     # MixMonitorStop it causes does not end the run for the recordings catalog.
     rearming: bool = False
+    ctc_tag: str = ""  # last PBX_CTC value seen (a click-to-call's first leg)
 
 
 @dataclass(slots=True, eq=False)
@@ -228,6 +231,16 @@ class Call:
         present.update(c.parked_by for c in self.channels.values()
                        if c.parked is not None and c.parked_by)
         return [e for e, _ in sorted(self.view_ids.items(), key=lambda kv: kv[1]) if e in present]
+
+    def click_to_call(self) -> CtcTag | None:
+        """The click-to-call mark of this call (calls/clicktocall.py): from a channel of
+        it whose PBX_CTC names this very call (its Linkedid)."""
+        for ch in self.channels.values():
+            if ch.ctc_tag:
+                tag = parse_tag(ch.ctc_tag)
+                if tag is not None and tag.call_ref == self.linkedid:
+                    return tag
+        return None
 
     @property
     def answered(self) -> float | None:
@@ -491,6 +504,9 @@ class Tracker:
         tag = ev.get(p + _VIEW_VAR)
         if tag is not None:
             ch.view_tag = tag
+        ctc = ev.get(p + CTC_VAR_HEADER)
+        if ctc is not None:
+            ch.ctc_tag = ctc
 
     def _hangup(self, uid: str) -> None:
         self._tombstones[uid] = None

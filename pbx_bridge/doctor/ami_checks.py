@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pbx_bridge.calls.clicktocall import CTC_VAR
 from pbx_bridge.doctor.probe import Denied, Pbx, values
 from pbx_bridge.doctor.report import Finding, cannot, failed, passed
 from pbx_bridge.recording.variables import MIXMONITOR_FILE_VAR, REC_VAR, RECPAUSED_VAR
 
 # The channel variables every AMI event must carry (manager.conf [general] channelvars).
-CHANNELVARS = ("PBX_VIEW", REC_VAR, RECPAUSED_VAR, MIXMONITOR_FILE_VAR)
+CHANNELVARS = ("PBX_VIEW", REC_VAR, RECPAUSED_VAR, MIXMONITOR_FILE_VAR, CTC_VAR)
 # A channel that does not exist: the bridge's own actions are sent for it, so Asterisk
 # answers "No such channel" when the class allows the action, "Permission denied" if not.
 _NO_CHANNEL = "PJSIP/pbx-bridge-doctor-no-such-channel"
@@ -28,6 +29,10 @@ PROBES: tuple[tuple[str, dict[str, str], str], ...] = (
      "call"),
     ("Originate", {"Channel": "pbx-bridge-doctor-invalid", "Application": "Wait",
                    "Data": "1"}, "originate"),
+    # Click-to-call too. Async to a device that does not exist: Asterisk queues it (or says
+    # "Permission denied"), then fails to create the channel; no call is placed.
+    ("Originate", {"Channel": _NO_CHANNEL, "Context": "pbx-bridge-doctor-no-such-context",
+                   "Exten": "s", "Priority": "1", "Async": "true"}, "originate"),
 )
 READ_CLASSES = ("call", "user")
 _RIGHTS = ("read = call,user and write = system,call,reporting,originate in the bridge's "
