@@ -37,6 +37,7 @@ ROOT_PACKAGES = (
     "asterisk",
     "asterisk-modules",
     "asterisk-core-sounds-en-gsm",
+    "asterisk-moh-opsound-gsm",  # music on hold: OnHold and parked calls play it
     "baresip-core",
     "sox",
     "libsox-fmt-base",

@@ -9,7 +9,7 @@ ARG BASE=docker.io/library/debian:sid-slim
 FROM ${BASE}
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      asterisk asterisk-modules asterisk-core-sounds-en-gsm \
+      asterisk asterisk-modules asterisk-core-sounds-en-gsm asterisk-moh-opsound-gsm \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 pbx-bridge
 COPY docker/asterisk-entrypoint.sh /usr/local/bin/pbx-bridge-asterisk-entrypoint

@@ -43,6 +43,7 @@ __all__ = [
     "AuthSettings",
     "ConfigError",
     "DatabaseSettings",
+    "DialingSettings",
     "HttpSettings",
     "LoggingSettings",
     "MetricsSettings",
@@ -330,6 +331,31 @@ class EventsSettings(_Section):
     stream_send_timeout: Seconds = 60.0
 
 
+_DIALPLAN_NAME = r"^[A-Za-z0-9_-]{1,64}$"
+
+
+class CallControlSettings(_Section):
+    """Call control: hold and park (pbx_bridge/holding/)."""
+
+    # The dialplan context where an extension's number is dialled: UnPark sends the
+    # parked call there (AMI Redirect to <sendCallTo>@dial_context).
+    dial_context: Annotated[str, Field(pattern=_DIALPLAN_NAME)] = "from-internal"
+    # The res_parking lot Park uses (res_parking.conf).
+    parking_lot: Annotated[str, Field(pattern=_DIALPLAN_NAME)] = "default"
+
+
+class DialingSettings(_Section):
+    """Click-to-call (pbx_bridge/dialing/, issue 14)."""
+
+    # The dialplan context a placed call's destination (and a callback's public source)
+    # is dialled in, as the extension's own phone would dial it. Asterisk context names
+    # only: it goes into a channel variable and a Local channel name.
+    context: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,79}$")] = "from-internal"
+    # How long a POST waits for Asterisk to show the new call's first channel (so the 201
+    # carries the call as Asterisk reports it, its nonce included), seconds.
+    show_wait: Seconds = 2.0
+
+
 # --------------------------------------------------------------------------- settings
 
 # The parsed TOML of the file being loaded by load_settings(); read by _FileSource.
@@ -377,6 +403,8 @@ class Settings(BaseSettings):
     logging: LoggingSettings = LoggingSettings()
     metrics: MetricsSettings = MetricsSettings()
     events: EventsSettings = EventsSettings()
+    callcontrol: CallControlSettings = CallControlSettings()
+    dialing: DialingSettings = DialingSettings()
 
     _config_file: Path | None = PrivateAttr(default=None)
 

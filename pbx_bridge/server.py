@@ -28,9 +28,11 @@ from pbx_bridge.calls.tracker import Tracker
 from pbx_bridge.commands import add_config_option
 from pbx_bridge.config import ConfigError, Settings, load_settings
 from pbx_bridge.core.link import PbxLink, ami_client
+from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory, Migrate
 from pbx_bridge.events.feature import EventsFeature
+from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.logs import set_level, setup_logging
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
@@ -92,6 +94,9 @@ class Services:
         self.events.sinks.append(self.webhooks)
         self.stream = StreamHub(self.events.store, settings.events.stream_queue)
         self.events.sinks.append(self.stream)  # GET /uapi/events
+        self.holding = HoldingFeature(self.link, directory, settings)
+        # Click-to-call: it hears OriginateResponse events (issue 14).
+        self.dialing = DialingFeature(self.link, directory, settings, clock=clock)
         self._watcher: asyncio.Task[None] | None = None
         self.known_devices: dict[str, Extension] = {}  # the device map the link was given
 

@@ -23,7 +23,9 @@ from aiohttp.abc import AbstractAccessLogger
 from aiohttp.http_exceptions import HttpProcessingError
 
 from pbx_bridge.api.context import (
+    DIALING,
     DIRECTORY,
+    HOLDING,
     LINK,
     RECORDING,
     RECORDINGS,
@@ -31,6 +33,7 @@ from pbx_bridge.api.context import (
     STREAM,
     WEBHOOKS,
 )
+from pbx_bridge.api.dialing import add_dialing_routes
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.oauth import add_oauth_routes
@@ -43,7 +46,9 @@ from pbx_bridge.api.stream import add_stream_routes
 from pbx_bridge.api.webhooks import add_webhook_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.store import Directory
+from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.stream.hub import StreamHub
@@ -61,6 +66,8 @@ class Runtime(Protocol):
     recordings: RecordingsCatalog
     webhooks: Webhooks
     stream: StreamHub
+    holding: HoldingFeature
+    dialing: DialingFeature
 
     async def start(self) -> None: ...
 
@@ -163,10 +170,13 @@ def create_app(
     app[RECORDINGS] = services.recordings
     app[WEBHOOKS] = services.webhooks
     app[STREAM] = services.stream
+    app[HOLDING] = services.holding
+    app[DIALING] = services.dialing
     app[REGISTRY] = metrics
     app[OPENAPI] = build_document(settings.http.public_base_url)
 
     add_routes(app)
+    add_dialing_routes(app)
     add_recording_routes(app)
     add_webhook_routes(app)
     add_stream_routes(app)

@@ -52,6 +52,7 @@ from pbx_bridge.api.errors import ApiError
 from pbx_bridge.calls.model import PhoneCall, iso
 
 __all__ = [
+    "ALLOW_PUBLIC_PARAM",
     "DEFAULT_COUNT",
     "FIELDS",
     "FILTER_FIELDS",
@@ -92,7 +93,10 @@ TOKEN_PARAM = "accessRequestToken"
 LIST_PARAMS = ("startIndex", "count", "filterBy", "filterOp", "filterValue", "sortOrder",
                "fields", TOKEN_PARAM)
 ONE_PARAMS = ("fields", TOKEN_PARAM)
-PUT_PARAMS = (TOKEN_PARAM,)
+# allowPublicTransfer: call control's sendCallTo may be a public number (CONTRACT 8);
+# read by pbx_bridge/api/callcontrol_actions.py.
+ALLOW_PUBLIC_PARAM = "allowPublicTransfer"
+PUT_PARAMS = (TOKEN_PARAM, ALLOW_PUBLIC_PARAM)
 
 _DECIMAL = re.compile(r"[0-9]{1,10}")  # one character class: linear, no backtracking
 
@@ -233,7 +237,7 @@ def parse_one_query(query: MultiMapping[str]) -> frozenset[str] | None:
 
 
 def check_put_query(query: MultiMapping[str]) -> None:
-    """PUT takes no query parameter but the token."""
+    """PUT takes no query parameter but the token and allowPublicTransfer."""
     _check_known(query, PUT_PARAMS)
 
 

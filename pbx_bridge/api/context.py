@@ -6,13 +6,18 @@ from aiohttp import web
 
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.store import Directory
+from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.stream.hub import StreamHub
 from pbx_bridge.webhooks.service import Webhooks
 
-__all__ = ["DIRECTORY", "LINK", "RECORDING", "RECORDINGS", "SETTINGS", "STREAM", "WEBHOOKS"]
+__all__ = [
+    "DIALING", "DIRECTORY", "HOLDING", "LINK", "RECORDING", "RECORDINGS", "SETTINGS",
+    "STREAM", "WEBHOOKS",
+]
 
 SETTINGS = web.AppKey("settings", Settings)
 DIRECTORY = web.AppKey("directory", Directory)
@@ -21,3 +26,5 @@ RECORDING = web.AppKey("recording", RecordingFeature)
 RECORDINGS = web.AppKey("recordings", RecordingsCatalog)
 WEBHOOKS = web.AppKey("webhooks", Webhooks)
 STREAM = web.AppKey("stream", StreamHub)
+HOLDING = web.AppKey("holding", HoldingFeature)
+DIALING = web.AppKey("dialing", DialingFeature)

@@ -43,12 +43,16 @@ ERROR_DESCRIPTIONS = {
     "that user/extension",
     "pc_phonecallview_invalid": "`phoneCallViewId` missing, malformed, or not a view of "
     "the call the requester may act on",
-    "pc_action_invalid": "`action` missing or not `StartRecording`/`StopRecording`",
+    "pc_action_invalid": "`action` missing or not one of the PhoneCallAction's actions",
+    "pc_maxinparking_invalid": "`maxInParking` not a string of digits from 10 to 3600",
+    "pc_sendcallto_invalid": "`sendCallTo` missing (for an action that takes it), "
+    "malformed, not an extension of the view's organization, or a public number without "
+    "`allowPublicTransfer=true` (TransferToVoicemail and UnPark: an extension only)",
     "body_invalid": "body not UTF-8, not a JSON object, with duplicate or unknown keys, "
     "or fields that are not strings",
     "request_invalid": "a query parameter the resource does not take (the list: "
     "`startIndex`, `count`, `filterBy`, `filterOp`, `filterValue`, `sortOrder`, `fields`; "
-    "one call: `fields`; PUT: none; all: `accessRequestToken`), `sortOrder` not "
+    "one call: `fields`; PUT: `allowPublicTransfer`; all: `accessRequestToken`), `sortOrder` not "
     "`ascending`/`descending`, or any parameter with a control character or over 1 KiB",
     "startindex_invalid": "`startIndex` not a whole number from 0 to 4999, or given twice",
     "count_invalid": "`count` not a whole number from 1 to 4999, or given twice",
@@ -65,7 +69,11 @@ ERROR_DESCRIPTIONS = {
     "access_denied": "the user/extension in the path is outside the requester's context",
     "pc_recording_disabled": "the extension's phone terminal setup does not allow "
     "recording on demand (*1); or StopRecording on an extension that records always",
-    "pc_phonecallview_state": "the view cannot be recorded now (not answered, or hung up)",
+    "pc_phonecallview_state": "the action does not fit the view's state now (not "
+    "answered or hung up; OnHold on a call on hold or parked, OffHold on a call not held "
+    "by OnHold, Park on a view not talking to one other party, UnPark on a call not "
+    "parked, a transfer or spy on a view not answered, PickUp of a view not ringing), or "
+    "the PBX refused it",
     "body_too_large": "body over the configured limit",
     "unsupported_media_type": "`Content-Type` given and not `application/json` "
     "(parameters such as `charset` are accepted; no `Content-Type` at all is too)",
@@ -86,6 +94,20 @@ ERROR_DESCRIPTIONS = {
                         "or given twice",
     "organization_invalid": "path `organizationId` malformed, unknown, or another organization",
     "internal_error": "an unexpected error (logged by the service)",
+    "pc_nonce_invalid": "`nonce` not 1 to 64 of `A-Z a-z 0-9 . _ : -`",
+    "pc_source_invalid": "`source` malformed, not the extension (`simple`), another "
+    "organization's or unknown extension, or a public number without `allowPublicTransfer`",
+    "pc_destination_invalid": "`destination` malformed, the source itself, another "
+    "organization's or unknown extension, or a public number without `allowPublicTransfer`",
+    "pc_callerid_invalid": "`callerId` not `Name <number>` (name: letters, digits, spaces, "
+    "`.,'_-`, at most 64) with an extension of the organization as number",
+    "pc_waitforpickup_invalid": "`waitForPickup` not whole seconds from 1 to 300 (BargeIn: "
+    "the body field, a string of digits; click-to-call: the query parameter, also twice)",
+    "pc_callduration_invalid": "`callDuration` not whole seconds from 1 to 86400, or twice",
+    "pc_allowpublictransfer_invalid": "`allowPublicTransfer` not `true`/`false`, or twice",
+    "pc_call_failed": "Asterisk could not call the first leg (a phone not registered, a "
+    "number it cannot dial)",
+    "pc_phonenumber_invalid": "`phoneNumber` not 1 to 20 digits and `*`, or given twice",
     "pbx_unavailable": "AMI not connected or state not yet resynced",
     "pbx_timeout": "Asterisk did not answer in time",
     "invalid_request": "OAuth: a parameter is missing, repeated or malformed",
@@ -111,6 +133,8 @@ _MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (schemas.Token, "serialization"),
     (schemas.TokenRequest, "validation"),
     (schemas.RevokeRequest, "validation"),
+    (schemas.DialRequest, "validation"),
+    (schemas.HungUp, "serialization"),
 )
 
 
@@ -220,6 +244,9 @@ def _uapi_errors(*, put: bool = False, one: bool = False) -> dict[str, Schema]:
             "pc_action_invalid",
             "pc_recformat_invalid",
             "pc_phonecallview_invalid",
+            "pc_maxinparking_invalid",
+            "pc_sendcallto_invalid",
+            "pc_waitforpickup_invalid",
         ]
     out = {
         "400": _error("Invalid request", *bad),
@@ -386,9 +413,10 @@ def _uapi_paths() -> dict[str, Any]:
                 "operationId": f"updatePhoneCall{suffix}",
                 "tags": [tag],
                 "summary": "A PhoneCallAction: Start, Stop, Pause or ResumeRecording "
-                           "(idempotent)" + note,
+                           "(idempotent); Transfer, TransferToVoicemail, PickUp, BargeIn, "
+                           "Whisper, Monitor" + note,
                 "security": _UAPI_SECURITY,
-                "parameters": [*_PATH_PARAMS, _CALL_ID_PARAM],
+                "parameters": [*_PATH_PARAMS, _CALL_ID_PARAM, _ALLOW_PUBLIC_PARAM],
                 "requestBody": {
                     "required": True,
                     "content": {JSON: {"schema": {"$ref": _REF + "PhoneCallAction"}}},
@@ -402,6 +430,12 @@ def _uapi_paths() -> dict[str, Any]:
     return paths
 
 
+_ALLOW_PUBLIC_PARAM = {
+    "name": collection.ALLOW_PUBLIC_PARAM, "in": "query", "required": False,
+    "description": "call control: `sendCallTo` may be a public number (`true`/`1`; "
+    "default `false`)",
+    "schema": {"type": "string", "enum": ["true", "false", "1", "0"]},
+}
 _REC_ID_PARAM = {
     "name": "recordingId", "in": "path", "required": True,
     "description": "the `id` of a Recording", "schema": {"type": "string"},
@@ -655,6 +689,12 @@ def _event_paths() -> dict[str, Any]:
     return event_paths()
 
 
+def _dialing_paths() -> dict[str, Any]:
+    from pbx_bridge.api.openapi_dialing import dialing_paths  # it uses this module's helpers
+
+    return dialing_paths()
+
+
 def build_document(public_base_url: str | None = None) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -700,6 +740,8 @@ def build_document(public_base_url: str | None = None) -> dict[str, Any]:
             },
         },
     }
+    for path, operations in _dialing_paths().items():  # beside GET/PUT on shared paths
+        doc["paths"].setdefault(path, {}).update(operations)
     if public_base_url:
         doc["servers"] = [{"url": public_base_url}]
     return doc

@@ -15,8 +15,9 @@ GET one    auth -> path -> query (request_invalid, fields_invalid) -> phoneCallI
            (pc_phonecall_invalid) -> 200
 PUT        auth -> path -> query (request_invalid: any parameter but the token)
            -> Content-Type (415 unsupported_media_type) -> body (413 body_too_large,
-           body_invalid, pc_action_invalid, pc_recformat_invalid,
-           pc_phonecallview_invalid) -> phoneCallId syntax
+           body_invalid, then each field's own code in the PhoneCallAction's order
+           (validation.FIELD_ERRORS), then body_invalid for a field the action does not
+           take (api/actions.py)) -> phoneCallId syntax
            -> ready (503) -> the call (pc_phonecall_invalid) -> the view
            (pc_phonecallview_invalid) -> policy (403 pc_recording_disabled:
            StartRecording, PauseRecording and ResumeRecording unless on demand by *1,
@@ -31,17 +32,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from pbx_bridge.api import collection, validation
+from pbx_bridge.api.actions import ActionRequest
 from pbx_bridge.api.auth import authenticate
-from pbx_bridge.api.context import DIRECTORY, LINK, RECORDING, SETTINGS
+from pbx_bridge.api.context import DIRECTORY, LINK, SETTINGS
 from pbx_bridge.api.errors import ApiError
 from pbx_bridge.api.media import require_json
+from pbx_bridge.api.registry import REGISTRY
 from pbx_bridge.calls.tracker import Call
 from pbx_bridge.directory import access
 from pbx_bridge.directory.models import Extension, Organization, Principal
@@ -174,8 +177,8 @@ def _find_view(request: web.Request, principal: Principal, call: Call, view_id: 
     )
 
 
-async def _run_action(request: web.Request, coro: Coroutine[Any, Any, None]) -> None:
-    """Run a recording action, giving up waiting after ``http.request_timeout`` (504).
+async def _run_action(request: web.Request, coro: Awaitable[None]) -> None:
+    """Run an action, giving up waiting after ``http.request_timeout`` (504).
 
     The action itself is shielded: it always runs to its end (and so releases the view's
     lock and keeps the bridge's bookkeeping right), even if the client went away.
@@ -256,28 +259,23 @@ async def get_call(request: web.Request) -> web.StreamResponse:
 async def put_call(request: web.Request) -> web.StreamResponse:
     directory = request.app[DIRECTORY]
     settings = request.app[SETTINGS]
-    recording = request.app[RECORDING]
     principal = authenticate(request, directory)
     target = _target(request, principal)
     collection.check_put_query(request.rel_url.query)
     require_json(request)  # 415
     raw = await validation.read_body(request, settings.http.request_timeout)  # 408, 413
     action = validation.parse_action(raw)
+    spec = REGISTRY.spec_for(action)  # body_invalid: a field the action does not take
     call_id = validation.phone_call_id(request.match_info["phoneCallId"])
     request.app[LINK].require_ready()
     call = _find_call(request, target, call_id)
     ext = _find_view(request, principal, call, action.view_id)
-    # The recording rules (403 pc_recording_disabled) are checked first, in the feature.
-    if action.action == "StartRecording":
-        await _run_action(
-            request, recording.start(call, ext, action.format, app_id=principal.client_id)
-        )
-    elif action.action == "StopRecording":
-        await _run_action(request, recording.stop(call, ext))
-    elif action.action == "PauseRecording":
-        await _run_action(request, recording.pause(call, ext))
-    else:
-        await _run_action(request, recording.resume(call, ext))
+    # Each action's own rules (the recording rules: 403 pc_recording_disabled) are checked
+    # first, in its feature.
+    await _run_action(
+        request, spec.handler(ActionRequest(request.app, principal, call, ext, action,
+                                   request.rel_url.query))
+    )
     return _json(_render(request, principal, target, call))
 
 

@@ -6,16 +6,20 @@ description; :class:`PhoneCallAction` also validates the PUT body
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from pbx_bridge.calls.model import PhoneCallFields
+from pbx_bridge.dialing.model import DialRequest, HungUp
+from pbx_bridge.holding.limits import MAX_IN_PARKING
 
 __all__ = [
     "ActionName",
+    "DialRequest",
     "Error",
     "ErrorDetail",
+    "HungUp",
     "PausedInterval",
     "PhoneCallAction",
     "PhoneCallList",
@@ -29,9 +33,30 @@ __all__ = [
     "TokenRequest",
 ]
 
-ActionName = Literal["StartRecording", "StopRecording", "PauseRecording", "ResumeRecording"]
+ActionName = Literal[
+    "StartRecording",
+    "StopRecording",
+    "PauseRecording",
+    "ResumeRecording",
+    "OnHold",
+    "OffHold",
+    "Park",
+    "UnPark",
+    # call control (pbx_bridge/callcontrol/): sending the other party elsewhere, spying
+    "Transfer",
+    "TransferToVoicemail",
+    "PickUp",
+    "BargeIn",
+    "Whisper",
+    "Monitor",
+]
 RecordingFormat = Literal["wav", "wav49"]
 VIEW_ID_PATTERN = "^[0-9]{2}$"  # what a PUT names; a rendered view id may grow longer
+# A number to send a call to: an extension number (``0003*210``) or a public number.
+SEND_CALL_TO_PATTERN = r"^\+?[0-9*#]{1,32}$"
+WAIT_FOR_PICKUP_PATTERN = "^(?:[1-9][0-9]?|[12][0-9][0-9]|300)$"  # 1 to 300
+# ``Name <number>`` or a number: printable, no quote or angle bracket in the name.
+CALLER_ID_PATTERN = r'^(?:[^\x00-\x1f\x7f-\x9f"<>]{0,64}<\+?[0-9*#]{1,32}>|\+?[0-9*#]{1,32})$'
 
 
 class _Closed(BaseModel):
@@ -53,6 +78,16 @@ class PhoneCallList(_Closed):
     """the calls, oldest first unless `sortOrder=descending`"""
 
 
+def _parking_range(value: str) -> str:
+    low, high, _default = MAX_IN_PARKING
+    if not low <= int(value) <= high:
+        raise ValueError(f"maxInParking must be {low} to {high}")
+    return value
+
+
+ParkingSeconds = Annotated[str, Field(pattern=r"^[0-9]{1,4}$"), AfterValidator(_parking_range)]
+
+
 class PhoneCallAction(_Closed):
     """What to do to one view of the call. A JSON object with these keys only, each value
     a string."""
@@ -69,6 +104,25 @@ class PhoneCallAction(_Closed):
     service's `recordings.default_format` (`wav` unless configured)"""
     phoneCallViewId: str = Field(pattern=VIEW_ID_PATTERN)
     """the id of the view (the leg of one local extension) to act on"""
+    maxInParking: ParkingSeconds | None = None
+    """Park only: seconds the call waits in the parking lot before it rings the view's
+    extension again: a string of digits, "10" to "3600" (default "180")"""
+    sendCallTo: str | None = Field(default=None, pattern=SEND_CALL_TO_PATTERN)
+    """UnPark, Transfer, TransferToVoicemail, PickUp, BargeIn, Whisper, Monitor (required
+    there, refused elsewhere): where the call goes, or who is called to barge in, whisper
+    or listen: an extension of the view's organization, or a public number only with the
+    query parameter `allowPublicTransfer=true` (UnPark and TransferToVoicemail: an
+    extension)"""
+    callerId: str | None = Field(default=None, pattern=CALLER_ID_PATTERN)
+    """BargeIn only: the caller id `sendCallTo`'s phone shows, `Name <number>` or a
+    number; default `BargeIn <the view's extension>`"""
+    waitForPickup: str | None = Field(default=None, pattern=WAIT_FOR_PICKUP_PATTERN)
+    """BargeIn only: seconds `sendCallTo` may ring before the attempt is given up, a
+    string of digits, 1 to 300; default 25"""
+    private: Literal["0", "1"] | None = None
+    """Whisper only: `"1"` = the whisperer hears nothing of the call (ChanSpy's private
+    whisper, `W`); `"0"` (default) = the whisperer hears both parties (`w`). Either way
+    only the view's extension hears the whisperer."""
 
 
 class ErrorDetail(_Closed):

@@ -35,6 +35,7 @@ from pbx_bridge.directory import access
 
 __all__ = [
     "ACTIONS",
+    "FIELD_ERRORS",
     "FORMATS",
     "MAX_SEGMENT",
     "PHONE_CALL_ID_RE",
@@ -132,9 +133,56 @@ _BodyShape = create_model(
 
 @dataclass(frozen=True)
 class Action:
-    action: ActionName
-    format: RecordingFormat | None  # None: not given
-    view_id: str
+    """A checked PhoneCallAction body, and which of its keys the request gave."""
+
+    body: PhoneCallAction
+    given: frozenset[str]
+
+    @property
+    def action(self) -> ActionName:
+        return self.body.action
+
+    @property
+    def format(self) -> RecordingFormat | None:  # None: not given
+        return self.body.format
+
+    @property
+    def view_id(self) -> str:
+        return self.body.phoneCallViewId
+
+    # call control (pbx_bridge/api/callcontrol_actions.py says which action takes which)
+    @property
+    def send_call_to(self) -> str | None:
+        return self.body.sendCallTo
+
+    @property
+    def caller_id(self) -> str | None:
+        return self.body.callerId
+
+    @property
+    def wait_for_pickup(self) -> str | None:
+        return self.body.waitForPickup
+
+    @property
+    def private(self) -> str | None:
+        return self.body.private
+
+
+# The contract's error for each PhoneCallAction field whose value is wrong (the model
+# reports its fields in declaration order, so the first error is the one answered). A
+# field added to PhoneCallAction adds its code here.
+FIELD_ERRORS = {
+    "action": ("pc_action_invalid", _ACTION_MESSAGE),
+    "format": ("pc_recformat_invalid", "format must be wav or wav49"),
+    "phoneCallViewId": (
+        "pc_phonecallview_invalid", 'phoneCallViewId is required: two digits, e.g. "01"'
+    ),
+    "maxInParking": ("pc_maxinparking_invalid", 'maxInParking must be "10" to "3600" (seconds)'),
+    "sendCallTo": ("pc_sendcallto_invalid", "sendCallTo must be an extension or a phone number"),
+    "callerId": ("body_invalid", 'callerId must be "Name <number>" or a number'),
+    "waitForPickup": ("pc_waitforpickup_invalid", 'waitForPickup must be "1" to "300" (seconds)'),
+    "private": ("body_invalid", 'private must be "0" or "1"'),
+}
 
 
 def _body_invalid(message: str) -> ApiError:
@@ -184,13 +232,7 @@ def _action(data: dict[str, Any]) -> Action:
     try:
         body = PhoneCallAction.model_validate(data)
     except ValidationError as exc:
-        # The model reports its fields in order, so the first error is the one to answer.
-        field = exc.errors(include_url=False)[0]["loc"][0]
-        if field == "action":
-            raise ApiError(400, "pc_action_invalid", _ACTION_MESSAGE) from None
-        if field == "format":
-            raise ApiError(400, "pc_recformat_invalid", "format must be wav or wav49") from None
-        raise ApiError(
-            400, "pc_phonecallview_invalid", 'phoneCallViewId is required: two digits, e.g. "01"'
-        ) from None
-    return Action(action=body.action, format=body.format, view_id=body.phoneCallViewId)
+        field = str(exc.errors(include_url=False)[0]["loc"][0])
+        code, message = FIELD_ERRORS.get(field, ("body_invalid", f"{field} is malformed"))
+        raise ApiError(400, code, message) from None
+    return Action(body=body, given=frozenset(data))

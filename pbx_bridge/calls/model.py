@@ -85,6 +85,20 @@ class PhoneCallView(_Out):
     recordingId: str | None = Field(default=None, pattern=r"^r-[0-9a-f]{16}$")
     """while recording: the recording's id in the recordings catalog
     (`/uapi/recordings/...`), once the catalog has seen it start"""
+    ringing: Literal[True] | None = None
+    """present (true) while this extension's phone rings (status 3)"""
+    onHold: Literal[True] | None = None
+    """present (true) while the call is on hold: a phone put it on hold (SIP re-INVITE,
+    Asterisk's `Hold`) or OnHold did, and the other party hears music on hold"""
+    holder: str | None = None
+    """while on hold: the extension (or, for an outside phone, the number) holding it"""
+    parked: Literal[True] | None = None
+    """present (true) while a party of the call waits in a parking lot (Park, or a
+    phone's own park)"""
+    parkedPos: str | None = None
+    """while parked: the parking space; dialling it answers the parked call"""
+    parkedBy: str | None = None
+    """while parked: the extension that parked it (the call returns to it on timeout)"""
 
 
 class Link(_Out):
@@ -107,6 +121,9 @@ class PhoneCall(_Out):
     """when the call started"""
     answered: DateTime | None = None
     """when the call was answered (omitted while unanswered)"""
+    nonce: str | None = None
+    """a call the API placed (click-to-call): the `nonce` its request gave, as Asterisk
+    reports it on the call's first leg (channel variable `PBX_CTC`)"""
     phoneCallView: list[PhoneCallView]
     """one view per local extension taking part that the requester may see"""
     link: Link | None = None

@@ -42,6 +42,9 @@ def render_call(
         out["ownerName"] = owner_name
     _put(out, "published", m.iso(call.published))
     _put(out, "answered", m.iso(call.answered))
+    ctc = call.click_to_call()
+    if ctc is not None and ctc.nonce:
+        out["nonce"] = ctc.nonce
     out["phoneCallView"] = views
     if link:
         out["link"] = {"self": link}
@@ -54,7 +57,7 @@ def _put(doc: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _render_view(tracker: Tracker, call: Call, ext: str) -> dict[str, Any]:
-    chans = call.channels_of(ext)
+    chans = call.view_channels(ext)
     best = max(chans, key=lambda c: (c.state == STATE_UP, seq_of(c.uniqueid)))
     answered = [c.answered for c in chans if c.answered is not None]
     recorders = call.recorders(ext)
@@ -75,7 +78,24 @@ def _render_view(tracker: Tracker, call: Call, ext: str) -> dict[str, Any]:
         view["recording"] = m.iso(min(recording))
         _put(view, "recordingPaused", _paused(recorders))
         _put(view, "recordingId", next((c.rec_id for c in recorders if c.rec_id), None))
+    _call_control(view, call, best)
     return view
+
+
+def _call_control(view: dict[str, Any], call: Call, best: Channel) -> None:
+    """ringing, onHold + holder, parked + parkedPos + parkedBy: all from Asterisk's
+    events (Newstate, Hold/Unhold, MusicOnHoldStart/Stop, ParkedCall...)."""
+    if best.state == 5 and best.extension is not None:
+        view["ringing"] = True
+    on_hold, holder = call.hold()
+    if on_hold:
+        view["onHold"] = True
+        _put(view, "holder", holder)
+    parking = call.parking()
+    if parking is not None:
+        view["parked"] = True
+        view["parkedPos"] = parking[0]
+        _put(view, "parkedBy", parking[1])
 
 
 def _paused(chans: list[Channel]) -> str | None:
@@ -127,6 +147,9 @@ def caller_id(call: Call) -> str | None:
 
 
 def _ends(call: Call) -> tuple[list[str] | None, list[str] | None]:
+    ctc = call.click_to_call()
+    if ctc is not None:  # the numbers the click-to-call joins, as its channel says
+        return [ctc.source], [ctc.destination]
     src = call.origin_num if call.origin_num not in ("", "<unknown>") else None
     dest = call.origin_exten if call.origin_exten not in ("", "s") else None
     if dest is None:

@@ -32,6 +32,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pbx_bridge.calls.clicktocall import CTC_VAR_HEADER, CtcTag, parse_tag
+
 Event = Mapping[str, str]
 
 # Prefixes under which AMI events carry channel snapshots.
@@ -48,6 +50,8 @@ SNAPSHOT_PREFIXES = (
     "Target",
     "Spyee",
     "Spyer",
+    "Parkee",
+    "Parker",
 )
 _PREFIX_KEYS = tuple((p, p + "Uniqueid") for p in SNAPSHOT_PREFIXES)
 # Events whose snapshots describe a channel that is going away: never create from them.
@@ -56,6 +60,8 @@ _NO_CREATE = frozenset({"Hangup", "HangupRequest", "SoftHangupRequest", "MixMoni
 # Originate ended: its caller id is "<unknown>", and when it failed its Uniqueid is
 # "<unknown>" and its Channel the dialled string ("PJSIP/0003*210"), a ghost channel.
 _NOT_SNAPSHOTS = frozenset({"OriginateResponse"})
+# res_parking: the parkee leaves its lot (answered from the slot, timed out, gave up).
+_UNPARKED = frozenset({"UnParkedCall", "ParkedCallTimeOut", "ParkedCallGiveUp"})
 _TOMBSTONES = 50_000
 STATE_UP = 6
 _VIEW_VAR = "ChanVariable(PBX_VIEW)"
@@ -130,10 +136,14 @@ class Channel:
     rec_id: str | None = None  # the running recording's id in the recordings catalog
     dial_status: str = ""
     view_tag: str = ""  # last PBX_VIEW value seen on the channel
-    on_hold: bool = False
+    on_hold: bool = False  # its device holds the call (Hold/Unhold: a SIP re-INVITE)
+    moh: bool = False  # it hears music on hold (MusicOnHoldStart/Stop)
+    parked: str | None = None  # the parking space it waits in (ParkedCall)
+    parked_by: str | None = None  # the local extension that parked it
     # The recording feature is re-arming its MixMonitor (recording/rearm.py): the
     # MixMonitorStop it causes does not end the run for the recordings catalog.
     rearming: bool = False
+    ctc_tag: str = ""  # last PBX_CTC value seen (a click-to-call's first leg)
 
 
 @dataclass(slots=True, eq=False)
@@ -176,6 +186,35 @@ class Call:
     def channels_of(self, extension: str) -> list[Channel]:
         return [c for c in self.channels.values() if c.extension == extension]
 
+    def view_channels(self, extension: str) -> list[Channel]:
+        """What the extension's view shows: its own channels or, once it parked the call
+        and left, the channels it parked (the parker keeps its view while they wait)."""
+        return self.channels_of(extension) or [
+            c for c in self.channels.values() if c.parked is not None
+            and c.parked_by == extension
+        ]
+
+    def hold(self) -> tuple[bool, str | None]:
+        """Is the call on hold, and by whom. A device holding it (Hold) is the holder;
+        otherwise a party hearing music on hold outside a parking lot (the API's OnHold)
+        is held by the other parties still up (the first of them with an extension)."""
+        for c in self.channels.values():
+            if c.on_hold:
+                return True, c.extension or c.caller_num or None
+        if not any(c.moh and c.parked is None for c in self.channels.values()):
+            return False, None
+        others = [c for c in self.channels.values() if not c.moh and c.parked is None
+                  and c.state == STATE_UP]
+        holder = next((c.extension for c in others if c.extension), None)
+        return True, holder
+
+    def parking(self) -> tuple[str, str | None] | None:
+        """(space, parker) of a party of the call waiting in a parking lot, if any."""
+        for c in self.channels.values():
+            if c.parked is not None:
+                return c.parked, c.parked_by
+        return None
+
     def recorders(self, extension: str) -> list[Channel]:
         """The channels whose recording the extension's view shows: its own and, for the
         extension that placed the call, the Local halves of the chain it placed (a ring
@@ -189,7 +228,19 @@ class Call:
     def extensions(self) -> list[str]:
         """Local extensions taking part now, in view order."""
         present = {c.extension for c in self.channels.values() if c.extension}
+        present.update(c.parked_by for c in self.channels.values()
+                       if c.parked is not None and c.parked_by)
         return [e for e, _ in sorted(self.view_ids.items(), key=lambda kv: kv[1]) if e in present]
+
+    def click_to_call(self) -> CtcTag | None:
+        """The click-to-call mark of this call (calls/clicktocall.py): from a channel of
+        it whose PBX_CTC names this very call (its Linkedid)."""
+        for ch in self.channels.values():
+            if ch.ctc_tag:
+                tag = parse_tag(ch.ctc_tag)
+                if tag is not None and tag.call_ref == self.linkedid:
+                    return tag
+        return None
 
     @property
     def answered(self) -> float | None:
@@ -355,6 +406,9 @@ class Tracker:
         for prefix, key in _PREFIX_KEYS:
             if key in ev:
                 self._snapshot(ev, prefix, ts, create)
+        if name == "ParkedCall" or name in _UNPARKED:
+            self._park(ev, name == "ParkedCall")
+            return
         uid = ev.get("Uniqueid")
         ch = self.channels.get(uid) if uid else None
         if ch is None:
@@ -365,8 +419,36 @@ class Tracker:
             ch.on_hold = True
         elif name == "Unhold":
             ch.on_hold = False
+        elif name == "MusicOnHoldStart":
+            ch.moh = True
+        elif name == "MusicOnHoldStop":
+            ch.moh = False
         elif name == "Rename" and ev.get("Newname"):
             ch.name = ev["Newname"]
+
+    def _park(self, ev: Event, parked: bool) -> None:
+        """ParkedCall: the parkee waits in a space, on behalf of the extension whose
+        device the lot calls back (ParkerDialString). The other events: it left."""
+        ch = self.channels.get(ev.get("ParkeeUniqueid", ""))
+        if ch is None:
+            return
+        call = self.calls.get(ch.linkedid)
+        if call is not None and ch.parked is not None and ch.parked_by:
+            self._ext_calls.remove(ch.parked_by, call.linkedid)
+        if parked:
+            ch.parked = ev.get("ParkingSpace") or "?"
+            ch.parked_by = self._devices.get(ev.get("ParkerDialString", ""))
+        else:
+            ch.parked = ch.parked_by = None
+        if call is not None:
+            self._index_parker(call, ch)
+
+    def _index_parker(self, call: Call, ch: Channel) -> None:
+        """The parker of a parked channel keeps a view of its call (Call.view_channels)."""
+        if ch.parked is not None and ch.parked_by:
+            if ch.parked_by not in call.view_ids:
+                call.add_view(ch.parked_by, "")
+            self._ext_calls.add(ch.parked_by, call.linkedid)
 
     def _snapshot(self, ev: Event, p: str, ts: float, create: bool) -> None:
         uid = ev[p + "Uniqueid"]
@@ -422,6 +504,9 @@ class Tracker:
         tag = ev.get(p + _VIEW_VAR)
         if tag is not None:
             ch.view_tag = tag
+        ctc = ev.get(p + CTC_VAR_HEADER)
+        if ctc is not None:
+            ch.ctc_tag = ctc
 
     def _hangup(self, uid: str) -> None:
         self._tombstones[uid] = None
@@ -451,12 +536,15 @@ class Tracker:
         if ch.extension:
             self._assign_view(call, ch)
             self._ext_calls.add(ch.extension, call.linkedid)
+        self._index_parker(call, ch)
 
     def _detach(self, call: Call, ch: Channel) -> None:
         if call.channels.pop(ch.uniqueid, None) is None:
             return
         if ch.extension:
             self._ext_calls.remove(ch.extension, call.linkedid)
+        if ch.parked is not None and ch.parked_by:
+            self._ext_calls.remove(ch.parked_by, call.linkedid)
         if not call.channels:
             del self.calls[call.linkedid]
             self._by_id.pop(call.id, None)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from pbx_bridge.calls.clicktocall import CTC_VAR
 from pbx_bridge.doctor.probe import Denied, Pbx, values
 from pbx_bridge.doctor.report import Finding, cannot, failed, passed
 from pbx_bridge.recording.variables import MIXMONITOR_FILE_VAR, REC_VAR, RECPAUSED_VAR
 
 # The channel variables every AMI event must carry (manager.conf [general] channelvars).
-CHANNELVARS = ("PBX_VIEW", REC_VAR, RECPAUSED_VAR, MIXMONITOR_FILE_VAR)
+CHANNELVARS = ("PBX_VIEW", REC_VAR, RECPAUSED_VAR, MIXMONITOR_FILE_VAR, CTC_VAR)
 # A channel that does not exist: the bridge's own actions are sent for it, so Asterisk
 # answers "No such channel" when the class allows the action, "Permission denied" if not.
 _NO_CHANNEL = "PJSIP/pbx-bridge-doctor-no-such-channel"
@@ -21,9 +22,21 @@ PROBES: tuple[tuple[str, dict[str, str], str], ...] = (
     ("Getvar", {"Channel": _NO_CHANNEL, "Variable": REC_VAR}, "call or reporting"),
     ("DBDel", {"Family": "pbx_bridge", "Key": "doctor/no-such-key"}, "system"),
     ("ShowDialPlan", {"Context": "pbx-bridge-doctor-no-such-context"}, "reporting"),
+    # Call control: BlindTransfer (Transfer, TransferToVoicemail) and Originate (PickUp,
+    # BargeIn, Whisper, Monitor). A channel without a technology is refused as "Invalid
+    # channel" before anything is dialled.
+    ("BlindTransfer", {"Channel": _NO_CHANNEL, "Context": "pbx-bridge-dial", "Exten": "0"},
+     "call"),
+    ("Originate", {"Channel": "pbx-bridge-doctor-invalid", "Application": "Wait",
+                   "Data": "1"}, "originate"),
+    # Click-to-call too. Async to a device that does not exist: Asterisk queues it (or says
+    # "Permission denied"), then fails to create the channel; no call is placed.
+    ("Originate", {"Channel": _NO_CHANNEL, "Context": "pbx-bridge-doctor-no-such-context",
+                   "Exten": "s", "Priority": "1", "Async": "true"}, "originate"),
 )
 READ_CLASSES = ("call", "user")
-_RIGHTS = "read = call,user and write = system,call,reporting in the bridge's manager.conf user"
+_RIGHTS = ("read = call,user and write = system,call,reporting,originate in the bridge's "
+           "manager.conf user")
 
 
 async def ami_write(pbx: Pbx) -> Finding:
@@ -45,7 +58,7 @@ async def ami_no_command(pbx: Pbx) -> Finding:
     except Denied:
         return passed("ami-least-privilege", "no 'command' class (the CLI is refused)")
     return failed("ami-least-privilege", "the bridge's AMI user may run CLI commands",
-                  "remove 'command' (and 'originate', 'config', 'all') from its write =")
+                  "remove 'command' (and 'config', 'all') from its write =")
 
 
 async def ami_read(pbx: Pbx, username: str) -> Finding:

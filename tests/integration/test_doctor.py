@@ -81,6 +81,10 @@ BROKEN_CONF: dict[str, tuple[list[Edit], str, str, str]] = {
     "no write class system": (
         [replace("manager.conf", r"^write = system,call,reporting", "write = call,reporting")],
         "ami-write", "MixMonitor (needs system)", "write = system,call,reporting"),
+    "no write class originate": (  # call control (issue 14): PickUp and the spies
+        [replace("manager.conf", r"^write = system,call,reporting,originate$",
+                 "write = system,call,reporting")],
+        "ami-write", "Originate (needs originate)", "write = system,call,reporting,originate"),
     "write class command": (
         [replace("manager.conf", r"^write = system,call,reporting",
                  "write = system,call,reporting,command")],

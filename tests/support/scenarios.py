@@ -20,8 +20,11 @@ from typing import Any
 
 from devtools.phones import Phone
 from devtools.sandbox import Sandbox
+from pbx_bridge.callcontrol import pbxcalls
+from pbx_bridge.callcontrol.spying.options import chanspy_data
 from pbx_bridge.calls.render import render_call
 from pbx_bridge.calls.tracker import Tracker
+from pbx_bridge.holding import pbx as holding_pbx
 from pbx_bridge.pbx.ami import AmiClient
 from tests.support.pbx import EventLog
 
@@ -40,6 +43,12 @@ class V:
     recording: bool | None = None
     source: list[str] | None = None
     destination: list[str] | None = None
+    # ringing, onHold, holder, parked, parkedPos, parkedBy: exactly these (absent ones
+    # absent) when given
+    call_control: dict[str, Any] | None = None
+
+
+CALL_CONTROL = ("ringing", "onHold", "holder", "parked", "parkedPos", "parkedBy")
 
 
 @dataclass
@@ -174,6 +183,10 @@ def compare(tracker: Tracker, cp: Checkpoint) -> list[str]:
                         f"[{cp.label}] {want.extension}.{attr} = {got.get(attr)!r}, "
                         f"expected {exp!r}"
                     )
+            shown = {k: got[k] for k in CALL_CONTROL if k in got}
+            if want.call_control is not None and shown != want.call_control:
+                problems.append(f"[{cp.label}] {want.extension} call control {shown}, "
+                                f"expected {want.call_control}")
             if want.recording is not None and ("recording" in got) != want.recording:
                 problems.append(
                     f"[{cp.label}] {want.extension}.recording = {got.get('recording')!r}, "
@@ -267,7 +280,9 @@ async def hold(run: Run) -> None:
     await run.checkpoint("answered", [[V(A, "5", "2"), V(B, "5", "2")]])
     await a.command("hold")
     await run.wait_event("Hold")
-    await run.checkpoint("held", [[V(A, "5", "2"), V(B, "5", "2")]])
+    held = {"onHold": True, "holder": A}  # the same as OnHold from the API shows
+    await run.checkpoint("held", [[V(A, "5", "2", call_control=held),
+                                   V(B, "5", "2", call_control=held)]])
     # baresip 1.1 hangs on "resume" after "hold"; the held call is ended by B instead.
     await b.hangup()
     await run.settle()
@@ -316,6 +331,66 @@ async def attended_transfer(run: Run) -> None:
     await run.checkpoint("ended", [])
 
 
+def _channel_of(run: Run, extension: str) -> dict[str, str]:
+    """The latest Newchannel of the extension's device (its full name and Uniqueid)."""
+    news = [e for e in run.log.matching("Newchannel")
+            if e.get("Channel", "").startswith(f"PJSIP/{extension}-")]
+    assert news, f"no channel of {extension}"
+    return news[-1]
+
+
+async def api_transfer(run: Run) -> None:
+    """A calls B; A records (*1); the bridge's Transfer of B's view to C (the very AMI
+    BlindTransfer pbx_bridge/callcontrol sends); C answers: A and C talk, A still records."""
+    run.sandbox.cli(f"database put pbx_bridge/rec {A} wav,3,{A}")
+    a, b, c = await run.phone(A), await run.phone(B), await run.phone(C)
+    await a.dial(B)
+    await b.wait_event("CALL_INCOMING")
+    await b.accept()
+    await a.wait_event("CALL_ESTABLISHED")
+    await a.send_dtmf("*1")
+    await run.wait_event("MixMonitorStart")
+    await run.checkpoint("recording", [[V(A, "5", "2", True), V(B, "5", "2", False)]])
+    headers = pbxcalls.blind_transfer_headers(
+        _channel_of(run, B)["Channel"], pbxcalls.DIAL_CONTEXT, C)
+    resp = await run.client.send_action("BlindTransfer", headers)
+    assert resp.get("Response") == "Success", resp
+    await c.wait_event("CALL_INCOMING")
+    await c.accept()
+    await c.wait_event("CALL_ESTABLISHED")
+    await run.checkpoint("transferred", [[V(A, "5", "2", True), V(C, "5", "2", False)]])
+    await a.hangup()
+    await c.wait_event("CALL_CLOSED")
+    await run.checkpoint("ended", [])
+
+
+async def barge_in(run: Run) -> None:
+    """A calls B; the bridge's BargeIn on A's view calls C (the very Originate of
+    ChanSpy pbx_bridge/callcontrol sends); C answers and is heard by both; A hangs up and
+    the spy ends with the spied channel. The spy's call is C's own call, apart."""
+    a, b, c = await run.phone(A), await run.phone(B), await run.phone(C)
+    await a.dial(B)
+    await b.wait_event("CALL_INCOMING")
+    await b.accept()
+    await a.wait_event("CALL_ESTABLISHED")
+    await run.checkpoint("answered", [[V(A, "5", "2"), V(B, "5", "2")]])
+    headers = pbxcalls.originate_headers(
+        C, application="ChanSpy",
+        data=chanspy_data(_channel_of(run, A)["Uniqueid"], "BargeIn"),
+        caller_id=f"BargeIn <{A}>", timeout_s=25, tag="BargeIn|capture|01")
+    resp = await run.client.send_action("Originate", headers)
+    assert resp.get("Response") == "Success", resp
+    await c.wait_event("CALL_INCOMING")
+    await c.accept()
+    await c.wait_event("CALL_ESTABLISHED")
+    await run.wait_event("ChanSpyStart")
+    await run.checkpoint("barging", [[V(A, "5", "2"), V(B, "5", "2")], [V(C, "5")]])
+    await a.hangup()
+    await b.wait_event("CALL_CLOSED")
+    await c.wait_event("CALL_CLOSED")
+    await run.checkpoint("ended", [])
+
+
 async def local_optimized(run: Run) -> None:
     """A calls a number that reaches B through a Local channel, optimized away once up."""
     run.sandbox.cli("database deltree pbx_bridge")
@@ -354,6 +429,81 @@ async def same_extension_two_calls(run: Run) -> None:
     await run.checkpoint("ended", [])
 
 
+async def _a_talks_to_b(run: Run) -> tuple[Phone, Phone, dict[str, str], dict[str, str]]:
+    """A calls B, B answers: the phones and A's and B's channels as Asterisk lists them."""
+    a, b = await run.phone(A), await run.phone(B)
+    await a.dial(B)
+    await b.wait_event("CALL_INCOMING")
+    await b.accept()
+    await a.wait_event("CALL_ESTABLISHED")
+    cp = await run.checkpoint("answered", [[V(A, "5", "2", call_control={}),
+                                            V(B, "5", "2", call_control={})]])
+    a_ch, b_ch = (next(c for c in cp.asterisk if c["Channel"].startswith(f"PJSIP/{e}-"))
+                  for e in (A, B))
+    return a, b, a_ch, b_ch
+
+
+async def api_hold(run: Run) -> None:
+    """A calls B; A's OnHold (the bridge's AMI actions), OffHold; B hangs up."""
+    _a, b, a_ch, b_ch = await _a_talks_to_b(run)
+    peer = await holding_pbx.bridge_peer(run.client, a_ch["Channel"])
+    assert peer == b_ch["Channel"], peer
+    await holding_pbx.put_on_hold(run.client, a_ch["Channel"], peer)
+    await run.wait_event("MusicOnHoldStart")
+    held = {"onHold": True, "holder": A}
+    await run.checkpoint("held", [[V(A, "5", "2", call_control=held),
+                                   V(B, "5", "2", call_control=held)]])
+    await holding_pbx.take_off_hold(run.client, a_ch["Channel"], peer)
+    await run.wait_event("MusicOnHoldStop")
+    await run.checkpoint("resumed", [[V(A, "5", "2", call_control={}),
+                                      V(B, "5", "2", call_control={})]])
+    await b.hangup()
+    await run.settle()
+    await run.checkpoint("ended", [])
+
+
+async def park_timeout(run: Run) -> None:
+    """A calls B; A parks B for 10 s (A's phone leaves the call); the lot rings A again,
+    A answers; B hangs up."""
+    a, b, a_ch, b_ch = await _a_talks_to_b(run)
+    await holding_pbx.park(run.client, b_ch["Channel"], a_ch["Channel"], 10, "default")
+    await run.wait_event("ParkedCall")
+    await a.wait_event("CALL_CLOSED")
+    parked = {"parked": True, "parkedPos": "701", "parkedBy": A}
+    await run.checkpoint("parked", [[V(A, "5", call_control=parked),
+                                     V(B, "5", "2", call_control=parked)]])
+    await run.wait_event("ParkedCallTimeOut")
+    await a.wait_event("CALL_INCOMING")
+    await run.checkpoint("rings the parker", [[V(A, "3", call_control={"ringing": True}),
+                                               V(B, "5", call_control={})]])
+    await a.accept()
+    await a.wait_event("CALL_ESTABLISHED")
+    await run.checkpoint("back", [[V(A, "5", call_control={}), V(B, "5", call_control={})]])
+    await b.hangup()
+    await run.settle()
+    await run.checkpoint("ended", [])
+
+
+async def park_retrieve(run: Run) -> None:
+    """A calls B; A parks B; C dials the parking space and talks to B; C hangs up."""
+    c = await run.phone(C)
+    a, _b, a_ch, b_ch = await _a_talks_to_b(run)
+    await holding_pbx.park(run.client, b_ch["Channel"], a_ch["Channel"], 60, "default")
+    await run.wait_event("ParkedCall")
+    await a.wait_event("CALL_CLOSED")  # A hears the space announced, then leaves
+    parked = {"parked": True, "parkedPos": "701", "parkedBy": A}
+    await run.checkpoint("parked", [[V(A, "5", call_control=parked),
+                                     V(B, "5", "2", call_control=parked)]])
+    await c.dial("701")
+    await c.wait_event("CALL_ESTABLISHED")
+    await run.wait_event("UnParkedCall")
+    await run.checkpoint("retrieved", [[V(B, "5", call_control={}),
+                                        V(C, "5", call_control={})]])
+    await c.hangup()
+    await run.settle()
+    await run.checkpoint("ended", [])
+
+
 SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
     f.__name__: f
     for f in (
@@ -367,5 +517,10 @@ SCENARIOS: dict[str, Callable[[Run], Awaitable[None]]] = {
         attended_transfer,
         local_optimized,
         same_extension_two_calls,
+        api_hold,
+        park_timeout,
+        park_retrieve,
+        api_transfer,
+        barge_in,
     )
 }

@@ -100,6 +100,10 @@ def codes_in_source(source: str, where: str, found: Found | None = None) -> Foun
                 if isinstance(node.value, ast.Tuple) and isinstance(node.value.elts[0],
                                                                     ast.Constant):
                     add(node.value.elts[0].value, node.lineno)
+            elif isinstance(target, ast.Name) and target.id.endswith("_ERRORS") and \
+                    isinstance(node.value, ast.Dict):
+                for code in _first_strings(node.value):  # validation.FIELD_ERRORS
+                    add(code, node.lineno)
             elif isinstance(node.value, ast.Dict) and node.value.keys and all(
                 isinstance(k, ast.Constant) and isinstance(k.value, int) for k in node.value.keys
             ) and all(isinstance(v, ast.Tuple) for v in node.value.values):

@@ -43,9 +43,10 @@ def test_bridge_ami_user_has_only_the_classes_it_needs() -> None:
     read, write = _classes(user["read"]), _classes(user["write"])
     # user: the UserEvent the *1 subroutine sends when it cannot record.
     assert read == {"call", "user"}
-    # system: MixMonitor and DBPut/DBDelTree exist only in that class (see manager.conf).
-    assert write == {"system", "call", "reporting"}
-    for dangerous in ("command", "originate", "config", "all"):
+    # system: MixMonitor and DBPut/DBDelTree exist only in that class (see manager.conf);
+    # originate: click-to-call and the spying/pickup actions (issue 14), numbers checked.
+    assert write == {"system", "call", "reporting", "originate"}
+    for dangerous in ("command", "config", "all"):
         assert dangerous not in write, dangerous
     assert user["permit"].startswith("127.0.0.1/")
 

@@ -43,12 +43,20 @@ def test_replay_matches_asterisk_at_every_checkpoint(name: str) -> None:
     assert not tracker.calls and not tracker.channels
 
 
+# The parking lot rings the parker's phone again: a new, unanswered channel, which
+# carries no PBX_VIEW yet, so a bridge starting right then cannot know the parker's old
+# view id (it gets the next one; once answered, the id is written as always).
+RESYNC_UNKNOWABLE = {("park_timeout", "rings the parker")}
+
+
 @pytest.mark.parametrize("name", list(SCENARIOS))
 def test_resync_at_any_checkpoint_rebuilds_the_same_views(name: str) -> None:
     """A bridge that starts mid-call (only Asterisk's channel list, plus the channel
     variables the first bridge wrote) shows the same views with the same ids."""
     events, checkpoints = load(name)
     for cp in checkpoints:
+        if (name, cp.label) in RESYNC_UNKNOWABLE:
+            continue
         live = ReplayTracker(DEVICES)
         live.feed_many(events[: cp.event_index])
         effects = {e.channel: e.value for e in live.take_effects()}
@@ -64,7 +72,12 @@ def test_resync_at_any_checkpoint_rebuilds_the_same_views(name: str) -> None:
             other = fresh.calls.get(lid)
             assert other is not None, f"[{cp.label}] call {lid} lost on resync"
             assert other.id == call.id
-            want = {e: call.view_ids[e] for e in call.extensions()}
+            # A parker whose phone left keeps its view from ParkedCall, which no channel
+            # list carries: after a restart it shows again with the next parking event
+            # (docs/contract.md section 8). Every other view must come back.
+            parkers = {c.parked_by for c in call.channels.values() if c.parked is not None}
+            want = {e: call.view_ids[e] for e in call.extensions()
+                    if call.channels_of(e) or e not in parkers}
             got = {e: other.view_ids[e] for e in other.extensions()}
             assert got == want, f"[{cp.label}] views {got} != {want}"
             for ext in call.extensions():  # answer times come back from PBX_VIEW

@@ -1,0 +1,1 @@
+"""Joining a view's call from another phone: BargeIn, Whisper, Monitor (ChanSpy)."""

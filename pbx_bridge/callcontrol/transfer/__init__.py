@@ -1,0 +1,1 @@
+"""Sending the other party of a view elsewhere: Transfer, TransferToVoicemail, PickUp."""

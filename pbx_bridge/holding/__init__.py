@@ -1,0 +1,1 @@
+"""Call control: OnHold/OffHold and Park/UnPark (issue 14)."""
