@@ -115,7 +115,13 @@ async def test_transfer_sends_the_other_party_on_and_keeps_its_recording(
     a_chan, jane_chan = channel_of(chans, A), channel_of(chans, JANE)
     assert a_chan["bridge"] and a_chan["bridge"] == jane_chan["bridge"], chans
     assert not [c for c in chans.values() if c["channel"].startswith(f"PJSIP/{B}-")], chans
-    now = await _one_call(api, A)
+    # Jane joining A's bridge re-arms A's recording (recording/rearm.py): the view shows
+    # it again once Asterisk's MixMonitorStart confirms the new run
+    for _ in range(100):
+        now = await _one_call(api, A)
+        if "recording" in view_of(now, A):
+            break
+        await asyncio.sleep(0.1)
     assert "recording" in view_of(now, A), now
     rows = await recordings(api, A)
     assert [r["state"] for r in rows] == ["recording"], rows
