@@ -16,7 +16,7 @@ REQUIRED_MODULES = (
     "pbx_config", "app_stack", "app_mixmonitor", "app_verbose", "app_userevent", "func_db",
     "func_channel", "func_cut", "func_logic", "func_sha1", "func_strings",
     "bridge_builtin_features", "format_wav", "format_wav_gsm", "codec_gsm",
-    "res_pjsip", "chan_pjsip", "func_timeout",
+    "res_pjsip", "chan_pjsip", "func_timeout", "res_musiconhold", "app_softhangup",
 )
 SUBROUTINE = "pbx-bridge-rec"
 _FEATURE = re.compile(r"^\*1\s*,\s*self(?:/\w+)?\s*,\s*Gosub\(\s*pbx-bridge-rec\s*,\s*toggle\s*,"

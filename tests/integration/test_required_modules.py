@@ -46,7 +46,9 @@ def _bridge_dialplan() -> str:
 def used_names(dialplan: str) -> tuple[set[str], set[str]]:
     apps = set(re.findall(r"(?:=>\s*(?:[\w*]+,\s*)?(?:\d+|n)(?:\([\w-]+\))?,|,self,)\s*(\w+)\(",
                           dialplan))
-    funcs = set(re.findall(r"\$\{(\w+)\(", dialplan)) | set(re.findall(r"\b(LOCAL)\(", dialplan))
+    # read as ${FUNC(...)}, written as Set(FUNC(...)=...) (TIMEOUT(absolute)), or LOCAL()
+    funcs = (set(re.findall(r"\$\{(\w+)\(", dialplan)) | set(re.findall(r"\b(LOCAL)\(", dialplan))
+             | set(re.findall(r"\bSet\((\w+)\(", dialplan)))
     return apps, funcs
 
 
