@@ -55,7 +55,10 @@ __all__ = ["BACKGROUND", "PREFIXES", "add_routes"]
 log = logging.getLogger("pbx_bridge.api")
 
 PREFIXES = ("/uapi/phoneCalls", "/uapi/phoneCall")
-LIST_PATH = "{prefix}/{{userId}}/{{extension}}"
+# `simple` and `callback` are click-to-call's own resources (POST, api/dialing.py), never an
+# extension: excluded here so that their 405 advertises only POST. (aiohttp compiles the
+# path into one regex; the look-ahead is two fixed words, nothing that can backtrack.)
+LIST_PATH = "{prefix}/{{userId}}/{{extension:(?!(?:simple|callback)$)[^{{}}/]+}}"
 ONE_PATH = "{prefix}/{{userId}}/{{extension}}/{{phoneCallId}}"
 
 # Recording actions still running after their request gave up (504): kept referenced so
