@@ -17,8 +17,9 @@ from collections.abc import Mapping
 
 from pbx_bridge.calls.tracker import STATE_UP, Call, Channel, is_local_half
 from pbx_bridge.core.link import PbxLink
-from pbx_bridge.errors import PbxRefused, PbxTimeout, PbxUnavailable, ViewState
-from pbx_bridge.pbx.ami import AmiNotConnected, AmiTimeout, Message, is_success
+from pbx_bridge.core.pbx_errors import pbx_errors
+from pbx_bridge.errors import PbxRefused, ViewState
+from pbx_bridge.pbx.ami import Message, is_success
 
 __all__ = [
     "CC_VARIABLE",
@@ -61,12 +62,8 @@ def ringing_channel(call: Call, extension: str) -> Channel:
 
 async def send(link: PbxLink, action: str, headers: Mapping[str, str]) -> Message:
     """One AMI action; Asterisk's refusal is 409 with its own message."""
-    try:
+    with pbx_errors():
         resp = await link.ami.send_action(action, dict(headers))
-    except AmiNotConnected as exc:
-        raise PbxUnavailable(str(exc)) from exc
-    except AmiTimeout as exc:
-        raise PbxTimeout(str(exc)) from exc
     if not is_success(resp):
         raise PbxRefused(f"{action}: {resp.get('Message', 'refused by the PBX')}")
     return resp

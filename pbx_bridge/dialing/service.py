@@ -23,13 +23,14 @@ from pbx_bridge.calls.tracker import Call, call_id
 from pbx_bridge.config import Settings
 from pbx_bridge.core.feature import Event, Feature
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.core.pbx_errors import pbx_errors
 from pbx_bridge.dialing import rules
 from pbx_bridge.dialing.hangup import channels_to_hang_up
 from pbx_bridge.dialing.model import DialRequest
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.errors import PbxBridgeError, PbxTimeout, PbxUnavailable
-from pbx_bridge.pbx.ami import AmiNotConnected, AmiTimeout, is_success
+from pbx_bridge.errors import PbxBridgeError, PbxTimeout
+from pbx_bridge.pbx.ami import is_success
 
 __all__ = ["CallFailed", "DialingFeature"]
 
@@ -101,12 +102,8 @@ class DialingFeature(Feature):
         """Originate the plan; the new call's id once Asterisk queued it (CallFailed if
         it failed before its channel showed)."""
         self.link.require_ready()
-        try:
+        with pbx_errors():
             resp = await self.link.ami.send_action("Originate", plan.headers())
-        except AmiNotConnected as exc:
-            raise PbxUnavailable(str(exc)) from exc
-        except AmiTimeout as exc:
-            raise PbxTimeout(str(exc)) from exc
         if not is_success(resp):
             raise CallFailed(f"Originate refused: {resp.get('Message')}")
         self.placed += 1
@@ -135,13 +132,9 @@ class DialingFeature(Feature):
         targets = {cid: [ch.uniqueid for ch in chans] for cid, chans in chosen.items()}
         for chans in chosen.values():
             for ch in chans:
-                try:
+                with pbx_errors():
                     await self.link.ami.send_action(
                         "Hangup", {"Channel": ch.name, "Cause": "16"})
-                except AmiNotConnected as exc:
-                    raise PbxUnavailable(str(exc)) from exc
-                except AmiTimeout as exc:
-                    raise PbxTimeout(str(exc)) from exc
         channels = self.link.tracker.channels
 
         def gone() -> bool:

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import asyncio
 
-from pbx_bridge.errors import PbxRefused, PbxTimeout, PbxUnavailable, ViewState
-from pbx_bridge.pbx.ami import AmiClient, AmiNotConnected, AmiTimeout, Message, is_success
+from pbx_bridge.core.pbx_errors import pbx_errors
+from pbx_bridge.errors import PbxRefused, ViewState
+from pbx_bridge.pbx.ami import AmiClient, Message, is_success
 
 __all__ = [
     "HOLD_CONTEXT",
@@ -39,12 +40,8 @@ _HANDLER = f"{HOLD_CONTEXT},{GONE_EXTEN},1"
 
 
 async def _send(ami: AmiClient, action: str, headers: dict[str, str]) -> Message:
-    try:
+    with pbx_errors():
         return await ami.send_action(action, headers)
-    except AmiNotConnected as exc:
-        raise PbxUnavailable(str(exc)) from exc
-    except AmiTimeout as exc:
-        raise PbxTimeout(str(exc)) from exc
 
 
 async def _must(ami: AmiClient, action: str, headers: dict[str, str]) -> Message:
@@ -72,12 +69,8 @@ async def bridge_peer(ami: AmiClient, channel: str) -> str:
 async def _list(
     ami: AmiClient, action: str, headers: dict[str, str]
 ) -> tuple[Message, list[Message]]:
-    try:
+    with pbx_errors():
         return await ami.send_list_action(action, headers)
-    except AmiNotConnected as exc:
-        raise PbxUnavailable(str(exc)) from exc
-    except AmiTimeout as exc:
-        raise PbxTimeout(str(exc)) from exc
 
 
 async def put_on_hold(ami: AmiClient, holder: str, held: str) -> None:
