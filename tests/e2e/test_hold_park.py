@@ -137,9 +137,15 @@ async def test_park_then_the_space_is_dialled(api, phones, pbx, ami_log) -> None
     await ami_log.wait_for("UnParkedCall")
     assert _bridged(pbx, B, C)
     await eventually(lambda: not api.bridge.tracker.calls_of(A), what="A's view gone")
-    mine = await _one_call(api, B)
+    # C is a new peer of B's recorded channel: the recording is re-armed
+    # (recording/rearm.py) and shows again once Asterisk's MixMonitorStart confirms it
+    for _ in range(100):
+        mine = await _one_call(api, B)
+        if "recording" in _view(mine, B):
+            break
+        await asyncio.sleep(0.1)
     assert all("parked" not in v for v in mine["phoneCallView"])
-    assert "recording" in _view(mine, B)
+    assert "recording" in _view(mine, B), mine
     await c.hangup()
 
 
