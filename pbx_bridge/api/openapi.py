@@ -13,6 +13,7 @@ every rendered PhoneCall against it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from aiohttp import web
@@ -375,13 +376,19 @@ _LIST_PARAMS = [
     _FIELDS_PARAM,
 ]
 
-def _uapi_paths() -> dict[str, Any]:
-    paths: dict[str, Any] = {}
+def prefix_variants() -> Iterator[tuple[str, str, str, str]]:
+    """(prefix, operationId suffix, summary note, tag) of `/uapi/phoneCalls` and its
+    singular alias, for every document part that lists both."""
     for prefix in PREFIXES:
         alias = prefix != PREFIXES[0]
         note = " (singular alias of `/uapi/phoneCalls/...`)" if alias else ""
         tag = "phoneCall (alias)" if alias else "phoneCalls"
-        suffix = "Alias" if alias else ""
+        yield prefix, "Alias" if alias else "", note, tag
+
+
+def _uapi_paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for prefix, suffix, note, tag in prefix_variants():
         paths[f"{prefix}/{{userId}}/{{extension}}"] = {
             "get": {
                 "operationId": f"listPhoneCalls{suffix}",

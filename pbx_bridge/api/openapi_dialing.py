@@ -14,8 +14,8 @@ from pbx_bridge.api.openapi import (
     Schema,
     _error,
     _json,
+    prefix_variants,
 )
-from pbx_bridge.api.routes import PREFIXES
 from pbx_bridge.dialing import rules
 
 __all__ = ["dialing_paths"]
@@ -101,11 +101,7 @@ def _delete(suffix: str, note: str, tag: str, one: bool) -> Schema:
 
 def dialing_paths() -> dict[str, Any]:
     paths: dict[str, Any] = {}
-    for prefix in PREFIXES:
-        alias = prefix != PREFIXES[0]
-        note = " (singular alias of `/uapi/phoneCalls/...`)" if alias else ""
-        tag = "phoneCall (alias)" if alias else "phoneCalls"
-        suffix = "Alias" if alias else ""
+    for prefix, suffix, note, tag in prefix_variants():
         for mode in ("simple", "callback"):
             paths[f"{prefix}/{{userId}}/{mode}"] = {"post": _post(mode, suffix, note, tag)}
         paths[f"{prefix}/{{userId}}/{{extension}}"] = {"delete": _delete(suffix, note, tag,
