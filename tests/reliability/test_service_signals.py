@@ -248,7 +248,8 @@ async def test_sighup_reloads_level_and_directory_keeping_the_link(
 
 
 def _bridge_sessions(pbx) -> list[list[str]]:
-    """`manager show connected` rows of the bridge's AMI user: its address and port and
-    when it logged in (the same rows = the same connection)."""
+    """`manager show connected` rows of the bridge's AMI user: user, address, when it
+    logged in and its file descriptor (the same rows = the same connection). The columns
+    are Username, IP Address, Start, Elapsed, FileDes, ...: Elapsed is left out, it ticks."""
     rows = [line.split() for line in pbx.cli("manager show connected").splitlines()]
-    return sorted(row[:4] for row in rows if row and row[0] == "pbx-bridge")
+    return sorted(row[:3] + row[4:5] for row in rows if row and row[0] == "pbx-bridge")
