@@ -171,6 +171,10 @@ class AmiSettings(_Section):
     resync_interval: Seconds = 300.0
     # Let `serve` use an empty, placeholder or demo secret (pbx_bridge/secret_check.py).
     allow_demo_secret: bool = False
+    # AMI sessions that carry actions, besides the one that carries events (issue 15):
+    # Asterisk runs one session's actions one after the other. 0 = every action on the
+    # event session. Same user, same timeouts; see pbx_bridge/pbx/pool.py.
+    action_sessions: Annotated[int, Field(ge=0, le=16)] = 2
 
 
 def _database_url(value: SecretStr) -> SecretStr:

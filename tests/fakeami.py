@@ -37,6 +37,10 @@ class FakeConnection:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     logged_in: bool = False
+    #: The Login's ``Events`` header ("on", "off", ...), once logged in.
+    events: str | None = None
+    #: Every action this connection received, in order.
+    actions: list[dict[str, str]] = field(default_factory=list)
     #: False: read and record actions but answer none (a half-open link).
     answering: bool = True
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -87,6 +91,8 @@ class FakeAmi:
         self.login_delays = list(login_delays)
         self.record_actions = record_actions
         self.fully_booted = fully_booted
+        #: Logins it refuses although the credentials are right (``refuse(login) -> bool``).
+        self.refuse: Callable[[dict[str, str]], bool] | None = None
         #: Custom answers: lower-case action name -> handler(conn, action).
         self.handlers: dict[str, Handler] = {}
         self.connections: list[FakeConnection] = []
@@ -174,6 +180,7 @@ class FakeAmi:
                         action[key] = value
                     if self.record_actions:
                         self.actions.append(action)
+                        conn.actions.append(action)
                     await self._handle(conn, action)
         except (ConnectionError, asyncio.CancelledError):
             pass
@@ -189,9 +196,12 @@ class FakeAmi:
             if delay:
                 await asyncio.sleep(delay)
             ok = action.get("Username") == self.username and action.get("Secret") == self.secret
+            if ok and self.refuse is not None and self.refuse(action):
+                ok = False
             self.logins.append((time.monotonic(), ok))
             if ok:
                 conn.logged_in = True
+                conn.events = action.get("Events")
                 await conn.send(
                     {
                         "Response": "Success",

@@ -118,8 +118,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if request.app[LINK].is_ready():
-        return web.json_response({"status": "ok"})
+    link = request.app[LINK]
+    if link.is_ready():
+        degraded = link.degraded()
+        return web.json_response({"status": "ok", **({"degraded": degraded} if degraded else {})})
     return error_response(503, "pbx_unavailable", "the PBX is not connected or not resynced")
 
 

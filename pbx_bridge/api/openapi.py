@@ -131,6 +131,7 @@ _MODELS: tuple[tuple[type[BaseModel], JsonSchemaMode], ...] = (
     (schemas.RecordingList, "serialization"),
     (schemas.Error, "serialization"),
     (schemas.Status, "serialization"),
+    (schemas.Ready, "serialization"),
     (schemas.Token, "serialization"),
     (schemas.TokenRequest, "validation"),
     (schemas.RevokeRequest, "validation"),
@@ -569,7 +570,7 @@ def _service_paths() -> dict[str, Any]:
                 "summary": "AMI is logged in and the call state resynced",
                 "security": [],
                 "responses": {
-                    "200": _json("Ready", {"$ref": _REF + "Status"}),
+                    "200": _json("Ready", {"$ref": _REF + "Ready"}),
                     **internal,
                     "503": _error("Not ready", "pbx_unavailable"),
                 },

@@ -142,6 +142,13 @@ class Status(_Closed):
     status: Literal["ok"]
 
 
+class Ready(_Closed):
+    status: Literal["ok"]
+    degraded: str | None = None
+    """Ready, at less than the configured strength: what is down (AMI action sessions,
+    whose actions then go through the event session)."""
+
+
 class Token(_Closed):
     """A bearer token for an app."""
 

@@ -26,6 +26,7 @@ from pbx_bridge.config import AmiSettings
 from pbx_bridge.core.feature import Event, Feature
 from pbx_bridge.errors import PbxUnavailable
 from pbx_bridge.pbx.ami import AmiClient, AmiError, is_success
+from pbx_bridge.pbx.pool import AmiPool
 
 __all__ = ["PbxLink", "ami_client"]
 
@@ -33,12 +34,14 @@ __all__ = ["PbxLink", "ami_client"]
 log = logging.getLogger("pbx_bridge.core")
 
 
-def ami_client(s: AmiSettings) -> AmiClient:
-    return AmiClient(
+def ami_client(s: AmiSettings) -> AmiPool:
+    """The event session and ``[ami] action_sessions`` sessions for actions (pbx/pool.py)."""
+    return AmiPool(
         s.host,
         s.port,
         s.username,
         s.secret.get_secret_value(),
+        action_sessions=s.action_sessions,
         ping_interval=s.ping_interval,
         ping_timeout=s.ping_timeout,
         action_timeout=s.action_timeout,
@@ -70,9 +73,13 @@ class PbxLink:
         self._changed = asyncio.Condition()
         self._bg: set[asyncio.Task[Any]] = set()
         self._resync_task: asyncio.Task[None] | None = None
+        self._epoch = 0  # event-session logins so far: a recovery of an older one is moot
+        self._recovering = False
         ami.add_event_handler(self._on_event)
         ami.add_connect_handler(self._on_connect)
         ami.add_disconnect_handler(self._on_disconnect)
+        if isinstance(ami, AmiPool):
+            ami.add_action_loss_handler(self._on_action_loss)
 
     def add_feature(self, feature: Feature) -> None:
         self._features.append(feature)
@@ -98,6 +105,7 @@ class PbxLink:
 
     # ------------------------------------------------------------------ AMI side
     async def _on_connect(self) -> None:
+        self._epoch += 1
         self.ready = False
         await self.resync(reconnected=True)
         for feature in self._features:
@@ -109,6 +117,37 @@ class PbxLink:
 
     def _on_disconnect(self) -> None:
         self.ready = False
+
+    def _on_action_loss(self) -> None:
+        """An action session dropped an action before its answer: whether Asterisk ran it
+        is unknown, and the event session (still up) resyncs nothing by itself. So, as
+        after the loss of the one session before, nothing is claimed until a resync
+        (its PBX_REC stamps checked against the MixMonitors Asterisk runs) is done."""
+        if not self.ready or self._recovering:
+            return  # a (re)connect's resync, or a recovery, is on its way
+        self.ready = False
+        self._recovering = True
+        self.spawn(self._recover(self._epoch))
+
+    async def _recover(self, epoch: int) -> None:
+        try:
+            while epoch == self._epoch and self.ami.connected:
+                try:
+                    await self.resync()
+                except AmiError as exc:
+                    log.warning("resync after a lost AMI action session failed: %s", exc)
+                    await asyncio.sleep(1.0)
+                    continue
+                if epoch != self._epoch:
+                    return  # the event session logged in again: its own resync decides
+                self.ready = True
+                log.info("AMI ready again after a lost action session: %d live calls",
+                         len(self.tracker.calls))
+                for feature in self._features:
+                    feature.on_ready(reconnected=False)
+                return
+        finally:
+            self._recovering = False
 
     async def resync(self, *, reconnected: bool = False) -> None:
         """Replace the tracker's picture with Asterisk's channel list."""
@@ -174,6 +213,16 @@ class PbxLink:
     # ------------------------------------------------------------------ queries
     def is_ready(self) -> bool:
         return self.ready and self.ami.connected
+
+    def degraded(self) -> str | None:
+        """Why the link works at less than its configured strength, if it does (/readyz)."""
+        if not isinstance(self.ami, AmiPool) or not self.ami.sessions:
+            return None
+        down = len(self.ami.sessions) - self.ami.action_sessions_up
+        if not down:
+            return None
+        return (f"{down} of {len(self.ami.sessions)} AMI action sessions down: "
+                "their actions go through the event session")
 
     def require_ready(self) -> None:
         if not self.is_ready():

@@ -62,6 +62,9 @@ def make_settings(tmp_path: Path, *, events: EventsSettings | None = None,
             backoff_cap=0.5,
             ping_interval=5.0,
             ping_timeout=1.0,
+            # Nothing answers here (read paths only): one session, as the API tests pretend
+            # it is logged in; the action sessions have tests of their own (test_ami_pool).
+            action_sessions=0,
         ),
         database=DatabaseSettings(url=SecretStr(f"sqlite:///{tmp_path / 'directory.sqlite3'}")),
     )

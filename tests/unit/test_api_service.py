@@ -23,6 +23,7 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
 from pbx_bridge.api.openapi import build_document
+from pbx_bridge.pbx.pool import AmiPool
 from tests.unit.api_support import Api, closed_port, error_of, make_directory, make_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -135,6 +136,18 @@ async def test_readyz(api: Api, monkeypatch) -> None:
     api.ready(monkeypatch)
     resp = await api.client.get("/readyz")
     assert resp.status == 200 and await resp.json() == {"status": "ok"}
+
+
+async def test_readyz_says_when_action_sessions_are_down(api: Api, monkeypatch) -> None:
+    # Ready needs the event session only; the action sessions' state is said, not hidden.
+    pool = AmiPool("127.0.0.1", closed_port(), "u", "s", action_sessions=2)
+    monkeypatch.setattr(api.bridge.link, "ami", pool)
+    api.ready(monkeypatch)  # the event session logged in, the two action sessions not
+    resp = await api.client.get("/readyz")
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body == {"status": "ok", "degraded": "2 of 2 AMI action sessions down: their "
+                    "actions go through the event session"}
 
 
 async def test_metrics(api: Api, monkeypatch) -> None:
