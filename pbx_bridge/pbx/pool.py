@@ -133,7 +133,7 @@ class AmiPool(AmiClient):
         *,
         timeout: float | None = None,
     ) -> Message:
-        client, channel = self._route(action, headers)
+        client, channel = self._session_for(action, headers)
         with _InFlight(self, channel, client):
             if client is self:
                 return await super().send_action(action, headers, timeout=timeout)
@@ -150,7 +150,7 @@ class AmiPool(AmiClient):
         *,
         timeout: float | None = None,
     ) -> tuple[Message, list[Message]]:
-        client, channel = self._route(action, headers)
+        client, channel = self._session_for(action, headers)
         with _InFlight(self, channel, client):
             if client is self:
                 return await super().send_list_action(action, headers, timeout=timeout)
@@ -167,7 +167,7 @@ class AmiPool(AmiClient):
             except Exception:  # one bad handler must not hide the caller's error
                 log.exception("AMI action-loss handler %r failed", fn)
 
-    def _route(self, action: str, headers: Headers | None) -> tuple[AmiClient, str | None]:
+    def _session_for(self, action: str, headers: Headers | None) -> tuple[AmiClient, str | None]:
         """The session for this action (see the module's doc), and its channel."""
         channel = channel_of(headers)
         if not self.sessions or action.lower() in EVENT_SESSION_ACTIONS:
