@@ -91,6 +91,8 @@ class AmiPool(AmiClient):
         self._lanes: dict[str, _Lane] = {}
         self._unanswered: dict[int, int] = {}  # id(session) -> actions it owes us
         self._loss_handlers: list[StateHandler] = []
+        #: Actions sent per session through the pool: [event session, action sessions...].
+        self.routed = [0] * (1 + action_sessions)
 
     def __repr__(self) -> str:
         return f"{super().__repr__()[:-1]} +{self.action_sessions_up}/{len(self.sessions)}>"
@@ -183,6 +185,9 @@ class AmiPool(AmiClient):
             return self, None
         return min(up, key=lambda s: self._unanswered.get(id(s), 0)), None
 
+    def _count(self, client: AmiClient) -> None:
+        self.routed[0 if client is self else 1 + self.sessions.index(client)] += 1
+
 
 class _InFlight:
     """Counts one action as unanswered on its session (and its channel's lane) while it
@@ -197,6 +202,7 @@ class _InFlight:
 
     def __enter__(self) -> None:
         pool, key = self.pool, id(self.client)
+        pool._count(self.client)
         pool._unanswered[key] = pool._unanswered.get(key, 0) + 1
         if self.channel is not None:
             lane = pool._lanes.get(self.channel)
