@@ -235,6 +235,9 @@ class Lab:
         self.token = ""
         self.metrics_token = ""
         self.headers: dict[str, str] = {}
+        #: PBX_BRIDGE_* settings of the bridge subprocess on top of the bench's own
+        #: (bench/ami_sessions.py compares [ami] action_sessions in one run).
+        self.bridge_settings: dict[str, str] = {}
 
     # -------------------------------------------------------------- set up, tear down
     async def start(self) -> None:
@@ -279,6 +282,7 @@ class Lab:
             PBX_BRIDGE_AMI__SECRET=sb.secrets.ami,
             PBX_BRIDGE_DATABASE__URL=f"sqlite:///{self.db_path}",
         )
+        env.update(self.bridge_settings)
         return env
 
     async def start_bridge(self) -> None:

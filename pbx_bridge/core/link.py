@@ -133,7 +133,9 @@ class PbxLink:
         try:
             while epoch == self._epoch and self.ami.connected:
                 try:
-                    await self.resync()
+                    # As after a reconnect: a lost answer may hide anything (a stopped
+                    # MixMonitor whose PBX_REC stayed), so every stamp is checked again.
+                    await self.resync(reconnected=True)
                 except AmiError as exc:
                     log.warning("resync after a lost AMI action session failed: %s", exc)
                     await asyncio.sleep(1.0)
@@ -144,7 +146,7 @@ class PbxLink:
                 log.info("AMI ready again after a lost action session: %d live calls",
                          len(self.tracker.calls))
                 for feature in self._features:
-                    feature.on_ready(reconnected=False)
+                    feature.on_ready(reconnected=True)
                 return
         finally:
             self._recovering = False

@@ -26,6 +26,7 @@ import aiohttp
 import pytest
 
 from pbx_bridge.calls.tracker import call_id
+from pbx_bridge.config import AmiSettings
 from pbx_bridge.directory.store import Directory
 from tests.reliability.support import JOHN, START, Calls, free_port
 from tests.support.bridge import DEMO_DIRECTORY, demo_directory, serve_environ
@@ -220,7 +221,8 @@ async def test_sighup_reloads_level_and_directory_keeping_the_link(
                 assert r.status == 204
             assert "pbx_bridge.access" not in bridge.text(), "INFO is not logged yet"
             connected = _bridge_sessions(pbx)
-            assert len(connected) == 1, pbx.cli("manager show connected")
+            # The event session and the default [ami] action_sessions (pbx/pool.py).
+            assert len(connected) == _SESSIONS, pbx.cli("manager show connected")
 
             changed = tmp_path / "directory.toml"
             changed.write_text(DEMO_DIRECTORY.read_text().replace(
@@ -239,12 +241,15 @@ async def test_sighup_reloads_level_and_directory_keeping_the_link(
             await _eventually(lambda: "pbx_bridge.access" in bridge.text(), "INFO logged now")
             async with http.get(f"{bridge.base}/readyz") as r:
                 assert r.status == 200
-        assert relay.connections == 1, "the AMI link was never dropped"
+        assert relay.connections == _SESSIONS, "no AMI session was ever dropped"
         assert _bridge_sessions(pbx) == connected
         assert bridge.proc is not None and bridge.proc.returncode is None
         assert token not in bridge.text() and pbx.secrets.ami not in bridge.text()
     finally:
         await bridge.stop()
+
+
+_SESSIONS = 1 + AmiSettings.model_fields["action_sessions"].default
 
 
 def _bridge_sessions(pbx) -> list[list[str]]:
