@@ -174,7 +174,7 @@ class AmiSettings(_Section):
     # AMI sessions that carry actions, besides the one that carries events (issue 15):
     # Asterisk runs one session's actions one after the other. 0 = every action on the
     # event session. Same user, same timeouts; see pbx_bridge/pbx/pool.py.
-    action_sessions: Annotated[int, Field(ge=0, le=16)] = 2
+    action_sessions: Annotated[int, Field(ge=0, le=16)] = 0
 
 
 def _database_url(value: SecretStr) -> SecretStr:
