@@ -1,7 +1,8 @@
 """StartRecording and StopRecording against Asterisk, one view at a time.
 
-Every start and stop of a view runs under its slot's lock (recording/slots.py), so a
-view has one MixMonitor at most. A start stamps PBX_REC first, then asks for MixMonitor
+Every start and stop of a view runs under its slot's lock (recording/slots.py) and, with
+replicas, the view's lock in PostgreSQL (recording/replicas.py), so a view has one
+MixMonitor at most. A start stamps PBX_REC first, then asks for MixMonitor
 (both pipelined: one round trip); Asterisk's answer with a MixMonitorID is the
 confirmation, and the tracker is told at once (`Tracker.mark_recording`).
 """
@@ -22,6 +23,7 @@ from pbx_bridge.errors import PbxRefused, PbxTimeout, PbxUnavailable, ViewState
 from pbx_bridge.pbx.ami import AmiNotConnected, AmiTimeout, Message, is_success
 from pbx_bridge.recording import naming
 from pbx_bridge.recording.probe import MixMonitorProbe
+from pbx_bridge.recording.replicas import ViewGuard
 from pbx_bridge.recording.slots import ViewSlot, ViewSlots
 from pbx_bridge.recording.variables import (
     MIXMONITOR_OPTIONS,
@@ -29,6 +31,7 @@ from pbx_bridge.recording.variables import (
     RECPAUSED_VAR,
     rec_value,
 )
+from pbx_bridge.storage.coordination import Coordination
 
 log = logging.getLogger("pbx_bridge.recording")
 
@@ -54,14 +57,17 @@ class RecordingService:
         base_dir: str,
         stop_wait: float,
         clock: Callable[[], float],
+        coordination: Coordination | None = None,
     ) -> None:
         """``base_dir``: recordings.directory; ``stop_wait``: how long a stop waits for
-        Asterisk's MixMonitorStop before it answers."""
+        Asterisk's MixMonitorStop before it answers; ``coordination``: the replicas'
+        database locks (none: one process)."""
         self.link = link
         self.directory = directory
         self.counts = RecordingCounts()
         self.views = ViewSlots()
         self.probe = MixMonitorProbe(link)
+        self.guard = ViewGuard(link, self.probe, coordination or Coordination(None))
         self._base_dir = base_dir
         self._stop_wait = stop_wait
         self._clock = clock
@@ -87,7 +93,7 @@ class RecordingService:
         ``started_by`` / ``app_id``: who asks (``api`` with its app, ``always``)."""
         self.link.require_ready()
         slot = self.slot(call, ext.number)
-        async with slot.lock:
+        async with self.guard.hold(slot, call, ext.number):
             if _recording(call, ext.number):
                 return
             ch = self._view_channel(call, ext.number)
@@ -197,7 +203,7 @@ class RecordingService:
     # ------------------------------------------------------------------ stop
     async def stop(self, call: Call, ext: Extension) -> None:
         self.link.require_ready()
-        async with self.slot(call, ext.number).lock:
+        async with self.guard.hold(self.slot(call, ext.number), call, ext.number):
             for ch in [c for c in call.channels_of(ext.number) if c.recording is not None]:
                 await self._stop_channel(ch)
 
