@@ -7,7 +7,8 @@ were answered, their events are on the way. In-process, the view's slot lock ord
 every change of a view (recording/slots.py); across replicas, a PostgreSQL advisory lock
 keyed by the view does (storage/coordination.py), and once it is held the view's
 channels are read from Asterisk itself (Getvar PBX_REC and PBX_RECPAUSED, pipelined: one
-round trip), which the other replica finished writing before it let the lock go. What
+round trip, with the channel's last MixMonitor file), which the other replica finished
+writing before it let the lock go. What
 Asterisk says then wins over this tracker: a stamped recording that runs (its
 MixMonitor is asked for, as after a restart) is marked, a stamp another replica cleared
 ends the tracker's belief, and so does a pause. So a loser of the start race answers as
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import PurePosixPath
 
 from pbx_bridge.calls.tracker import Call, Channel
 from pbx_bridge.core.link import PbxLink
@@ -33,6 +35,9 @@ from pbx_bridge.storage.url import StorageError
 
 __all__ = ["ViewGuard"]
 
+# Set by MixMonitor on its channel when it starts, and left there after it stops.
+_LAST_FILE = "MIXMONITOR_FILENAME"
+
 
 class ViewGuard:
     """The view's lock in this process and, with replicas, across them."""
@@ -43,34 +48,42 @@ class ViewGuard:
         self.coordination = coordination
 
     @contextlib.asynccontextmanager
-    async def hold(self, slot: ViewSlot, call: Call, extension: str) -> AsyncIterator[None]:
+    async def hold(
+        self, slot: ViewSlot, call: Call, extension: str
+    ) -> AsyncIterator[dict[str, str]]:
         """Every change of the view runs in this block; with replicas, the tracker has
-        caught up with Asterisk on the view's channels when it begins."""
+        caught up with Asterisk on the view's channels when it begins. Yields the last
+        file each channel's MixMonitor wrote (Uniqueid -> file name; empty without
+        replicas, where the slot remembers this process's starts): a start in the same
+        second as another replica's must not reuse, and so truncate, its file."""
         async with slot.lock:
             if not self.coordination.shared:
-                yield
+                yield {}
                 return
             try:
                 async with self.coordination.hold(VIEW, call.linkedid, extension):
-                    await self.catch_up(call.channels_of(extension))
-                    yield
+                    yield await self.catch_up(call.channels_of(extension))
             except StorageError as exc:
                 raise PbxUnavailable(f"the replicas' database: {exc}") from exc
 
-    async def catch_up(self, channels: list[Channel]) -> None:
-        """Asterisk's PBX_REC / PBX_RECPAUSED of these channels, applied to the tracker."""
-        if not channels:
-            return
+    async def catch_up(self, channels: list[Channel]) -> dict[str, str]:
+        """Asterisk's PBX_REC / PBX_RECPAUSED of these channels, applied to the tracker;
+        their MIXMONITOR_FILENAME (the last file of each), by Uniqueid."""
         ami = self._link.ami
+        names = (REC_VAR, RECPAUSED_VAR, _LAST_FILE)
         try:
             answers = await asyncio.gather(*(
                 ami.send_action("Getvar", {"Channel": ch.name, "Variable": var})
-                for ch in channels for var in (REC_VAR, RECPAUSED_VAR)
+                for ch in channels for var in names
             ))
+            last: dict[str, str] = {}
             for i, ch in enumerate(channels):
-                rec, paused = answers[2 * i], answers[2 * i + 1]
+                rec, paused, file = answers[3 * i:3 * i + 3]
                 if is_success(rec) and is_success(paused):
                     await self._apply(ch, rec.get("Value", ""), paused.get("Value", ""))
+                if is_success(file) and file.get("Value"):
+                    last[ch.uniqueid] = PurePosixPath(file["Value"]).name
+            return last
         except AmiNotConnected as exc:
             raise PbxUnavailable(str(exc)) from exc
         except AmiTimeout as exc:

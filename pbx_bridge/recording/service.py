@@ -14,6 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from pbx_bridge.calls.tracker import Call, Channel
 from pbx_bridge.core.link import PbxLink
@@ -93,7 +94,7 @@ class RecordingService:
         ``started_by`` / ``app_id``: who asks (``api`` with its app, ``always``)."""
         self.link.require_ready()
         slot = self.slot(call, ext.number)
-        async with self.guard.hold(slot, call, ext.number):
+        async with self.guard.hold(slot, call, ext.number) as last_files:
             if _recording(call, ext.number):
                 return
             ch = self._view_channel(call, ext.number)
@@ -103,15 +104,11 @@ class RecordingService:
             if org is None:
                 raise ViewState("the extension has no organization")
             now = await slot.free_second(self._clock)
-            path = naming.recording_path(
-                organization_id=org.id,
-                extension=ext.number,
-                call_id=call.id,
-                view_id=call.view_ids[ext.number],
-                fmt=fmt,
-                started=now,
-                base_dir=self._base_dir,
-            )
+            path = self._path(call, ext, org.id, fmt, now)
+            if PurePosixPath(path).name == last_files.get(ch.uniqueid):
+                # Another replica's recording of this second: the next second's name.
+                now = await slot.free_second(self._clock)
+                path = self._path(call, ext, org.id, fmt, now)
             stamp = f"{now:.3f}"
             self._remember_origin(path, started_by, app_id)
             resp = await self._reserve_and_start(slot, ch, stamp, path, now)
@@ -126,6 +123,12 @@ class RecordingService:
             # under load).
             if ch.uniqueid in self.link.tracker.channels and ch.recording is None:
                 self.link.tracker.mark_recording(ch.uniqueid, float(stamp), path)
+
+    def _path(self, call: Call, ext: Extension, org_id: int, fmt: str, now: float) -> str:
+        return naming.recording_path(
+            organization_id=org_id, extension=ext.number, call_id=call.id,
+            view_id=call.view_ids[ext.number], fmt=fmt, started=now, base_dir=self._base_dir,
+        )
 
     async def _reserve_and_start(
         self, slot: ViewSlot, ch: Channel, stamp: str, path: str, now: float
