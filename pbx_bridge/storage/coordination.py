@@ -66,13 +66,20 @@ class Coordination:
         self._conn: psycopg.AsyncConnection[tuple[object, ...]] | None = None  # on first use
         self._connecting = asyncio.Lock()
         self._leading: set[str] = set()
+        self._releasing: set[asyncio.Task[None]] = set()
         self.waits = 0  # contended takes (each waited at least one retry)
 
     @classmethod
     def for_database(cls, url: URL) -> Coordination:
         return cls(url if url.get_backend_name() == "postgresql" else None)
 
+    async def released(self) -> None:
+        """Until every lock given back has been released in PostgreSQL."""
+        if self._releasing:
+            await asyncio.gather(*self._releasing, return_exceptions=True)
+
     async def close(self) -> None:
+        await self.released()
         conn, self._conn = self._conn, None
         self._leading.clear()
         if conn is not None:
@@ -96,8 +103,12 @@ class Coordination:
         try:
             yield
         finally:
-            # Shielded: a cancelled request must not keep the lock for its session.
-            await asyncio.shield(self._release(kind, key))
+            # Not awaited: the answer need not wait for it. Queued on the connection
+            # behind nothing of this view (session locks count: a take of this process
+            # that comes first only adds one), and a cancelled request cannot skip it.
+            task = asyncio.create_task(self._release(kind, key))
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
 
     async def _release(self, kind: int, key: int) -> None:
         try:
