@@ -38,6 +38,7 @@ from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.secret_check import refused_secret
+from pbx_bridge.storage.coordination import Coordination
 from pbx_bridge.stream.hub import StreamHub
 from pbx_bridge.webhooks.service import Webhooks
 
@@ -81,11 +82,14 @@ class Services:
             resync_interval=settings.ami.resync_interval,
             clock=clock,
         )
-        self.recording = RecordingFeature(self.link, directory, settings, clock=clock)
+        # Replicas on one PostgreSQL order their work through its locks (docs/design.md).
+        self.coordination = Coordination.for_database(directory.database.url)
+        self.recording = RecordingFeature(self.link, directory, settings, clock=clock,
+                                          coordination=self.coordination)
         # After the recording feature: the catalog reads the marks it leaves on channels.
         self.recordings = RecordingsCatalog(
             self.link, directory, settings.recordings,
-            origin_of=self.recording.origin_of, clock=clock,
+            origin_of=self.recording.origin_of, clock=clock, coordination=self.coordination,
         )
         # After the catalog: it hears the rows the catalog saved.
         self.events = EventsFeature(self.link, directory, settings, self.recordings, clock=clock)
@@ -118,6 +122,7 @@ class Services:
         await self.link.close()
         await self.events.drained()
         await self.webhooks.close()
+        await self.coordination.close()
 
     def reload_directory(self) -> None:
         """Hand the directory as the database has it now to the link and its features

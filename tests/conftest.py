@@ -1,6 +1,7 @@
 """Test tiers follow the folders: tests/unit (pure), tests/integration (real Asterisk),
 tests/e2e (real Asterisk and real SIP phones), tests/reliability (faults, load and
-hostile input against the real Asterisk), tests/containers (docker/'s images and compose
+hostile input against the real Asterisk), tests/replicas (two bridge processes on one
+real PostgreSQL, against the real Asterisk), tests/containers (docker/'s images and compose
 file run with podman)."""
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ settings.load_profile("pbx_bridge")
 # The storage suite's backends: `database_url` (SQLite and a real PostgreSQL server).
 pytest_plugins = ("tests.support.postgres",)
 
-TIERS = {"unit", "integration", "e2e", "reliability", "containers"}
+TIERS = {"unit", "integration", "e2e", "reliability", "containers", "replicas"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -28,6 +28,7 @@ from pbx_bridge.recording.rearm import Rearmer
 from pbx_bridge.recording.service import RecordingCounts, RecordingService
 from pbx_bridge.recording.slots import ViewSlots
 from pbx_bridge.recording.variables import REC_HEADER
+from pbx_bridge.storage.coordination import Coordination
 
 __all__ = ["RecordingFeature"]
 
@@ -40,7 +41,9 @@ class RecordingFeature(Feature):
         settings: Settings,
         *,
         clock: Callable[[], float] = time.time,
+        coordination: Coordination | None = None,
     ) -> None:
+        """``coordination``: the replicas' locks in PostgreSQL (None: one process)."""
         self.link = link
         self.directory = directory
         rec = settings.recordings
@@ -48,7 +51,7 @@ class RecordingFeature(Feature):
         self._base_dir = rec.directory
         self.service = RecordingService(
             link, directory, base_dir=rec.directory,
-            stop_wait=settings.ami.action_timeout, clock=clock,
+            stop_wait=settings.ami.action_timeout, clock=clock, coordination=coordination,
         )
         self.pauser = RecordingPauser(link, self.service, clock=clock)
         self.always = AlwaysRecorder(

@@ -46,7 +46,7 @@ class RecordingPauser:
 
     async def _set(self, call: Call, extension: str, *, paused: bool) -> None:
         self.link.require_ready()
-        async with self.service.slot(call, extension).lock:
+        async with self.service.guard.hold(self.service.slot(call, extension), call, extension):
             if call.linkedid not in self.link.tracker.calls:
                 raise ViewState("the call has ended")
             recording = [c for c in call.channels_of(extension) if c.recording is not None]

@@ -104,7 +104,9 @@ class Rearmer:
         call = tracker.calls.get(ch.linkedid) if ch is not None else None
         if ch is None or call is None or ch.extension is None:
             return
-        async with self.service.slot(call, ch.extension).lock:
+        async with self.service.guard.hold(
+            self.service.slot(call, ch.extension), call, ch.extension
+        ):
             # Checked again under the view's lock: a stop or pause may have come first.
             file = ch.rec_file or self._stamps.get(uid)
             if ch.recording is None or not file or ch.rec_paused is not None or ch.rearming:

@@ -1,7 +1,8 @@
 """StartRecording and StopRecording against Asterisk, one view at a time.
 
-Every start and stop of a view runs under its slot's lock (recording/slots.py), so a
-view has one MixMonitor at most. A start stamps PBX_REC first, then asks for MixMonitor
+Every start and stop of a view runs under its slot's lock (recording/slots.py) and, with
+replicas, the view's lock in PostgreSQL (recording/replicas.py), so a view has one
+MixMonitor at most. A start stamps PBX_REC first, then asks for MixMonitor
 (both pipelined: one round trip); Asterisk's answer with a MixMonitorID is the
 confirmation, and the tracker is told at once (`Tracker.mark_recording`).
 """
@@ -13,6 +14,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from pbx_bridge.calls.tracker import Call, Channel
 from pbx_bridge.core.link import PbxLink
@@ -22,6 +24,7 @@ from pbx_bridge.errors import PbxRefused, PbxTimeout, PbxUnavailable, ViewState
 from pbx_bridge.pbx.ami import AmiNotConnected, AmiTimeout, Message, is_success
 from pbx_bridge.recording import naming
 from pbx_bridge.recording.probe import MixMonitorProbe
+from pbx_bridge.recording.replicas import ViewGuard
 from pbx_bridge.recording.slots import ViewSlot, ViewSlots
 from pbx_bridge.recording.variables import (
     MIXMONITOR_OPTIONS,
@@ -29,6 +32,7 @@ from pbx_bridge.recording.variables import (
     RECPAUSED_VAR,
     rec_value,
 )
+from pbx_bridge.storage.coordination import Coordination
 
 log = logging.getLogger("pbx_bridge.recording")
 
@@ -54,14 +58,17 @@ class RecordingService:
         base_dir: str,
         stop_wait: float,
         clock: Callable[[], float],
+        coordination: Coordination | None = None,
     ) -> None:
         """``base_dir``: recordings.directory; ``stop_wait``: how long a stop waits for
-        Asterisk's MixMonitorStop before it answers."""
+        Asterisk's MixMonitorStop before it answers; ``coordination``: the replicas'
+        database locks (none: one process)."""
         self.link = link
         self.directory = directory
         self.counts = RecordingCounts()
         self.views = ViewSlots()
         self.probe = MixMonitorProbe(link)
+        self.guard = ViewGuard(link, self.probe, coordination or Coordination(None))
         self._base_dir = base_dir
         self._stop_wait = stop_wait
         self._clock = clock
@@ -87,7 +94,7 @@ class RecordingService:
         ``started_by`` / ``app_id``: who asks (``api`` with its app, ``always``)."""
         self.link.require_ready()
         slot = self.slot(call, ext.number)
-        async with slot.lock:
+        async with self.guard.hold(slot, call, ext.number) as last_files:
             if _recording(call, ext.number):
                 return
             ch = self._view_channel(call, ext.number)
@@ -97,15 +104,11 @@ class RecordingService:
             if org is None:
                 raise ViewState("the extension has no organization")
             now = await slot.free_second(self._clock)
-            path = naming.recording_path(
-                organization_id=org.id,
-                extension=ext.number,
-                call_id=call.id,
-                view_id=call.view_ids[ext.number],
-                fmt=fmt,
-                started=now,
-                base_dir=self._base_dir,
-            )
+            path = self._path(call, ext, org.id, fmt, now)
+            if PurePosixPath(path).name == last_files.get(ch.uniqueid):
+                # Another replica's recording of this second: the next second's name.
+                now = await slot.free_second(self._clock)
+                path = self._path(call, ext, org.id, fmt, now)
             stamp = f"{now:.3f}"
             self._remember_origin(path, started_by, app_id)
             resp = await self._reserve_and_start(slot, ch, stamp, path, now)
@@ -120,6 +123,12 @@ class RecordingService:
             # under load).
             if ch.uniqueid in self.link.tracker.channels and ch.recording is None:
                 self.link.tracker.mark_recording(ch.uniqueid, float(stamp), path)
+
+    def _path(self, call: Call, ext: Extension, org_id: int, fmt: str, now: float) -> str:
+        return naming.recording_path(
+            organization_id=org_id, extension=ext.number, call_id=call.id,
+            view_id=call.view_ids[ext.number], fmt=fmt, started=now, base_dir=self._base_dir,
+        )
 
     async def _reserve_and_start(
         self, slot: ViewSlot, ch: Channel, stamp: str, path: str, now: float
@@ -197,7 +206,7 @@ class RecordingService:
     # ------------------------------------------------------------------ stop
     async def stop(self, call: Call, ext: Extension) -> None:
         self.link.require_ready()
-        async with self.slot(call, ext.number).lock:
+        async with self.guard.hold(self.slot(call, ext.number), call, ext.number):
             for ch in [c for c in call.channels_of(ext.number) if c.recording is not None]:
                 await self._stop_channel(ch)
 

@@ -30,16 +30,19 @@ A parked row whose run does not start again ends where it was parked, with the r
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Literal
 
 from pbx_bridge.calls.tracker import Channel, Tracker, call_id
 from pbx_bridge.recording.variables import MIXMONITOR_FILE_HEADER, REC_HEADER, parse_rec
 from pbx_bridge.recordings.wavfile import FileFacts
 
-__all__ = ["Catalog", "Origin", "RecordingRow", "State", "finish", "new_id"]
+__all__ = ["Catalog", "Origin", "RecordingRow", "State", "file_id", "finish", "new_id",
+           "run_id"]
 
 Event = Mapping[str, str]
 State = Literal["recording", "paused", "completed", "missing", "failed"]
@@ -60,6 +63,22 @@ _KEPT_REASONS = frozenset({TRANSFERRED, REARM_FAILED})  # how a run ended, kept 
 
 def new_id() -> str:
     return "r-" + secrets.token_hex(8)
+
+
+def run_id(uniqueid: str, file: str | None, started: float) -> str:
+    """A run's row id, the same in every replica that sees it (docs/design.md,
+    "Replicas"): from what Asterisk tells all of them alike, the channel and the name of
+    the file (MixMonitorStart's MIXMONITOR_FILENAME, a resync's PBX_REC: the same last
+    part), else the start's event time. A channel runs one file once (names carry the
+    start second), so two runs never share an id."""
+    name = PurePosixPath(file).name if file else f"{started:.6f}"
+    return "r-" + hashlib.sha256(f"{uniqueid}|{name}".encode()).hexdigest()[:16]
+
+
+def file_id(host_path: str) -> str:
+    """The row id of a file found in the folders (reconcile.py): every replica gives
+    the file the same one."""
+    return "r-" + hashlib.sha256(f"file|{host_path}".encode()).hexdigest()[:16]
 
 
 @dataclass(slots=True)
@@ -230,8 +249,9 @@ class Catalog:
             return []
         call = self.tracker.calls.get(ch.linkedid)
         view_id = call.view_ids.get(extension, "00") if call is not None else "00"
+        file = (ev.get(MIXMONITOR_FILE_HEADER) if ev is not None else None) or ch.rec_file
         row = RecordingRow(
-            id=new_id(), extension=extension, call_id=call_id(ch.linkedid),
+            id=run_id(uid, file, now), extension=extension, call_id=call_id(ch.linkedid),
             view_id=view_id, started=ch.recording or now, channel=uid,
         )
         self.running[uid] = row

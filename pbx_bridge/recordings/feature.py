@@ -35,8 +35,11 @@ from pbx_bridge.recordings import wavfile
 from pbx_bridge.recordings.catalog import Catalog, Origin, RecordingRow, finish
 from pbx_bridge.recordings.reconcile import Owner
 from pbx_bridge.recordings.reconciler import Live, Reconciler
+from pbx_bridge.recordings.retention import FINISHED
 from pbx_bridge.recordings.store import RecordingQuery, RecordingStore
 from pbx_bridge.recordings.sweep import Sweeper, SweepReport
+from pbx_bridge.storage.coordination import ROW, Coordination
+from pbx_bridge.storage.url import StorageError
 
 __all__ = ["RecordingsCatalog", "host_path"]
 
@@ -80,10 +83,14 @@ class RecordingsCatalog(Feature):
         *,
         origin_of: Callable[[str], Origin | None],
         clock: Callable[[], float] = time.time,
+        coordination: Coordination | None = None,
     ) -> None:
+        """``coordination``: with replicas, which of them sweeps, reconciles and
+        finishes a row (docs/design.md, "Replicas"); None: this process does."""
         self.link = link
         self.directory = directory
         self.settings = settings
+        self.coordination = coordination or Coordination(None)
         self.store = RecordingStore(directory.database)
         self.catalog = Catalog(
             link.tracker, origin_of=origin_of, place=self._place,
@@ -141,6 +148,10 @@ class RecordingsCatalog(Feature):
     async def _sweep_forever(self) -> None:
         while True:
             try:
+                # With replicas, one sweeps (the others skip their rounds until it dies).
+                if not await self.coordination.lead("retention sweep"):
+                    await asyncio.sleep(self.settings.sweep_interval)
+                    continue
                 report = await self.sweep()
                 if report.swept or report.kept:
                     log.info("retention: %d recordings deleted (%d bytes), %d kept",
@@ -185,7 +196,12 @@ class RecordingsCatalog(Feature):
 
     def on_snapshot(self, rows: list[Event]) -> None:
         self._changed(self.catalog.on_snapshot(self._clock()))
-        self.link.spawn(self.reconciler.run())
+        self.link.spawn(self._reconcile())
+
+    async def _reconcile(self) -> None:
+        """A pass with the folders; with replicas, by the one that leads it."""
+        if await self.coordination.lead("recordings reconcile"):
+            await self.reconciler.run()
 
     # ------------------------------------------------------------------ the API's
     async def get(self, recording_id: str) -> RecordingRow | None:
@@ -235,13 +251,15 @@ class RecordingsCatalog(Feature):
                     self._finishing.add(row.id)
                     self.link.spawn(self._finish(row))
 
-    def _persist(self, row: RecordingRow) -> None:
+    def _persist(self, row: RecordingRow) -> int:
+        """Queue the row's write; the key it is queued under (in ``_unwritten``)."""
         # A copy as it is now; writes run one at a time in the order of the events.
         copy = dataclasses.replace(row, paused=[list(p) for p in row.paused])
         key = next(self._write_ids)
         self._unwritten[key] = copy
         self.link.spawn(self._write(key))
         self._tell_saved([copy])
+        return key
 
     def _tell_saved(self, rows: list[RecordingRow]) -> None:
         for row in rows:
@@ -259,22 +277,42 @@ class RecordingsCatalog(Feature):
                 del self._unwritten[key]
 
     async def _finish(self, row: RecordingRow) -> None:
+        """The stopped row, finished once: with replicas, under the row's lock, by the
+        first to get there; the others find it finished (a replica that died meanwhile
+        left it running: the next one finishes it)."""
         try:
-            path = self.path_of(row)
-            if path is None:
-                # Never served: the file is not known, or lies outside the recordings
-                # folders (host_path), e.g. a dialplan MixMonitor writing to /tmp.
-                unknown = row.file is None
-                row.state = "failed"
-                row.reason = "file unknown" if unknown else "outside the recordings folders"
-            else:
-                await self._settled(path)
-                finish(row, await asyncio.to_thread(wavfile.inspect, path))
-            log.info("recording %s: %s%s", row.id, row.state,
-                     f" ({row.reason})" if row.reason else "")
-            self._persist(row)
+            async with self.coordination.hold(ROW, row.id):
+                if not await self._finished_elsewhere(row):
+                    await self._finish_now(row)
+        except StorageError as exc:  # the next start-up takes the row up again
+            log.warning("recording %s: not finished: %s", row.id, exc)
         finally:
             self._finishing.discard(row.id)
+
+    async def _finished_elsewhere(self, row: RecordingRow) -> bool:
+        if not self.coordination.shared:
+            return False
+        async with self._write_lock:  # this replica's own writes of the row come first
+            stored = await asyncio.to_thread(self.store.get, row.id)
+        return stored is not None and stored.state in FINISHED
+
+    async def _finish_now(self, row: RecordingRow) -> None:
+        path = self.path_of(row)
+        if path is None:
+            # Never served: the file is not known, or lies outside the recordings
+            # folders (host_path), e.g. a dialplan MixMonitor writing to /tmp.
+            unknown = row.file is None
+            row.state = "failed"
+            row.reason = "file unknown" if unknown else "outside the recordings folders"
+        else:
+            await self._settled(path)
+            finish(row, await asyncio.to_thread(wavfile.inspect, path))
+        log.info("recording %s: %s%s", row.id, row.state,
+                 f" ({row.reason})" if row.reason else "")
+        key = self._persist(row)
+        while self.coordination.shared and key in self._unwritten:
+            # Stored before the row's lock goes, so the next replica finds it finished.
+            await asyncio.sleep(0.01)
 
     async def _settled(self, path: Path) -> None:
         """Until the file's size stops changing (MixMonitor may still flush after its

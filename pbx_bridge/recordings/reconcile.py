@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 
-from pbx_bridge.recordings.catalog import RecordingRow, format_of, new_id
+from pbx_bridge.recordings.catalog import RecordingRow, file_id, format_of
 
 __all__ = [
     "Folder", "FoundFile", "KnownFile", "Owner", "Plan", "Scan", "parse_name", "plan",
@@ -183,7 +183,7 @@ def _place_found(
         out.adopt.append((match.id, f, started_by(f.extension)))
         return
     out.new.append(RecordingRow(
-        id=new_id(), extension=f.extension, call_id=f.call_id, view_id=f.view_id,
+        id=file_id(str(f.path)), extension=f.extension, call_id=f.call_id, view_id=f.view_id,
         started=f.started, organization=owner.organization, owner=owner.owner,
         format=format_of(f.file), file=f.file, host_path=str(f.path),
         started_by=started_by(f.extension), stopped=max(f.mtime, f.started),

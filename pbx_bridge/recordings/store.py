@@ -71,6 +71,16 @@ def _where(query: RecordingQuery) -> list[ColumnElement[bool]]:
     return where
 
 
+def _not_ahead_of(row: RecordingRow) -> list[ColumnElement[bool]]:
+    """The stored row is not further on than ``row``: finished > stopped > running."""
+    c = recordings.c
+    if row.state in FINISHED:
+        return []
+    if row.stopped is not None:
+        return [c.state.not_in(FINISHED)]
+    return [c.state.not_in(FINISHED), c.stopped.is_(None)]
+
+
 class RecordingStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -80,14 +90,21 @@ class RecordingStore:
         self.save_all([row])
 
     def save_all(self, rows: list[RecordingRow]) -> None:
-        """Insert or update each (by id), in one transaction."""
+        """Insert or update each (by id), in one transaction. Replicas write the same
+        rows (same ids, catalog.run_id) from the same events, each when it gets there: a
+        row never goes back, from finished to running or from stopped to not stopped,
+        so a replica that is behind cannot undo what another wrote."""
+        c = recordings.c
         with self.db.transaction(write=True) as conn:
             for row in rows:
                 values = _values(row)
-                done = conn.execute(
-                    update(recordings).where(recordings.c.id == row.id).values(values)
+                found = conn.execute(
+                    update(recordings).where(c.id == row.id, *_not_ahead_of(row))
+                    .values(values)
                 ).rowcount
-                if not done:
+                if not found and conn.execute(
+                    select(c.id).where(c.id == row.id)
+                ).first() is None:
                     conn.execute(insert(recordings).values(values))
 
     def get(self, recording_id: str) -> RecordingRow | None:
