@@ -166,7 +166,7 @@ def create_app(
     if not any(isinstance(f, NoRawRequestInLogs) for f in _SERVER_LOG.filters):
         _SERVER_LOG.addFilter(NoRawRequestInLogs())
     metrics = Metrics(services.link, services.recording, services.recordings,
-                      services.webhooks.sender, services.stream)
+                      services.webhooks.sender, services.stream, nodes=services.nodes)
     app = web.Application(
         middlewares=[request_id_middleware, metrics.middleware, error_middleware],
         client_max_size=settings.http.body_limit,
