@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "pbx_bridge.recordings.cli",
     "pbx_bridge.webhooks.cli",
     "pbx_bridge.doctor.cli",
+    "pbx_bridge.nodes.cli",
 )
 
 

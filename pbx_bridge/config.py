@@ -47,6 +47,7 @@ __all__ = [
     "HttpSettings",
     "LoggingSettings",
     "MetricsSettings",
+    "PbxNodeSettings",
     "RecordingsSettings",
     "Settings",
     "load_settings",
@@ -175,6 +176,20 @@ class AmiSettings(_Section):
     # Asterisk runs one session's actions one after the other. 0 = every action on the
     # event session. Same user, same timeouts; see pbx_bridge/pbx/pool.py.
     action_sessions: Annotated[int, Field(ge=0, le=16)] = 0
+
+
+# A PBX node's name: in logs, metrics labels, the directory (`node = "pbx2"`), the
+# environment variable of its secret (PBX_BRIDGE_PBX_SECRETS__<NAME>) and /readyz/<name>.
+NodeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
+# The one node of a configuration without [[pbx]] entries (its [ami] section).
+DEFAULT_NODE = "pbx"
+
+
+class PbxNodeSettings(AmiSettings):
+    """One Asterisk node (a ``[[pbx]]`` entry): a name and the keys of ``[ami]``, whose
+    values are the defaults of every entry."""
+
+    name: NodeName = DEFAULT_NODE
 
 
 def _database_url(value: SecretStr) -> SecretStr:
@@ -409,6 +424,11 @@ class Settings(BaseSettings):
     events: EventsSettings = EventsSettings()
     callcontrol: CallControlSettings = CallControlSettings()
     dialing: DialingSettings = DialingSettings()
+    # Several PBX nodes (issue 16): one [[pbx]] entry each; none = [ami] is the one node.
+    pbx: list[PbxNodeSettings] = []
+    # A node's AMI secret by environment: PBX_BRIDGE_PBX_SECRETS__<NAME> (wins over the
+    # entry's `secret`); a table [pbx_secrets] in the file works too.
+    pbx_secrets: dict[NodeName, Secret] = {}
 
     _config_file: Path | None = PrivateAttr(default=None)
 
@@ -421,7 +441,32 @@ class Settings(BaseSettings):
                 raise ValueError(_DIRECTORY_DATABASE_GONE)
         if isinstance(data, dict) and "ari" in data:
             raise ValueError(_ARI_GONE)
+        if isinstance(data, dict):
+            return _node_defaults(data)
         return data
+
+    @model_validator(mode="after")
+    def _node_names(self) -> Settings:
+        names = [node.name for node in self.pbx]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"pbx: the node name {name!r} is given twice")
+        known = set(names) if names else {DEFAULT_NODE}
+        for name in self.pbx_secrets:
+            if name not in known:
+                raise ValueError(f"pbx_secrets: no [[pbx]] node is named {name!r}")
+        return self
+
+    def nodes(self) -> list[PbxNodeSettings]:
+        """The PBX nodes, the first one being the default node of an extension: the
+        [[pbx]] entries, or the [ami] section as node "pbx"; each with its secret from
+        ``pbx_secrets`` when given there."""
+        entries = self.pbx or [PbxNodeSettings(**dict(self.ami))]
+        return [
+            node.model_copy(update={"secret": self.pbx_secrets[node.name]})
+            if node.name in self.pbx_secrets else node
+            for node in entries
+        ]
 
     @property
     def config_file(self) -> Path | None:
@@ -438,6 +483,18 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _FileSource(settings_cls))
+
+
+def _node_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """Every [[pbx]] entry takes the keys it does not give from [ami] (file and
+    environment merged), so PBX_BRIDGE_AMI__PING_INTERVAL, say, applies to every node."""
+    entries = data.get("pbx")
+    ami = data.get("ami")
+    if not isinstance(entries, list) or not isinstance(ami, dict):
+        return data
+    base = {k: v for k, v in ami.items() if k != "name"}
+    filled = [{**base, **entry} if isinstance(entry, dict) else entry for entry in entries]
+    return {**data, "pbx": filled}
 
 
 # --------------------------------------------------------------------------- loading

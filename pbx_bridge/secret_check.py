@@ -9,7 +9,7 @@ throwaway demo on a machine of one's own).
 
 from __future__ import annotations
 
-from pbx_bridge.config import Settings
+from pbx_bridge.config import AmiSettings, Settings
 
 __all__ = ["KNOWN_SECRETS", "refused_secret"]
 
@@ -18,18 +18,33 @@ KNOWN_SECRETS = frozenset({"change-me", "changeme", "pbx-bridge-demo-secret", "d
 
 
 def refused_secret(settings: Settings, *, demo: bool = False) -> str | None:
-    """One line saying why the AMI secret is refused, or None if it may be used."""
-    if demo or settings.ami.allow_demo_secret:
+    """One line saying why the AMI secret is refused, or None if it may be used. With
+    [[pbx]] nodes, each node's secret is checked (the first refused one is named)."""
+    if demo:
         return None
-    value = settings.ami.secret.get_secret_value().strip()
+    if not settings.pbx:
+        return _refused(settings.ami, "", "PBX_BRIDGE_AMI__SECRET (or [ami] secret)")
+    for node in settings.nodes():
+        env = f"PBX_BRIDGE_PBX_SECRETS__{node.name.upper()} (or its [[pbx]] secret)"
+        refused = _refused(node, f"pbx node {node.name!r}: ", env)
+        if refused:
+            return refused
+    return None
+
+
+def _refused(ami: AmiSettings, where: str, setting: str) -> str | None:
+    if ami.allow_demo_secret:
+        return None
+    value = ami.secret.get_secret_value().strip()
     if not value:
         return (
-            "no AMI secret: set PBX_BRIDGE_AMI__SECRET (or [ami] secret) to the secret of "
-            f"the '{settings.ami.username}' user in Asterisk's manager.conf"
+            f"{where}no AMI secret: set {setting} to the secret of "
+            f"the '{ami.username}' user in Asterisk's manager.conf"
         )
     if value.lower() in KNOWN_SECRETS:
         return (
-            "the AMI secret is a published placeholder or demo value: set a random one in "
-            "manager.conf and PBX_BRIDGE_AMI__SECRET (or run with --demo to accept it)"
+            f"{where}the AMI secret is a published placeholder or demo value: set a random "
+            f"one in manager.conf and {setting.split(' (')[0]} (or run with --demo to "
+            "accept it)"
         )
     return None

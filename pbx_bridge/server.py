@@ -20,20 +20,28 @@ import logging
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pbx_bridge.calls.tracker import Tracker
 from pbx_bridge.commands import add_config_option
-from pbx_bridge.config import ConfigError, Settings, load_settings
-from pbx_bridge.core.link import PbxLink, ami_client
+from pbx_bridge.config import ConfigError, PbxNodeSettings, Settings, load_settings
+from pbx_bridge.core.link import PbxLink
+from pbx_bridge.core.nodes import NodeIdentity, Nodes
 from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory, Migrate
 from pbx_bridge.events.feature import EventsFeature
 from pbx_bridge.holding.feature import HoldingFeature
 from pbx_bridge.logs import set_level, setup_logging
+from pbx_bridge.nodes.node import (
+    PbxNode,
+    build_link,
+    devices_of_node,
+    node_features,
+    warn_unknown,
+)
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
@@ -73,20 +81,25 @@ class Services:
         *,
         ami: AmiClient | None = None,
         clock: Callable[[], float] = time.time,
+        amis: Mapping[str, AmiClient] | None = None,
     ) -> None:
+        """``ami`` (the first node's) or ``amis`` (by node name): clients made elsewhere
+        (tests); otherwise each node's from its settings."""
         self.settings = settings
         self.directory = directory
-        self.link = PbxLink(
-            ami or ami_client(settings.ami),
-            self._device_map,
-            resync_interval=settings.ami.resync_interval,
-            clock=clock,
-        )
         # Replicas on one PostgreSQL order their work through its locks (docs/design.md).
         self.coordination = Coordination.for_database(directory.database.url)
-        self.recording = RecordingFeature(self.link, directory, settings, clock=clock,
-                                          coordination=self.coordination)
-        # After the recording feature: the catalog reads the marks it leaves on channels.
+        node_settings = settings.nodes()
+        self.node_names = {n.name for n in node_settings}
+        given = dict(amis or {})
+        if ami is not None:
+            given[node_settings[0].name] = ami
+        parts = [self._node_parts(n, i == 0, given.get(n.name), clock)
+                 for i, n in enumerate(node_settings)]
+        self.link = parts[0][1]
+        self.recording = parts[0][3]
+        # The shared features follow the first node's link (docs/design.md, "Several PBX
+        # nodes"). After the recording feature: the catalog reads the marks it leaves.
         self.recordings = RecordingsCatalog(
             self.link, directory, settings.recordings,
             origin_of=self.recording.origin_of, clock=clock, coordination=self.coordination,
@@ -98,18 +111,35 @@ class Services:
         self.events.sinks.append(self.webhooks)
         self.stream = StreamHub(self.events.store, settings.events.stream_queue)
         self.events.sinks.append(self.stream)  # GET /uapi/events
-        self.holding = HoldingFeature(self.link, directory, settings)
-        # Click-to-call: it hears OriginateResponse events (issue 14).
-        self.dialing = DialingFeature(self.link, directory, settings, clock=clock)
+        # After the catalog and events, as before; click-to-call hears OriginateResponse.
+        self.nodes: Nodes[PbxNode] = Nodes([
+            PbxNode(name, link, identity, recording,
+                    HoldingFeature(link, directory, settings),
+                    DialingFeature(link, directory, settings, clock=clock))
+            for name, link, identity, recording in parts
+        ])
+        self.holding = self.nodes.first.holding
+        self.dialing = self.nodes.first.dialing
         self._watcher: asyncio.Task[None] | None = None
         self.known_devices: dict[str, Extension] = {}  # the device map the link was given
 
-    def _device_map(self) -> dict[str, str]:
-        return {dev: ext.number for dev, ext in self.directory.extensions_by_device().items()}
+    def _node_parts(
+        self, node: PbxNodeSettings, first: bool, ami: AmiClient | None,
+        clock: Callable[[], float],
+    ) -> tuple[str, PbxLink, NodeIdentity, RecordingFeature]:
+        def devices() -> dict[str, str]:
+            return devices_of_node(self.directory.extensions_by_device(), node.name,
+                                   first=first)
+
+        link = build_link(node, devices, ami=ami, clock=clock)
+        identity, recording = node_features(node.name, link, self.directory, self.settings,
+                                            clock, self.coordination)
+        return node.name, link, identity, recording
 
     async def start(self) -> None:
         await self.webhooks.start()
-        await self.link.start()
+        for node in self.nodes.all:
+            await node.link.start()
         self.recordings.start()
         self._watcher = asyncio.create_task(self._watch_directory())
 
@@ -119,7 +149,8 @@ class Services:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.recordings.close()
-        await self.link.close()
+        for node in reversed(self.nodes.all):
+            await node.link.close()
         await self.events.drained()
         await self.webhooks.close()
         await self.coordination.close()
@@ -128,7 +159,9 @@ class Services:
         """Hand the directory as the database has it now to the link and its features
         (re-labelled channels, the AstDB recording policy), even if no device changed."""
         self.known_devices = dict(self.directory.extensions_by_device())
-        self.link.reload_devices()
+        warn_unknown(self.known_devices, self.node_names)
+        for node in self.nodes.all:
+            node.link.reload_devices()
 
     async def _watch_directory(self) -> None:
         self.known_devices = dict(self.directory.extensions_by_device())
@@ -224,10 +257,9 @@ async def serve(settings: Settings, directory: Directory, *, config: str | None 
     try:
         await service.start()
         log.info(
-            "serving on %s (AMI %s:%d, database %s)",
+            "serving on %s (AMI %s, database %s)",
             service.url,
-            settings.ami.host,
-            settings.ami.port,
+            ", ".join(f"{n.name} {n.host}:{n.port}" for n in settings.nodes()),
             directory.path,
         )
         await stop.wait()

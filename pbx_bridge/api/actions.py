@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from aiohttp import web
 from multidict import MultiMapping
 
-from pbx_bridge.api.context import RECORDING
 from pbx_bridge.api.errors import ApiError
 from pbx_bridge.api.validation import Action
 from pbx_bridge.calls.tracker import Call
 from pbx_bridge.directory.models import Extension, Principal
+from pbx_bridge.nodes.node import PbxNode
 
 __all__ = ["RECORDING_ACTIONS", "ActionRequest", "ActionSpec", "Registry"]
 
@@ -41,6 +41,7 @@ class ActionRequest:
     extension: Extension
     action: Action
     query: MultiMapping[str]  # the PUT's query (call control: allowPublicTransfer)
+    node: PbxNode  # the PBX node whose tracker holds the call: its features act
 
 
 Handler = Callable[[ActionRequest], Awaitable[None]]
@@ -89,21 +90,21 @@ class Registry(Mapping[str, ActionSpec]):
 
 
 async def _start(req: ActionRequest) -> None:
-    await req.app[RECORDING].start(
+    await req.node.recording.start(
         req.call, req.extension, req.action.format, app_id=req.principal.client_id
     )
 
 
 async def _stop(req: ActionRequest) -> None:
-    await req.app[RECORDING].stop(req.call, req.extension)
+    await req.node.recording.stop(req.call, req.extension)
 
 
 async def _pause(req: ActionRequest) -> None:
-    await req.app[RECORDING].pause(req.call, req.extension)
+    await req.node.recording.pause(req.call, req.extension)
 
 
 async def _resume(req: ActionRequest) -> None:
-    await req.app[RECORDING].resume(req.call, req.extension)
+    await req.node.recording.resume(req.call, req.extension)
 
 
 # `format` is checked for every recording action (and then ignored but by StartRecording).

@@ -27,6 +27,7 @@ from pbx_bridge.api.context import (
     DIRECTORY,
     HOLDING,
     LINK,
+    NODES,
     RECORDING,
     RECORDINGS,
     SETTINGS,
@@ -36,6 +37,7 @@ from pbx_bridge.api.context import (
 from pbx_bridge.api.dialing import add_dialing_routes
 from pbx_bridge.api.errors import error_middleware, error_response
 from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
+from pbx_bridge.api.nodes import node_readyz
 from pbx_bridge.api.oauth import add_oauth_routes
 from pbx_bridge.api.openapi import OPENAPI, build_document, openapi_handler
 from pbx_bridge.api.recordings import add_recording_routes
@@ -46,9 +48,11 @@ from pbx_bridge.api.stream import add_stream_routes
 from pbx_bridge.api.webhooks import add_webhook_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.core.nodes import Nodes
 from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.holding.feature import HoldingFeature
+from pbx_bridge.nodes.node import PbxNode
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.stream.hub import StreamHub
@@ -62,6 +66,7 @@ class Runtime(Protocol):
     """What the app serves: pbx_bridge.server.Services."""
 
     link: PbxLink
+    nodes: Nodes[PbxNode]
     recording: RecordingFeature
     recordings: RecordingsCatalog
     webhooks: Webhooks
@@ -118,9 +123,13 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    link = request.app[LINK]
-    if link.is_ready():
-        degraded = link.degraded()
+    """Ready: the one node is; with several nodes, at least one is (each node's own
+    readiness: /readyz/{node}). ``degraded``: a ready node's link runs with fewer AMI
+    action sessions than configured."""
+    nodes = request.app[NODES]
+    if nodes.any_ready():
+        degraded = "; ".join(f"{n.name}: {why}" if not nodes.single else why
+                             for n in nodes.all if (why := n.link.degraded()))
         return web.json_response({"status": "ok", **({"degraded": degraded} if degraded else {})})
     return error_response(503, "pbx_unavailable", "the PBX is not connected or not resynced")
 
@@ -160,7 +169,7 @@ def create_app(
     if not any(isinstance(f, NoRawRequestInLogs) for f in _SERVER_LOG.filters):
         _SERVER_LOG.addFilter(NoRawRequestInLogs())
     metrics = Metrics(services.link, services.recording, services.recordings,
-                      services.webhooks.sender, services.stream)
+                      services.webhooks.sender, services.stream, nodes=services.nodes)
     app = web.Application(
         middlewares=[request_id_middleware, metrics.middleware, error_middleware],
         client_max_size=settings.http.body_limit,
@@ -168,6 +177,7 @@ def create_app(
     app[SETTINGS] = settings
     app[DIRECTORY] = directory
     app[LINK] = services.link
+    app[NODES] = services.nodes
     app[RECORDING] = services.recording
     app[RECORDINGS] = services.recordings
     app[WEBHOOKS] = services.webhooks
@@ -185,6 +195,7 @@ def create_app(
     app.router.add_get("/uapi/openapi.json", openapi_handler, allow_head=False)
     app.router.add_get("/healthz", healthz, allow_head=False)
     app.router.add_get("/readyz", readyz, allow_head=False)
+    app.router.add_get("/readyz/{node}", node_readyz, allow_head=False)
     app.router.add_get("/metrics", metrics_handler, allow_head=False)
     add_oauth_routes(app)
     add_ui_routes(app)

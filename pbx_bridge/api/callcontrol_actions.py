@@ -26,7 +26,7 @@ from multidict import MultiMapping
 
 from pbx_bridge.api.actions import ActionRequest, ActionSpec
 from pbx_bridge.api.collection import ALLOW_PUBLIC_PARAM
-from pbx_bridge.api.context import DIRECTORY, LINK
+from pbx_bridge.api.context import DIRECTORY
 from pbx_bridge.api.errors import ApiError
 from pbx_bridge.api.validation import Action
 from pbx_bridge.callcontrol import sendto
@@ -125,7 +125,7 @@ async def _run(name: str, req: ActionRequest) -> None:
         allow_public=allow_public,
         extension_only=spec.extension_only,
     )
-    await spec.run(Job(req.app[LINK], req.call, view.number, action.view_id, dest, action))
+    await spec.run(Job(req.node.link, req.call, view.number, action.view_id, dest, action))
 
 
 def _handler(name: str) -> Callable[[ActionRequest], Coroutine[Any, Any, None]]:

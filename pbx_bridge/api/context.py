@@ -6,16 +6,18 @@ from aiohttp import web
 
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.core.nodes import Nodes
 from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.holding.feature import HoldingFeature
+from pbx_bridge.nodes.node import PbxNode
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.stream.hub import StreamHub
 from pbx_bridge.webhooks.service import Webhooks
 
 __all__ = [
-    "DIALING", "DIRECTORY", "HOLDING", "LINK", "RECORDING", "RECORDINGS", "SETTINGS",
+    "DIALING", "DIRECTORY", "HOLDING", "LINK", "NODES", "RECORDING", "RECORDINGS", "SETTINGS",
     "STREAM", "WEBHOOKS",
 ]
 
@@ -28,3 +30,6 @@ WEBHOOKS = web.AppKey("webhooks", Webhooks)
 STREAM = web.AppKey("stream", StreamHub)
 HOLDING = web.AppKey("holding", HoldingFeature)
 DIALING = web.AppKey("dialing", DialingFeature)
+# The PBX nodes (core/nodes.py): which node a request goes to. LINK, RECORDING, HOLDING
+# and DIALING are the first node's.
+NODES: web.AppKey[Nodes[PbxNode]] = web.AppKey("nodes")

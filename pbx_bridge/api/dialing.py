@@ -23,7 +23,7 @@ from aiohttp import web
 
 from pbx_bridge.api import validation
 from pbx_bridge.api.auth import authenticate
-from pbx_bridge.api.context import DIALING, DIRECTORY, LINK, SETTINGS
+from pbx_bridge.api.context import DIRECTORY, NODES, SETTINGS
 from pbx_bridge.api.errors import ApiError
 from pbx_bridge.api.media import require_json
 from pbx_bridge.api.routes import LIST_PATH, ONE_PATH, PREFIXES, _find_call, _json, _render
@@ -42,7 +42,6 @@ _NUMBER_CHARS = frozenset("0123456789*")
 async def _place(request: web.Request, mode: rules.Mode) -> web.StreamResponse:
     directory = request.app[DIRECTORY]
     settings = request.app[SETTINGS]
-    dialing = request.app[DIALING]
     principal = authenticate(request, directory)
     user_ref = validation.user_segment(request.match_info["userId"])
     validation.check_query(request.rel_url.query)
@@ -54,13 +53,17 @@ async def _place(request: web.Request, mode: rules.Mode) -> web.StreamResponse:
         principal, user_ref, validation.extension_segment(body.extension), directory)
     if target.extension is None:  # "@self" names no extension to call from
         raise access.ExtensionInvalid(access.NO_SUCH_EXTENSION)
-    plan = dialing.plan(mode, body, query, target.extension)
-    call_id = await dialing.place(plan)
+    nodes = request.app[NODES]
+    node = nodes.home(target.extension.node)  # the call starts on the extension's node
+    plan = node.dialing.plan(mode, body, query, target.extension)
+    if not nodes.single:
+        nodes.require_ready(node)  # also its systemname (the one node: place() checks)
+    call_id = await node.dialing.place(plan)
     location = (f"{settings.http.public_base_url}/uapi/phoneCalls/{target.user.id}/"
                 f"{target.extension.number}/{call_id}")
-    call = request.app[LINK].call(call_id)
+    call = node.link.call(call_id)
     if call is not None:
-        shown = _render(request, principal, target, call)
+        shown = _render(request, principal, target, call, link=node.link)
     else:  # Asterisk has not shown its channel yet: what is known for sure
         shown = {"id": call_id, "extension": target.extension.number, "phoneCallView": [],
                  "link": {"self": location}}
@@ -96,7 +99,7 @@ def _phone_number(request: web.Request) -> str | None:
 
 async def hang_up(request: web.Request) -> web.StreamResponse:
     directory = request.app[DIRECTORY]
-    link = request.app[LINK]
+    nodes = request.app[NODES]
     principal = authenticate(request, directory)
     user_ref = validation.user_segment(request.match_info["userId"])
     extension_ref = validation.extension_segment(request.match_info["extension"])
@@ -105,17 +108,23 @@ async def hang_up(request: web.Request) -> web.StreamResponse:
     number = _phone_number(request)
     raw_id = request.match_info.get("phoneCallId")
     call_id = validation.phone_call_id(raw_id) if raw_id is not None else None
-    link.require_ready()
     if call_id is not None:
-        calls = [_find_call(request, target, call_id)]
+        node, call = _find_call(request, target, call_id)
+        by_node = [(node, [call])]
     else:
-        calls = link.calls_for(e.number for e in target.extensions)
+        numbers = [e.number for e in target.extensions]
+        homes = nodes.homes(target.extensions)
+        for node in homes:
+            nodes.require_ready(node)
+        by_node = [(node, node.link.calls_for(numbers)) for node in homes]
     if number is not None:
-        calls = [call for call in calls if involves(call, number)]
-    if not calls:
+        by_node = [(node, [c for c in calls if involves(c, number)]) for node, calls in by_node]
+    by_node = [(node, calls) for node, calls in by_node if calls]
+    if not by_node:
         return web.Response(status=204)
     extensions = {e.number for e in target.extensions}
-    hung_up = await request.app[DIALING].hang_up(calls, extensions)
+    hung_up = [call_id for node, calls in by_node
+               for call_id in await node.dialing.hang_up(calls, extensions)]
     if not hung_up:
         return web.Response(status=204)
     return _json({"hungUp": hung_up})

@@ -4,29 +4,28 @@
 from __future__ import annotations
 
 from pbx_bridge.api.actions import ActionRequest, ActionSpec
-from pbx_bridge.api.context import HOLDING
 from pbx_bridge.holding.limits import MAX_IN_PARKING
 
 __all__ = ["HOLDING_ACTIONS"]
 
 
 async def _on_hold(req: ActionRequest) -> None:
-    await req.app[HOLDING].on_hold(req.call, req.extension)
+    await req.node.holding.on_hold(req.call, req.extension)
 
 
 async def _off_hold(req: ActionRequest) -> None:
-    await req.app[HOLDING].off_hold(req.call, req.extension)
+    await req.node.holding.off_hold(req.call, req.extension)
 
 
 async def _park(req: ActionRequest) -> None:
     seconds = req.action.body.maxInParking
-    await req.app[HOLDING].park(
+    await req.node.holding.park(
         req.call, req.extension, int(seconds) if seconds else MAX_IN_PARKING[2]
     )
 
 
 async def _unpark(req: ActionRequest) -> None:
-    await req.app[HOLDING].unpark(req.call, req.extension, req.action.body.sendCallTo or "")
+    await req.node.holding.unpark(req.call, req.extension, req.action.body.sendCallTo or "")
 
 
 HOLDING_ACTIONS = (

@@ -42,6 +42,8 @@ from pbx_bridge.api.auth import authenticate
 from pbx_bridge.api.context import DIRECTORY, SETTINGS
 from pbx_bridge.api.errors import ApiError, Handler
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.core.nodes import Nodes
+from pbx_bridge.nodes.node import PbxNode
 from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import RecordingsCatalog
 from pbx_bridge.stream.hub import StreamHub
@@ -86,6 +88,48 @@ class _BridgeCollector(Collector):
             yield CounterMetricFamily(f"pbx_bridge_{name}", doc, value=value)
         if self._recordings is not None:
             yield from _swept(self._recordings)
+
+
+class _NodeCollector(Collector):
+    """The same figures by PBX node (label ``node``, the [[pbx]] name; "pbx" for the one
+    node of [ami]); the unlabelled families above are the first node's."""
+
+    def __init__(self, nodes: Nodes[PbxNode]) -> None:
+        self._nodes = nodes
+
+    def collect(self) -> Iterator[Metric]:
+        gauges = {
+            "ami_connected": "1 while the node's AMI connection is up and logged in",
+            "ready": "1 while the node is ready (/readyz/{node})",
+            "live_calls": "live calls the node's tracker follows",
+        }
+        counters = {
+            "recordings_started": "recordings started through the API on the node",
+            "recordings_failed": "recording starts on the node that failed",
+            "recordings_stopped": "recordings stopped through the API on the node",
+            "resyncs": "state resyncs from the node's channel list",
+            "ami_events": "AMI events the node's link handed to its tracker",
+        }
+        families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            **{k: GaugeMetricFamily(f"pbx_bridge_node_{k}", doc, labels=("node",))
+               for k, doc in gauges.items()},
+            **{k: CounterMetricFamily(f"pbx_bridge_node_{k}", doc, labels=("node",))
+               for k, doc in counters.items()},
+        }
+        for node in self._nodes.all:
+            link, counts = node.link, node.recording.counts
+            for key, value in (
+                ("ami_connected", float(link.ami.connected)),
+                ("ready", float(self._nodes.is_ready(node))),
+                ("live_calls", link.live_calls()),
+                ("recordings_started", counts.started),
+                ("recordings_failed", counts.failed),
+                ("recordings_stopped", counts.stopped),
+                ("resyncs", link.resyncs),
+                ("ami_events", link.events),
+            ):
+                families[key].add_metric((node.name,), value)
+        yield from families.values()
 
 
 def _swept(recordings: RecordingsCatalog) -> Iterator[Metric]:
@@ -144,6 +188,8 @@ class Metrics:
         recordings: RecordingsCatalog | None = None,
         sender: Sender | None = None,
         stream: StreamHub | None = None,
+        *,
+        nodes: Nodes[PbxNode] | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
@@ -166,6 +212,8 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_BridgeCollector(link, recording, recordings))
+        if nodes is not None:
+            self.registry.register(_NodeCollector(nodes))
         if sender is not None:
             self.registry.register(_WebhookCollector(sender))
         if stream is not None:

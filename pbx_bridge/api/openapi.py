@@ -576,6 +576,25 @@ def _service_paths() -> dict[str, Any]:
                 },
             }
         },
+        "/readyz/{node}": {
+            "get": {
+                "operationId": "getNodeReady",
+                "tags": ["service"],
+                "summary": "One PBX node ([[pbx]] name) is connected and resynced (with "
+                "several nodes: and its Asterisk has a systemname of its own)",
+                "security": [],
+                "parameters": [{"name": "node", "in": "path", "required": True,
+                                "schema": {"type": "string"}}],
+                "responses": {
+                    "200": _json("Ready", {"type": "object", "properties": {
+                        "status": {"const": "ok"}, "node": {"type": "string"}},
+                        "required": ["status", "node"]}),
+                    "404": _error("No such node", "not_found"),
+                    **internal,
+                    "503": _error("Not ready (the message says why)", "pbx_unavailable"),
+                },
+            }
+        },
         "/metrics": {
             "get": {
                 "operationId": "getMetrics",

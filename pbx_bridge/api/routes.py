@@ -41,14 +41,16 @@ from aiohttp import web
 from pbx_bridge.api import collection, validation
 from pbx_bridge.api.actions import ActionRequest
 from pbx_bridge.api.auth import authenticate
-from pbx_bridge.api.context import DIRECTORY, LINK, SETTINGS
+from pbx_bridge.api.context import DIRECTORY, NODES, SETTINGS
 from pbx_bridge.api.errors import ApiError
 from pbx_bridge.api.media import require_json
 from pbx_bridge.api.registry import REGISTRY
 from pbx_bridge.calls.tracker import Call
+from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory import access
 from pbx_bridge.directory.models import Extension, Organization, Principal
 from pbx_bridge.directory.store import Directory
+from pbx_bridge.nodes.node import PbxNode
 
 __all__ = ["BACKGROUND", "PREFIXES", "add_routes"]
 
@@ -117,6 +119,7 @@ def _render(
     target: access.Target,
     call: Call,
     *,
+    link: PbxLink,
     visible: Callable[[str], bool] | None = None,
     orgs: dict[str, Organization | None] | None = None,
 ):
@@ -131,16 +134,16 @@ def _render(
         org = orgs[ext.number]
     else:
         org = orgs[ext.number] = directory.organization_of_extension(ext)
-    link = (
+    self_link = (
         f"{settings.http.public_base_url}/uapi/phoneCalls/{target.user.id}/{ext.number}/{call.id}"
     )
-    return request.app[LINK].render(
+    return link.render(
         call,
         ext.number,
         visible=visible or _visible(principal, directory),
         owner_id=str(org.id) if org else None,
         owner_name=org.name if org else None,
-        link=link,
+        link=self_link,
     )
 
 
@@ -159,11 +162,15 @@ def _no_such_call() -> ApiError:
     )
 
 
-def _find_call(request: web.Request, target: access.Target, call_id: str) -> Call:
-    call = request.app[LINK].call(call_id)
+def _find_call(
+    request: web.Request, target: access.Target, call_id: str
+) -> tuple[PbxNode, Call]:
+    """The call and the node whose tracker holds it (503: that node, or the target's
+    own when no node has it, is not ready)."""
+    node, call = request.app[NODES].find_call(call_id, target.extensions)
     if call is None or not _involves(call, target):
         raise _no_such_call()  # a foreign call is indistinguishable from a missing one
-    return call
+    return node, call
 
 
 def _find_view(request: web.Request, principal: Principal, call: Call, view_id: str) -> Extension:
@@ -171,7 +178,7 @@ def _find_view(request: web.Request, principal: Principal, call: Call, view_id: 
     has hung up while the call goes on is still found: recording it is then 409
     (pc_phonecallview_state, "already hung up"), stopping it a no-op."""
     directory = request.app[DIRECTORY]
-    number = request.app[LINK].view_extension(call, view_id)
+    number = PbxLink.view_extension(call, view_id)
     ext = directory.extension(number) if number is not None else None
     if ext is not None and access.can_act_on(principal, ext, directory):
         return ext
@@ -213,12 +220,11 @@ def _forget(background: set) -> Callable[[asyncio.Future], None]:
 
 async def list_calls(request: web.Request) -> web.StreamResponse:
     directory = request.app[DIRECTORY]
-    link = request.app[LINK]
+    nodes = request.app[NODES]
     principal = authenticate(request, directory)
     target = _target(request, principal)
     query = collection.parse_list_query(request.rel_url.query)
-    link.require_ready()
-    calls = link.calls_for(e.number for e in target.extensions)
+    calls = nodes.calls_for(target.extensions)  # 503: one of their nodes is not ready
     total, window = collection.select(query, calls, _call_id, _published)
     if not total:
         return web.Response(status=204)
@@ -226,7 +232,9 @@ async def list_calls(request: web.Request) -> web.StreamResponse:
     orgs: dict[str, Organization | None] = {}
     entries = [
         collection.project(
-            _render(request, principal, target, call, visible=visible, orgs=orgs), query.fields
+            _render(request, principal, target, call, link=nodes.link_of(call),
+                    visible=visible, orgs=orgs),
+            query.fields,
         )
         for call in window
     ]
@@ -254,9 +262,9 @@ async def get_call(request: web.Request) -> web.StreamResponse:
     target = _target(request, principal)
     fields = collection.parse_one_query(request.rel_url.query)
     call_id = validation.phone_call_id(request.match_info["phoneCallId"])
-    request.app[LINK].require_ready()
-    call = _find_call(request, target, call_id)
-    return _json(collection.project(_render(request, principal, target, call), fields))
+    node, call = _find_call(request, target, call_id)  # 503 first: the node's readiness
+    return _json(collection.project(
+        _render(request, principal, target, call, link=node.link), fields))
 
 
 async def put_call(request: web.Request) -> web.StreamResponse:
@@ -270,16 +278,15 @@ async def put_call(request: web.Request) -> web.StreamResponse:
     action = validation.parse_action(raw)
     spec = REGISTRY.spec_for(action)  # body_invalid: a field the action does not take
     call_id = validation.phone_call_id(request.match_info["phoneCallId"])
-    request.app[LINK].require_ready()
-    call = _find_call(request, target, call_id)
+    node, call = _find_call(request, target, call_id)  # 503 first: the node's readiness
     ext = _find_view(request, principal, call, action.view_id)
     # Each action's own rules (the recording rules: 403 pc_recording_disabled) are checked
     # first, in its feature.
     await _run_action(
         request, spec.handler(ActionRequest(request.app, principal, call, ext, action,
-                                   request.rel_url.query))
+                                   request.rel_url.query, node))
     )
-    return _json(_render(request, principal, target, call))
+    return _json(_render(request, principal, target, call, link=node.link))
 
 
 # --------------------------------------------------------------------------- registration

@@ -67,6 +67,7 @@ class PbxLink:
         self.tracker = Tracker(devices(), clock=clock)
         self.ready = False
         self.resyncs = 0
+        self.events = 0  # AMI events handed to the tracker (metrics: ingest per node)
         self._devices = devices
         self._resync_interval = resync_interval
         self._features: list[Feature] = []
@@ -177,6 +178,7 @@ class PbxLink:
                     feature.on_ready(reconnected=False)
 
     async def _on_event(self, ev: Event) -> None:
+        self.events += 1
         self.tracker.feed(ev)
         self._flush_effects()
         for feature in self._features:

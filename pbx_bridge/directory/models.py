@@ -78,6 +78,8 @@ Id = Annotated[int, Field(ge=1, le=2**53)]  # also safe as a JSON number
 Name = Annotated[str, Field(max_length=200), AfterValidator(_name)]
 ExtensionNumber = Annotated[str, AfterValidator(_extension_number)]
 Device = Annotated[str, AfterValidator(_device)]
+# The same shape as config.NodeName (the directory does not import the config's types).
+NodeRef = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 
 
 class _Model(BaseModel):
@@ -130,6 +132,9 @@ class Extension(_Model):
     owner: Id  # user id
     device: Device  # the Asterisk device the extension's phone registers as
     recording: RecordingSetup = RecordingSetup()
+    # The PBX node (a [[pbx]] name of the serve config) the device lives on; None: the
+    # first node. Checked against the config by `serve` (docs/deployment-nodes.md).
+    node: NodeRef | None = None
 
 
 class App(_Model):

@@ -264,8 +264,9 @@ def _read_rows(conn: Connection) -> Snapshot:
             owner=owner,
             device=dev,
             recording=RecordingSetup(enabled=bool(en), trigger=trig, format=fmt),
+            node=node,
         )
-        for num, owner, dev, en, trig, fmt in conn.execute(
+        for num, owner, dev, en, trig, fmt, node in conn.execute(
             select(
                 extensions.c.number,
                 extensions.c.owner,
@@ -273,6 +274,7 @@ def _read_rows(conn: Connection) -> Snapshot:
                 extensions.c.recording_enabled,
                 extensions.c.recording_trigger,
                 extensions.c.recording_format,
+                extensions.c.node,
             )
         )
     ]
@@ -336,4 +338,5 @@ def _extension_row(ext: Extension) -> dict[str, Any]:
         "recording_enabled": int(ext.recording.enabled),
         "recording_trigger": ext.recording.trigger,
         "recording_format": ext.recording.format,
+        "node": ext.node,
     }

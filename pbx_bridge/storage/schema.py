@@ -54,6 +54,8 @@ extensions = Table(
     Column("recording_enabled", Integer, nullable=False),
     Column("recording_trigger", Text, nullable=False),
     Column("recording_format", Text, nullable=False),
+    # The PBX node of the extension's device (revision 0008); NULL: the first node.
+    Column("node", Text),
 )
 
 apps = Table(

@@ -54,6 +54,8 @@ def test_example_file_documents_every_key_with_its_default() -> None:
     expected: dict[str, set[str]] = {}
     for section, field in Settings.model_fields.items():
         model = field.annotation
+        if section in ("pbx", "pbx_secrets"):  # commented out: [ami] is the one node
+            continue
         expected[section] = {f.alias or n for n, f in model.model_fields.items()}
     assert {k: set(v) for k, v in data.items()} == expected
     text = EXAMPLE.read_text()
@@ -62,6 +64,7 @@ def test_example_file_documents_every_key_with_its_default() -> None:
             assert f"\n{key} = " in text, key
     assert load_settings(EXAMPLE).model_dump() == load_settings().model_dump()
     assert "PBX_BRIDGE_AMI__SECRET" in text  # secrets from the environment are documented
+    assert "\n# [[pbx]]\n" in text and "PBX_BRIDGE_PBX_SECRETS__" in text  # several nodes
 
 
 def test_file_values(tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ def make_outdated(url: str) -> None:
     db = Database.open(url)
     try:
         with db.transaction(write=True) as conn:
+            conn.exec_driver_sql("ALTER TABLE extensions DROP COLUMN node")  # 0008
             for table in ("events", "webhook_subscriptions", "webhook_deliveries"):  # 0006
                 conn.exec_driver_sql(f"DROP TABLE {table}")
             conn.exec_driver_sql("DROP TABLE recording_policies")  # 0005
@@ -245,6 +246,10 @@ def _affinity(declared: str) -> str:
     return "NUMERIC"
 
 
+# Columns later revisions add to the baseline tables (not in a legacy file).
+_ADDED_LATER = {("extensions", "node")}  # 0008
+
+
 def _describe(path: Path) -> dict[str, object]:
     db = Database.open(path)
     try:
@@ -260,6 +265,7 @@ def _describe(path: Path) -> dict[str, object]:
                          c["nullable"] if c["name"] not in pk else None,
                          str(c.get("default")).strip("'") if c.get("default") else None)
                         for c in insp.get_columns(table)
+                        if (table, c["name"]) not in _ADDED_LATER
                     ],
                     "pk": pk,
                     # (from, table, to, on_delete): SQLAlchemy does not parse a column

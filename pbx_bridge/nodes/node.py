@@ -1,0 +1,89 @@
+"""One PBX node: its link and the features bound to it (they act on its channels).
+
+The recordings catalog, events, webhooks and the stream are not here: they are the
+service's, once (pbx_bridge/server.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from pbx_bridge.config import PbxNodeSettings, Settings
+from pbx_bridge.core.link import PbxLink, ami_client
+from pbx_bridge.core.nodes import NodeIdentity
+from pbx_bridge.dialing.service import DialingFeature
+from pbx_bridge.directory.models import Extension
+from pbx_bridge.directory.store import Directory
+from pbx_bridge.holding.feature import HoldingFeature
+from pbx_bridge.pbx.ami import AmiClient
+from pbx_bridge.recording.feature import RecordingFeature
+from pbx_bridge.storage.coordination import Coordination
+
+__all__ = [
+    "PbxNode", "build_link", "devices_of_node", "node_features", "unknown_nodes",
+    "warn_unknown",
+]
+
+log = logging.getLogger("pbx_bridge.serve")
+
+
+@dataclass(frozen=True, eq=False)
+class PbxNode:
+    name: str
+    link: PbxLink
+    identity: NodeIdentity
+    recording: RecordingFeature
+    holding: HoldingFeature
+    dialing: DialingFeature
+
+
+def devices_of_node(
+    extensions: Mapping[str, Extension], name: str, *, first: bool
+) -> dict[str, str]:
+    """device -> extension number of the extensions on this node (no node named: the
+    first node's)."""
+    return {
+        dev: ext.number for dev, ext in extensions.items()
+        if ext.node == name or (first and ext.node is None)
+    }
+
+
+def unknown_nodes(extensions: Mapping[str, Extension], names: set[str]) -> dict[str, list[str]]:
+    """node name -> the extension numbers that name a node the configuration lacks."""
+    out: dict[str, list[str]] = {}
+    for ext in extensions.values():
+        if ext.node is not None and ext.node not in names:
+            out.setdefault(ext.node, []).append(ext.number)
+    return out
+
+
+def build_link(
+    node: PbxNodeSettings,
+    devices: Callable[[], Mapping[str, str]],
+    *,
+    ami: AmiClient | None,
+    clock: Callable[[], float],
+) -> PbxLink:
+    return PbxLink(ami or ami_client(node), devices, resync_interval=node.resync_interval,
+                   clock=clock)
+
+
+def node_features(
+    name: str, link: PbxLink, directory: Directory, settings: Settings,
+    clock: Callable[[], float], coordination: Coordination,
+) -> tuple[NodeIdentity, RecordingFeature]:
+    """The features every node has first, in the order the link must call them."""
+    return NodeIdentity(name, link), RecordingFeature(link, directory, settings, clock=clock,
+                                                      coordination=coordination)
+
+
+def warn_unknown(extensions: Mapping[str, Extension], names: set[str]) -> None:
+    """`serve` says which directory extensions name a node it is not configured with:
+    their requests answer 503 pbx_unavailable."""
+    for node, numbers in sorted(unknown_nodes(extensions, names).items()):
+        shown = ", ".join(sorted(numbers)[:5]) + (" ..." if len(numbers) > 5 else "")
+        log.warning("%d extensions name the PBX node %r, which is not configured "
+                    "(their requests answer 503): %s", len(numbers), node, shown)
+
