@@ -70,8 +70,12 @@ class Bridge:
         if self.source is None:
             return  # the lab's own
         env = self.lab.bridge_env()
+        # A database of its own: two bridges writing one SQLite file would wait on each
+        # other's write lock, which neither does alone.
+        db = self.source.parent / f"{self.name}.sqlite3"
+        shutil.copyfile(self.lab.db_path, db)
         env.update(PBX_BRIDGE_HTTP__PORT=str(self.port), PBX_BRIDGE_HTTP__PUBLIC_BASE_URL=self.base,
-                   PYTHONPATH=str(self.source))
+                   PBX_BRIDGE_DATABASE__URL=f"sqlite:///{db}", PYTHONPATH=str(self.source))
         logf = open(self.lab.tmp / f"bridge-{self.name}.log", "ab")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "pbx_bridge.cli", "serve"], env=env,
