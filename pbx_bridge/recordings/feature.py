@@ -268,13 +268,20 @@ class RecordingsCatalog(Feature):
 
     async def _write(self, key: int) -> None:
         async with self._write_lock:
-            row = self._unwritten[key]
+            if key not in self._unwritten:
+                return  # saved with an earlier batch
+            # Every row queued by now, in order, in one transaction: a start's or a stop's
+            # rows and those of other calls' events that came meanwhile share one commit
+            # (fewer worker-thread hops and commits next to the requests; issue 15).
+            keys = list(self._unwritten)
+            rows = [self._unwritten[k] for k in keys]
             try:
-                await asyncio.to_thread(self.store.save, row)
+                await asyncio.to_thread(self.store.save_all, rows)
             except Exception:  # a broken database must not stop event handling
-                log.exception("recording %s: could not save", row.id)
+                log.exception("recordings %s: could not save", ", ".join(r.id for r in rows))
             finally:
-                del self._unwritten[key]
+                for k in keys:
+                    del self._unwritten[k]
 
     async def _finish(self, row: RecordingRow) -> None:
         """The stopped row, finished once: with replicas, under the row's lock, by the

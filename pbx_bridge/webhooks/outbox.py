@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from pbx_bridge.storage.database import Database
 from pbx_bridge.storage.schema import events, webhook_deliveries
@@ -21,6 +21,10 @@ __all__ = ["Delivery", "Outbox"]
 D = webhook_deliveries
 _SHOWN = (D.c.id, D.c.event_seq, D.c.subscription, D.c.state, D.c.attempts, D.c.next_at,
           D.c.created, D.c.finished, D.c.last_status, D.c.last_error)
+# Built once, executed with parameters (the SET clause from their keys): one settle per
+# delivery attempt, next to the API's requests; a statement built per call with
+# ``.values()`` was most of its cost in SQLAlchemy (issue 15, as recordings/store.py).
+_SETTLE = update(D).where(D.c.id == bindparam("_id"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,9 +93,9 @@ class Outbox:
         """An attempt's outcome: ``delivered``, ``dead``, or ``pending`` again at next_at."""
         finished = now if state != "pending" else None
         with self.db.transaction(write=True) as conn:
-            conn.execute(update(D).where(D.c.id == delivery_id).values(
-                state=state, attempts=attempts, next_at=next_at, last_status=status,
-                last_error=error, finished=finished))
+            conn.execute(_SETTLE, {
+                "_id": delivery_id, "state": state, "attempts": attempts, "next_at": next_at,
+                "last_status": status, "last_error": error, "finished": finished})
 
     def find(self, state: str | None = None, limit: int = 100) -> list[Delivery]:
         stmt = select(*_SHOWN).order_by(D.c.id.desc()).limit(limit)

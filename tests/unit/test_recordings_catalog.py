@@ -268,3 +268,41 @@ async def test_an_empty_file_is_failed_and_a_vanished_one_missing(
         api.bridge.recordings.on_event({"Event": "Hangup", "Uniqueid": a.uniqueid})
         row = await _row_in_state(api, state, file)
         assert (row.file, row.reason) == (file, reason)
+
+
+async def test_rows_queued_together_are_saved_in_one_transaction_in_order(
+    api: Api, tmp_path: Path
+) -> None:
+    """Issue 15: the catalog's writes run in a worker thread next to the requests; rows
+    queued while one write is on its way leave together, one commit, the last version
+    of a row winning as when they were saved one by one."""
+    catalog = api.bridge.recordings
+    catalog.settings = RecordingsSettings(monitor_dir=str(tmp_path))
+    store = catalog.store
+    batches: list[list[tuple[str, str]]] = []
+    save_all = store.save_all
+
+    def counted(rows: list[RecordingRow]) -> None:
+        batches.append([(r.id, r.state) for r in rows])
+        save_all(rows)
+
+    store.save_all = counted  # type: ignore[method-assign]  # the real one, counted
+    a, b = (api.pbx.channel("PJSIP/0003*210", state=6) for _ in range(2))
+    for ch, file in ((a, FILE), (b, FILE.replace("f-01", "f-02"))):
+        ev = {"Event": "MixMonitorStart", "Channel": ch.name, "Uniqueid": ch.uniqueid,
+              "Linkedid": ch.linkedid, **_stamp(file, T0)}
+        api.pbx.feed(ev)
+        catalog.on_event(ev)
+    catalog.on_event({"Event": "MixMonitorStop", "Channel": a.name, "Uniqueid": a.uniqueid,
+                      "Timestamp": f"{T0 + 3}"})
+    for _ in range(200):
+        if not catalog._unwritten:
+            break
+        await asyncio.sleep(0.01)
+
+    assert len(batches) == 1  # both starts and the stop: one transaction, in order
+    first, second, last = (row_id for row_id, _state in batches[0])
+    assert first == last != second
+    rows = {r.file: r for r in await catalog.find(RecordingQuery(extensions=("0003*210",)))}
+    assert rows[FILE].stopped == T0 + 3
+    assert rows[FILE.replace("f-01", "f-02")].stopped is None
