@@ -29,6 +29,7 @@ from pbx_bridge.events.model import EVENT_TYPES, Event
 from pbx_bridge.events.store import EventStore
 from pbx_bridge.server import Services
 from pbx_bridge.storage.database import Database
+from pbx_bridge.webhooks.cli import deliveries_lines
 from pbx_bridge.webhooks.service import Webhooks
 from pbx_bridge.webhooks.signing import new_secret
 from pbx_bridge.webhooks.subscriptions import Subscription, SubscriptionStore, new_id
@@ -153,6 +154,8 @@ async def test_two_replicas_store_each_event_once_and_deliver_it_once(
     for event_id in ids:  # what the replica harness reads per event id
         (row,) = outbox.of_event(event_id)
         assert row.state == "delivered" and row.attempts == 1
+        (_head, line) = deliveries_lines(outbox, event=event_id)  # the admin's view of it
+        assert line.split("\t")[1:5] == [event_id, row.subscription, "delivered", "1"]
 
 
 async def test_a_stream_on_either_replica_shows_every_event(
