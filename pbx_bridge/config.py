@@ -348,6 +348,19 @@ class EventsSettings(_Section):
     stream_heartbeat: Seconds = 15.0
     stream_queue: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     stream_send_timeout: Seconds = 60.0
+    # Replicas (docs/design.md, "Replicas: events and webhooks"): how often a stream
+    # looks in the shared history for events another replica stored, seconds; and how
+    # long a sender's claim on an outbox row lasts (a killed replica's rows go back to
+    # the other senders after it; at least twice `timeout`, as an attempt must end
+    # within its claim).
+    stream_poll_interval: Seconds = 1.0
+    delivery_lease: Seconds = 60.0
+
+    @model_validator(mode="after")
+    def _lease_outlasts_attempts(self) -> EventsSettings:
+        if self.delivery_lease < 2 * self.timeout:
+            raise ValueError("delivery_lease must be at least twice timeout")
+        return self
 
 
 _DIALPLAN_NAME = r"^[A-Za-z0-9_-]{1,64}$"

@@ -109,7 +109,8 @@ class Services:
         self.webhooks = Webhooks(directory.database, settings.events, self.events.store,
                                  clock=clock)
         self.events.sinks.append(self.webhooks)
-        self.stream = StreamHub(self.events.store, settings.events.stream_queue)
+        self.stream = StreamHub(self.events.store, settings.events.stream_queue,
+                                settings.events.stream_poll_interval)
         self.events.sinks.append(self.stream)  # GET /uapi/events
         # After the catalog and events, as before; click-to-call hears OriginateResponse.
         self.nodes: Nodes[PbxNode] = Nodes([

@@ -81,6 +81,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     hub = request.app[STREAM]
     resp = EventSourceResponse(ping_interval=settings.stream_heartbeat,
                                send_timeout=settings.stream_send_timeout)
+    await hub.start()  # follows the history (what any replica stored) from now on
     sub = hub.subscribe(view.wants, on_cut=lambda: _abort(request))
     try:  # subscribed before the history is read: nothing falls between the two
         start = await asyncio.to_thread(plan, hub.store, last_seen)

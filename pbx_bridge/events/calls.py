@@ -8,7 +8,8 @@ outgoing), ``call.hangup`` when it leaves the call (only for a view that was ann
 with the PhoneCall as it was last seen. ``data`` = that PhoneCall plus
 ``callEventType`` (VoipNow's 0-4) and ``direction`` (``in``: the extension received the
 call, ``out``: it made it). States shown come from Asterisk's events (the
-tracker), never from what was asked.
+tracker), never from what was asked. Each draft's ``key`` (events/keys.py) names the
+view by its call and its first channel, so bridges hearing the same AMI events agree.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 from pbx_bridge.calls import model as m
 from pbx_bridge.calls.tracker import Call, Tracker, call_id
+from pbx_bridge.events.keys import UNKNOWN_ANCHOR, call_key, first_channel
 from pbx_bridge.events.model import (
     CALL_ANSWER_IN,
     CALL_ANSWER_OUT,
@@ -38,20 +40,25 @@ _RINGS = frozenset({m.STATUS_RINGING, m.STATUS_ON_CALL})
 class CallEvents:
     """``render(call, extension)``: the PhoneCall as that extension's subscribers see it.
     ``announced``: (phoneCallId, extension) -> phase already announced (by a bridge
-    before a restart), so that a resync does not announce a view twice."""
+    before a restart), so that a resync does not announce a view twice; ``anchors``:
+    the same views' anchors (events/keys.py), as the history's keys name them."""
 
     def __init__(
         self,
         tracker: Tracker,
         render: Render,
         announced: Mapping[tuple[str, str], Phase] | None = None,
+        anchors: Mapping[tuple[str, str], str] | None = None,
     ) -> None:
         self.tracker = tracker
         self._render = render
         self._phases: dict[str, dict[str, Phase]] = {}  # call id -> extension -> phase
         self._last: dict[str, dict[str, dict[str, Any]]] = {}  # as last seen
+        self._anchors: dict[str, dict[str, str]] = {}  # call id -> extension -> anchor
         for (cid, ext), phase in (announced or {}).items():
             self._phases.setdefault(cid, {})[ext] = phase
+        for (cid, ext), anchor in (anchors or {}).items():
+            self._anchors.setdefault(cid, {})[ext] = anchor
 
     def on_event(self, ev: Event) -> list[Draft]:
         linkedid = ev.get("Linkedid")
@@ -92,12 +99,14 @@ class CallEvents:
         out: list[Draft] = []
         if ext not in phases and (outgoing or status in _RINGS):
             phases[ext] = "ringing"
-            out.append(_draft("call.ringing", now, ext, call.id, doc,
-                              CALL_DIAL_OUT if outgoing else CALL_DIAL_IN))
+            self._anchors.setdefault(call.id, {})[ext] = first_channel(
+                c.uniqueid for c in call.view_channels(ext))
+            out.append(self._draft("call.ringing", now, ext, call.id, doc,
+                                   CALL_DIAL_OUT if outgoing else CALL_DIAL_IN))
         if status == m.STATUS_ON_CALL and phases.get(ext) == "ringing":
             phases[ext] = "answered"
-            out.append(_draft("call.answered", now, ext, call.id, doc,
-                              CALL_ANSWER_OUT if outgoing else CALL_ANSWER_IN))
+            out.append(self._draft("call.answered", now, ext, call.id, doc,
+                                   CALL_ANSWER_OUT if outgoing else CALL_ANSWER_IN))
         return out
 
     def _gone(self, cid: str, extensions: set[str], now: float) -> list[Draft]:
@@ -107,19 +116,20 @@ class CallEvents:
         for ext in sorted(extensions):
             phases.pop(ext, None)
             doc = last.pop(ext, None)
-            if doc is not None:  # announced by this process: hang it up with what it was
-                out.append(_draft("call.hangup", now, ext, cid, doc, CALL_HANGUP))
-            else:  # announced before a restart, never seen since: the id is all we know
-                out.append(_draft("call.hangup", now, ext, cid,
-                                  {"id": cid, "extension": ext, "phoneCallView": []},
-                                  CALL_HANGUP))
+            if doc is None:  # announced before a restart, never seen since: the id is all
+                doc = {"id": cid, "extension": ext, "phoneCallView": []}  # we know
+            out.append(self._draft("call.hangup", now, ext, cid, doc, CALL_HANGUP))
+            self._anchors.get(cid, {}).pop(ext, None)
         return out
 
     def _forget(self, cid: str) -> None:
         self._phases.pop(cid, None)
         self._last.pop(cid, None)
+        self._anchors.pop(cid, None)
 
-
-def _draft(kind: str, now: float, ext: str, cid: str, doc: dict[str, Any], code: int) -> Draft:
-    return Draft(type=kind, time=now, extension=ext, phone_call_id=cid,
-                 data={**doc, "callEventType": code})
+    def _draft(self, kind: str, now: float, ext: str, cid: str, doc: dict[str, Any],
+               code: int) -> Draft:
+        anchor = self._anchors.get(cid, {}).get(ext, UNKNOWN_ANCHOR)
+        return Draft(type=kind, time=now, extension=ext, phone_call_id=cid,
+                     data={**doc, "callEventType": code},
+                     key=call_key(kind.removeprefix("call."), cid, anchor, ext))

@@ -1,11 +1,13 @@
 """The events feature, plugged into the PBX link (core/feature.py's hooks) and the
 recordings catalog (its ``on_saved`` listeners).
 
-Producers (calls.py, recordings.py) are pure; here each event gets its sequence number
-(one past the history's last, so it keeps growing across restarts) and its id, then
-events are written to the history in order, one batch per transaction together with
-their outbox rows (the `Sink`'s ``also``), off the event loop. Only after the write
-are sinks told (`written`): nothing is delivered that is not stored first.
+Producers (calls.py, recordings.py) are pure and key each event by what Asterisk sent
+(keys.py); here events are written to the history in order, one batch per transaction
+together with their outbox rows (the `Sink`'s ``also``), off the event loop. The history
+numbers them (its sequence, shared by every replica on the database) and stores each
+key once: a replica that hears an AMI event another replica already stored the event
+of writes nothing for it. Only after the write are sinks told (`written`, the events
+this bridge stored): nothing is delivered that is not stored first.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pbx_bridge.core.feature import Feature
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.events.calls import CallEvents
-from pbx_bridge.events.model import Draft, Event, event_id
+from pbx_bridge.events.model import Draft, Event
 from pbx_bridge.events.recordings import RecordingEvents
 from pbx_bridge.events.store import EventStore
 from pbx_bridge.recordings.catalog import RecordingRow
@@ -61,20 +63,19 @@ class EventsFeature(Feature):
         self.store = EventStore(directory.database)
         self.sinks: list[Sink] = []
         self._clock = clock
-        self._seq = self.store.last_seq()
         self._queue: list[Event] = []
         self._writing = asyncio.Lock()
         self._orgs: dict[str, tuple[int | None, str | None]] = {}
         since = clock() - settings.events.history_seconds
-        self.calls = CallEvents(link.tracker, self._render,
-                                announced=self._announced(since))
+        announced, anchors = self.store.announced_calls(since)
+        self.calls = CallEvents(
+            link.tracker, self._render,
+            announced={k: v for k, v in announced.items() if v != "hangup"}, anchors=anchors,
+        )
         self.recordings = RecordingEvents(settings.http.public_base_url,
                                           recordings.store.unfinished())
         recordings.on_saved.append(self._on_recording)
         link.add_feature(self)
-
-    def _announced(self, since: float) -> dict[tuple[str, str], str]:
-        return {k: v for k, v in self.store.announced_calls(since).items() if v != "hangup"}
 
     # ------------------------------------------------------------------ hooks
     def on_event(self, ev: AmiEvent) -> None:
@@ -89,35 +90,33 @@ class EventsFeature(Feature):
     def _on_recording(self, row: RecordingRow) -> None:
         self.emit(self.recordings.on_row(row, self._clock()))
 
-    # ------------------------------------------------------------------ numbering, writing
+    # ------------------------------------------------------------------ writing
     def emit(self, drafts: list[Draft]) -> None:
         if not drafts:
             return
         for d in drafts:
-            self._seq += 1
             org, _name = self._org(d.extension)
-            self._queue.append(Event(
-                seq=self._seq, id=event_id(self._seq), type=d.type, time=d.time,
-                organization=org, extension=d.extension, phone_call_id=d.phone_call_id,
-                data=d.data,
+            self._queue.append(Event(  # numbered by the history when stored
+                seq=0, id="", type=d.type, time=d.time, organization=org,
+                extension=d.extension, phone_call_id=d.phone_call_id, data=d.data, key=d.key,
             ))
         self.link.spawn(self._flush())
 
     async def _flush(self) -> None:
-        async with self._writing:  # one writer: batches land in sequence order
+        async with self._writing:  # one writer: batches land in order
             batch, self._queue = self._queue, []
             if not batch:
                 return
-            await self._write(batch)
-        for sink in self.sinks:
-            sink.written(batch)
+            stored = await self._write(batch)
+        if stored:
+            for sink in self.sinks:
+                sink.written(stored)
 
-    async def _write(self, batch: list[Event]) -> None:
+    async def _write(self, batch: list[Event]) -> list[Event]:
         delay = 0.1
         while True:  # a briefly broken database must not lose the events
             try:
-                await asyncio.to_thread(self.store.append, batch, self._also)
-                return
+                return await asyncio.to_thread(self.store.append, batch, self._also)
             except Exception:
                 log.exception("could not store %d events; retrying", len(batch))
                 await asyncio.sleep(delay)
@@ -128,7 +127,7 @@ class EventsFeature(Feature):
             sink.also(conn, batch)
 
     async def drained(self) -> None:
-        """Until every event numbered so far is stored (tests, shutdown)."""
+        """Until every event emitted so far is stored (tests, shutdown)."""
         while self._queue or self._writing.locked():
             await asyncio.sleep(0.01)
 

@@ -37,19 +37,24 @@ CALL_ANSWER_OUT: Final = 4
 
 
 def event_id(seq: int) -> str:
-    """Stable and ordered like the sequence: ``evt-`` and 16 hex digits."""
+    """Stable and ordered like the sequence: ``evt-`` and 16 hex digits. The sequence is
+    the history's (events/store.py numbers an event when it stores it), so every
+    replica gives an event the same id."""
     return f"evt-{seq:016x}"
 
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """An event as a producer made it, before the bridge numbers it."""
+    """An event as a producer made it, before the database numbers it. ``key``: what
+    the event is, from what Asterisk sent, the same in every bridge that hears it
+    (events/keys.py); the history stores each key once."""
 
     type: str
     time: float
     extension: str
     phone_call_id: str | None
     data: dict[str, Any] = field(default_factory=dict)
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +67,7 @@ class Event:
     extension: str
     phone_call_id: str | None
     data: dict[str, Any]
+    key: str = ""  # not shown: the history's de-duplication (events/keys.py)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -4,13 +4,15 @@ each saved copy over, in order) in, the events its change means out.
 recording -> paused: ``recording.paused``; paused -> recording: ``recording.resumed``;
 first seen: ``recording.started`` (and ``paused`` if it starts paused, as after a
 restart); stop time set: ``recording.stopped``; the file read: ``recording.completed``,
-or ``recording.failed`` (failed with a reason, or missing). ``data`` = the Recording.
+or ``recording.failed`` (failed with a reason, or missing). ``data`` = the Recording;
+``key`` the run as Asterisk's events name it (events/keys.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from pbx_bridge.events.keys import recording_key
 from pbx_bridge.events.model import Draft
 from pbx_bridge.recordings.catalog import RecordingRow
 from pbx_bridge.recordings.resource import recording_json
@@ -40,7 +42,7 @@ class RecordingEvents:
         data = recording_json(row, self._base, row.owner) if kinds else {}
         return [
             Draft(type=kind, time=_when(kind, row, now), extension=row.extension,
-                  phone_call_id=row.call_id, data=data)
+                  phone_call_id=row.call_id, data=data, key=recording_key(kind, row))
             for kind in kinds
         ]
 

@@ -143,7 +143,11 @@ events = Table(
     Column("organization", Integer, index=True),
     Column("extension", Text),
     Column("data", Text, nullable=False),
+    # What the event is, from what Asterisk sent (revision 0007): two replicas that hear
+    # the same AMI event store it once.
+    Column("key", Text),
 )
+Index("ix_events_key", events.c.key, unique=True)
 
 # Webhook subscriptions (pbx_bridge/webhooks/): one receiver each; ``extension`` NULL =
 # every extension of the organization. ``secret`` is the signing key (base64, shown once
@@ -160,6 +164,10 @@ webhook_subscriptions = Table(
     Column("active", Integer, nullable=False),
     Column("secret", Text, nullable=False),
     Column("created", Float, nullable=False),
+    # The receiver's failed attempts in a row, and until when every sender leaves it
+    # alone (revision 0007: the backoff shared by replicas).
+    Column("failing", Integer, nullable=False, server_default=text("0")),
+    Column("hold_until", Float),
 )
 
 # The outbox: one row per (event, subscription), written with the event, before any
@@ -178,5 +186,8 @@ webhook_deliveries = Table(
     Column("finished", Float),
     Column("last_status", Integer),
     Column("last_error", Text),
+    # The sender that took the row and its lease (revision 0007; PostgreSQL only).
+    Column("claimed_by", Text),
+    Column("claimed_until", Float),
     Index("ix_webhook_deliveries_due", "subscription", "state", "next_at"),
 )

@@ -1,9 +1,16 @@
 """The stream's fan-out: one bounded queue per connected client.
 
-The events feature tells its sinks about each batch only after it is stored
-(events/feature.py), so everything a client is handed here is already in the history:
+Everything a client is handed here is already in the history, in the history's order:
 a client that registers first and then reads the history after its resume point
 misses nothing (it skips, by sequence, what it gets twice).
+
+Replicas: the history is shared, and an event one replica stored is not stored again by
+another that heard the same AMI event (events/store.py), so the hub follows the
+history, not this bridge's writes: a tail reads the events after the last one handed
+out, in sequence order, when this bridge stored some (its sinks' ``written`` wakes it)
+and every ``[events] stream_poll_interval`` seconds (what other replicas stored). A
+batch this bridge stored right after the last one handed out is handed out as it is,
+without reading it back (a single bridge never reads its own events again).
 
 Back-pressure: a client's queue holds at most ``bound`` events. A client that stops
 reading stops draining it (its writes wait for the socket); when one more event would
@@ -15,6 +22,8 @@ connection (which also ends a write waiting for the socket), and it may reconnec
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 from collections.abc import Callable
 
@@ -88,11 +97,23 @@ class StreamHub:
     """A `Sink` of the events feature (``also``/``written``) plus the counters the
     metrics show: clients connected now, clients cut so far."""
 
-    def __init__(self, store: EventStore, bound: int) -> None:
+    def __init__(self, store: EventStore, bound: int, poll_interval: float = 1.0) -> None:
         self.store = store
         self.bound = bound
+        self.poll_interval = poll_interval
         self.clients: set[Subscriber] = set()
         self.cut_total = 0
+        self.handed: int | None = None  # the last seq handed out (None: no tail yet)
+        self._wake = asyncio.Event()
+        self._tail: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Follow the history from its last event now (before the first client
+        subscribes and reads the history: nothing falls between the two)."""
+        if self._tail is None:
+            if self.handed is None:
+                self.handed = await asyncio.to_thread(self.store.last_seq)
+            self._tail = asyncio.create_task(self._follow())
 
     def subscribe(self, wants: Callable[[Event], bool],
                   on_cut: Callable[[], None]) -> Subscriber:
@@ -107,12 +128,51 @@ class StreamHub:
         """Shutting down: every stream ends (its clients reconnect to the next bridge)."""
         for sub in self.clients:
             sub.end()
+        if self._tail is not None:
+            self._tail.cancel()
+            self._tail = None
 
     # ------------------------------------------------------------------ Sink
     def also(self, conn: Connection, batch: list[Event]) -> None:
         """Nothing to write: the history is the events table itself."""
 
     def written(self, batch: list[Event]) -> None:
+        """This bridge stored ``batch``: hand it out if it comes right after the last
+        event handed out, else let the tail read the history in order."""
+        if self.handed is None:
+            return  # no stream ever started: nothing follows the history
+        if batch and batch[0].seq == self.handed + 1 and all(
+                b.seq == a.seq + 1 for a, b in itertools.pairwise(batch)):
+            self._hand_out(batch)
+        else:
+            self._wake.set()
+
+    async def _follow(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+            self._wake.clear()
+            try:
+                await self._catch_up()
+            except Exception:  # a broken database: the next round tries again
+                log.warning("event stream: could not read the history", exc_info=True)
+
+    async def _catch_up(self) -> None:
+        assert self.handed is not None
+        if not self.clients:  # nobody to hand out to: just keep up with the history
+            top = await asyncio.to_thread(self.store.last_seq)
+            if not self.clients:  # (one that came meanwhile may need what came before)
+                self.handed = max(self.handed, top)
+            return
+        while True:
+            page = await asyncio.to_thread(self.store.after_events, self.handed, 500)
+            page = [ev for ev in page if ev.seq > self.handed]  # written() went first
+            if not page:
+                return
+            self._hand_out(page)
+
+    def _hand_out(self, batch: list[Event]) -> None:
+        self.handed = batch[-1].seq
         for sub in list(self.clients):
             try:
                 kept = all(sub.offer(event) for event in batch if sub.wants(event))

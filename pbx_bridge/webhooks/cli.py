@@ -1,6 +1,6 @@
-"""``pbx-bridge events deliveries [--state S] [--limit N]`` and ``pbx-bridge events
-redeliver ID``: the outbox for admins (the running service picks a redelivered row up
-within ``[events] poll_interval`` seconds)."""
+"""``pbx-bridge events deliveries [--state S] [--limit N] [--event EVT]`` and
+``pbx-bridge events redeliver ID``: the outbox for admins (the running service picks a
+redelivered row up within ``[events] poll_interval`` seconds)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,13 @@ from pbx_bridge.webhooks.outbox import Outbox
 __all__ = ["deliveries_lines", "register"]
 
 
-def deliveries_lines(outbox: Outbox, state: str | None = None, limit: int = 100) -> list[str]:
+def deliveries_lines(outbox: Outbox, state: str | None = None, limit: int = 100,
+                     event: str | None = None) -> list[str]:
+    """``event``: only that event's deliveries (one per subscription)."""
     lines = ["id\tevent\tsubscription\tstate\tattempts\tnext\tstatus\terror"]
-    for d in outbox.find(state, limit):
+    rows = outbox.find(state, limit) if event is None else [
+        d for d in outbox.of_event(event) if state is None or d.state == state][:limit]
+    for d in rows:
         lines.append("\t".join((
             str(d.id), f"evt-{d.event_seq:016x}", d.subscription, d.state, str(d.attempts),
             (iso(d.next_at) or "-") if d.state == "pending" else "-",
@@ -36,7 +40,7 @@ def _outbox(args: argparse.Namespace) -> tuple[Directory, Outbox]:
 def _deliveries(args: argparse.Namespace) -> int:
     directory, outbox = _outbox(args)
     try:
-        print("\n".join(deliveries_lines(outbox, args.state, args.limit)))
+        print("\n".join(deliveries_lines(outbox, args.state, args.limit, args.event)))
     finally:
         directory.close()
     return 0
@@ -63,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_option(listing)
     listing.add_argument("--state", choices=("pending", "delivered", "dead"))
     listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--event", metavar="EVT", help="only this event's (evt-...)")
     listing.set_defaults(func=_deliveries)
     again = inner.add_parser("redeliver", help="make a delivery pending again, due now")
     add_config_option(again)

@@ -10,7 +10,13 @@ that is down backs off even while new events keep arriving for it), and the work
 holds off that receiver until then; a row still failing ``retry_window`` seconds
 after it was written is ``dead``. Workers stop when their receiver has nothing pending;
 `wake` (after events are written) and a poll every ``poll_interval`` seconds (a
-restart's leftovers, ``events redeliver`` from another process) start them again.
+restart's leftovers, ``events redeliver`` from another process, rows another replica
+wrote or gave up) start them again.
+
+Replicas (PostgreSQL): the rows a worker attempts are claimed for ``delivery_lease``
+seconds (outbox.py), a few at a time (as many as fit in half the lease at ``timeout``
+each), and the receiver's failures in a row and hold-off live in the database, so every
+replica's worker for a receiver backs off together.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import secrets
+import socket
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -71,7 +80,9 @@ class Sender:
             registry=None,
         )
         self._clock = clock
-        self._failing: dict[str, int] = {}  # subscription -> failed attempts in a row
+        # Who this sender is in the outbox's claims (host, process, instance).
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._failing: set[str] = set()  # receivers this sender saw fail since a 2xx
         self._workers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._poller: asyncio.Task[None] | None = None
@@ -130,7 +141,8 @@ class Sender:
         sub = self.subscriptions.cached(sub_id)
         if sub is None or not sub.active:
             return False
-        due = await asyncio.to_thread(self.outbox.due, sub_id, self._clock(), _BATCH)
+        due = await asyncio.to_thread(self.outbox.take, sub_id, self._clock(), self._batch(),
+                                      owner=self.owner, lease=self.settings.delivery_lease)
         for delivery in due:
             retry_at = await self._attempt(sub, delivery)
             if retry_at is not None:  # the receiver fails: leave it alone until then
@@ -143,6 +155,13 @@ class Sender:
             return False
         await self._pause(flag, upcoming, wake_early=True)
         return True
+
+    def _batch(self) -> int:
+        """Rows taken at once: with claims, as many as end well within their lease."""
+        if not self.outbox.claims:
+            return _BATCH
+        fit = int(self.settings.delivery_lease // (2 * self.settings.timeout))
+        return max(1, min(_BATCH, fit))
 
     async def _pause(self, flag: asyncio.Event, until: float | None, *, wake_early: bool) -> None:
         timeout = None if until is None else max(0.0, until - self._clock())
@@ -160,27 +179,37 @@ class Sender:
         attempts = d.attempts + 1
         self.counts.attempts += 1
         if status is not None and 200 <= status < 300:
-            self._failing.pop(sub.id, None)
             self.counts.delivered += 1
             self.lag.observe(max(0.0, now - d.created))  # written with its event
-            await asyncio.to_thread(self.outbox.settle, d.id, state="delivered",
-                                    attempts=attempts, next_at=d.next_at, status=status,
-                                    error=None, now=now)
+            if sub.id in self._failing or d.attempts:  # (another replica's failures too)
+                self._failing.discard(sub.id)
+                await asyncio.to_thread(self.outbox.recovered, sub.id)
+            await self._settle(d, state="delivered", attempts=attempts, next_at=d.next_at,
+                               status=status, error=None, now=now)
             return None
         self.counts.failed += 1
-        streak = self._failing[sub.id] = self._failing.get(sub.id, 0) + 1
+        self._failing.add(sub.id)
         error = error or f"HTTP {status}"
         if now - d.created >= self.settings.retry_window:
             self.counts.dead += 1
             log.warning("webhook %s: delivery %d dead after %d attempts (%s)",
                         sub.id, d.id, attempts, error)
-            await asyncio.to_thread(self.outbox.settle, d.id, state="dead", attempts=attempts,
-                                    next_at=d.next_at, status=status, error=error, now=now)
+            await self._settle(d, state="dead", attempts=attempts, next_at=d.next_at,
+                               status=status, error=error, now=now)
             return now
-        retry_at = now + self._backoff(max(attempts, streak))
-        await asyncio.to_thread(self.outbox.settle, d.id, state="pending", attempts=attempts,
-                                next_at=retry_at, status=status, error=error, now=now)
+        # The streak is the receiver's, shared by replicas: every sender holds off.
+        retry_at = await asyncio.to_thread(
+            self.outbox.failed, sub.id, lambda streak: now + self._backoff(max(attempts, streak)))
+        await self._settle(d, state="pending", attempts=attempts, next_at=retry_at,
+                           status=status, error=error, now=now)
         return retry_at
+
+    async def _settle(self, d: Delivery, **outcome: object) -> None:
+        if not await asyncio.to_thread(self._settle_now, d.id, outcome):
+            log.info("webhook delivery %d: settled by another sender meanwhile", d.id)
+
+    def _settle_now(self, delivery_id: int, outcome: dict[str, object]) -> bool:
+        return self.outbox.settle(delivery_id, owner=self.owner, **outcome)  # type: ignore[arg-type]
 
     def _backoff(self, attempts: int) -> float:
         s = self.settings

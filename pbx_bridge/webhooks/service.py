@@ -60,6 +60,10 @@ class Webhooks:
             self._pruner.cancel()
             await asyncio.gather(self._pruner, return_exceptions=True)
         await self.sender.close()
+        try:  # what this sender held goes back to the other replicas now, not at lease end
+            await asyncio.to_thread(self.outbox.release, self.sender.owner)
+        except Exception:
+            log.warning("could not hand back the deliveries this bridge held", exc_info=True)
 
     async def _prune(self) -> None:
         while True:

@@ -136,3 +136,46 @@ def test_event_json_follows_the_contract() -> None:
         "id": "evt-000000000001f3a2", "seq": 127906, "type": "recording.completed",
         "time": "1970-01-01T00:00:00+00:00", "ownerId": "3", "extension": A,
         "phoneCallId": "b8" * 10, "data": {"x": 1}}
+
+
+def _keys(name: str) -> list[str]:
+    tracker = ReplayTracker(DEVICES)
+    producer = CallEvents(tracker, lambda call, ext: render_call(tracker, call, ext))
+    keys = []
+    for ev in read_events(FIXTURES / f"{name}.jsonl"):
+        tracker.feed(ev)
+        keys += [d.key for d in producer.on_event(ev)]
+    return keys
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_two_bridges_hearing_the_same_events_key_them_alike(name: str) -> None:
+    """Replicas store an event once by its key: the key comes from what Asterisk sent
+    (two independent producers agree), and no two events of a call share one."""
+    first, second = _keys(name), _keys(name)
+    assert first == second and len(set(first)) == len(first) == len(EXPECTED[name])
+
+
+def test_a_restarted_bridge_hangs_up_a_view_under_the_key_the_others_use() -> None:
+    """A bridge restarted mid-call reads the view's anchor back from the history's keys,
+    so its call.hangup is the same event as the one a bridge that stayed up makes."""
+    from pbx_bridge.events.keys import anchor_of
+
+    events = read_events(FIXTURES / "a_calls_b.jsonl")
+    stayed = _keys("a_calls_b")
+    cut = next(i for i, ev in enumerate(events) if ev.get("Event") == "BridgeEnter") + 2
+    live = ReplayTracker(DEVICES)
+    first = CallEvents(live, lambda call, ext: render_call(live, call, ext))
+    announced: dict[tuple[str, str], str] = {}
+    anchors: dict[tuple[str, str], str] = {}
+    for ev in events[:cut]:
+        live.feed(ev)
+        for d in first.on_event(ev):
+            announced[(d.phone_call_id or "", d.extension)] = d.type.removeprefix("call.")
+            anchors[(d.phone_call_id or "", d.extension)] = anchor_of(d.key) or ""
+    fresh = ReplayTracker(DEVICES)
+    second = CallEvents(fresh, lambda call, ext: render_call(fresh, call, ext), announced,
+                        anchors)
+    fresh.resync([])  # it came back after the call ended
+    hangups = [d.key for d in second.on_snapshot(1.0)]
+    assert sorted(hangups) == sorted(k for k in stayed if k.startswith("call|hangup|"))
