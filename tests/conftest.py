@@ -1,8 +1,9 @@
 """Test tiers follow the folders: tests/unit (pure), tests/integration (real Asterisk),
 tests/e2e (real Asterisk and real SIP phones), tests/reliability (faults, load and
 hostile input against the real Asterisk), tests/replicas (two bridge processes on one
-real PostgreSQL, against the real Asterisk), tests/containers (docker/'s images and compose
-file run with podman)."""
+real PostgreSQL, against the real Asterisk), tests/cluster (two real Asterisk nodes with a
+SIP trunk between them, two bridge replicas on PostgreSQL, phones on both),
+tests/containers (docker/'s images and compose file run with podman)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ settings.load_profile("pbx_bridge")
 # The storage suite's backends: `database_url` (SQLite and a real PostgreSQL server).
 pytest_plugins = ("tests.support.postgres",)
 
-TIERS = {"unit", "integration", "e2e", "reliability", "containers", "replicas"}
+TIERS = {"unit", "integration", "e2e", "reliability", "containers", "replicas", "cluster"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -129,9 +129,9 @@ class Replicas:
         return self.members[1]
 
 
-def _prepare_database(url: str, tmp_path: Path) -> str:
+def _prepare_database(url: str, tmp_path: Path, directory_file: Path = DEMO_DIRECTORY) -> str:
     """`pbx-bridge db upgrade` on the fresh database (as an operator does), then the demo
-    directory and an app of JOHN's; its token."""
+    directory (or ``directory_file``) and an app of JOHN's; its token."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
     env["PBX_BRIDGE_DATABASE__URL"] = url
     done = subprocess.run([str(PBX_BRIDGE), "db", "upgrade"], env=env, capture_output=True,
@@ -139,7 +139,7 @@ def _prepare_database(url: str, tmp_path: Path) -> str:
     assert done.returncode == 0, done.stdout + done.stderr
     directory = Directory.open(url)
     try:
-        directory.load_toml(DEMO_DIRECTORY)
+        directory.load_toml(directory_file)
         client_id, _ = directory.create_app(JOHN, "replicas")
         return directory.issue_token(client_id)[0]
     finally:
@@ -148,11 +148,13 @@ def _prepare_database(url: str, tmp_path: Path) -> str:
 
 @contextlib.asynccontextmanager
 async def start_replicas(
-    pbx: Sandbox, postgres: PostgresServer, tmp_path: Path, n: int = 2, **settings: str
+    pbx: Sandbox, postgres: PostgresServer, tmp_path: Path, n: int = 2, *,
+    directory_file: Path = DEMO_DIRECTORY, **settings: str
 ) -> AsyncIterator[Replicas]:
-    """``n`` replicas of `pbx-bridge serve` on one new PostgreSQL database, ready."""
+    """``n`` replicas of `pbx-bridge serve` on one new PostgreSQL database, ready.
+    ``directory_file``: the directory loaded into it (tests/cluster: nodes named)."""
     url = postgres.create_database()
-    token = await asyncio.to_thread(_prepare_database, url, tmp_path)
+    token = await asyncio.to_thread(_prepare_database, url, tmp_path, directory_file)
     async with aiohttp.ClientSession(
         headers={"Authorization": f"Bearer {token}"},
         connector=aiohttp.TCPConnector(limit=0),
