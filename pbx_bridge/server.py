@@ -116,7 +116,8 @@ class Services:
         self.nodes: Nodes[PbxNode] = Nodes([
             PbxNode(name, link, identity, recording,
                     HoldingFeature(link, directory, settings),
-                    DialingFeature(link, directory, settings, clock=clock))
+                    DialingFeature(link, directory, settings, clock=clock,
+                                   identity=identity))
             for name, link, identity, recording in parts
         ])
         self.holding = self.nodes.first.holding

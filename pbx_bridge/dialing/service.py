@@ -14,6 +14,7 @@ Hanging up: AMI ``Hangup`` of the extension's channels, answered once Asterisk's
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -23,6 +24,7 @@ from pbx_bridge.calls.tracker import Call, call_id
 from pbx_bridge.config import Settings
 from pbx_bridge.core.feature import Event, Feature
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.core.nodes import NodeIdentity
 from pbx_bridge.core.pbx_errors import pbx_errors
 from pbx_bridge.dialing import rules
 from pbx_bridge.dialing.hangup import channels_to_hang_up
@@ -36,6 +38,10 @@ __all__ = ["CallFailed", "DialingFeature"]
 
 log = logging.getLogger("pbx_bridge.dialing")
 _FAILURES_KEPT = 256
+# A placed call's first Uniqueid starts with its node's systemname (Asterisk's own shape
+# there), if that is a plain name: it goes to AMI in Originate's ChannelId.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_BRIDGE_PREFIX = "pbxb"
 
 
 class CallFailed(PbxBridgeError):
@@ -49,8 +55,10 @@ class DialingFeature(Feature):
     def __init__(
         self, link: PbxLink, directory: Directory, settings: Settings,
         *, clock: Callable[[], float] = time.time,
+        identity: NodeIdentity | None = None,
     ) -> None:
         self.link = link
+        self.identity = identity  # the node's Asterisk SystemName, once read
         self.directory = directory
         self.settings = settings
         self.clock = clock
@@ -88,8 +96,12 @@ class DialingFeature(Feature):
 
     def _channel_id(self) -> str:
         # "<prefix>-<epoch>.<digits>", the shape of Asterisk's own Uniqueids: the tracker
-        # reads the call's start second from it, and orders channels by it.
-        return f"pbxb-{int(self.clock())}.{secrets.randbelow(10**9)}"
+        # reads the call's start second from it, and orders channels by it. The prefix is
+        # the node's systemname, as in every id Asterisk numbers itself there: with
+        # several nodes the call id then stays unique by node, not only by chance.
+        name = self.identity.system_name if self.identity is not None else None
+        prefix = name if name and _PLAIN_NAME.fullmatch(name) else _BRIDGE_PREFIX
+        return f"{prefix}-{int(self.clock())}.{secrets.randbelow(10**9)}"
 
     def plan(self, mode: rules.Mode, request: DialRequest, query: rules.DialQuery,
              extension: Extension) -> rules.OriginatePlan:

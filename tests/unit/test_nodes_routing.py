@@ -1,9 +1,10 @@
 """Several PBX nodes (issue 16): the config, the per-node device maps and the request
 routing, through the real app and Services, with each node's tracker fed AMI-shaped
-events (tests/unit/api_support.py's FakePbx). The real two-Asterisk tier is tests/nodes/."""
+events (tests/unit/api_support.py's FakePbx). The real two-Asterisk tier is tests/cluster/."""
 
 from __future__ import annotations
 
+import re
 import types
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from pbx_bridge.api.app import create_app
 from pbx_bridge.config import PbxNodeSettings, Settings, load_settings
+from pbx_bridge.dialing.rules import parse_query, parse_request
 from pbx_bridge.directory.models import DirectoryFile
 from pbx_bridge.nodes.node import PbxNode
 from pbx_bridge.secret_check import refused_secret
@@ -231,3 +233,26 @@ async def test_an_extension_on_an_unknown_node_answers_503(
     resp = await nodes.get("/uapi/phoneCalls/@me/0003*213", who="jane")
     assert await error_of(resp) == (503, "pbx_unavailable")
     assert (await nodes.get(JANE, who="jane")).status == 204  # the others still answer
+
+
+@pytest.mark.parametrize(("system_name", "prefix"), [
+    ("pbx2", "pbx2-"),  # the node's own: placed calls' ids carry it like Asterisk's own
+    (None, "pbxb-"),  # not read (yet): the bridge's
+    ("", "pbxb-"),  # one node without a systemname
+    ("bad\r\nAction: Hangup", "pbxb-"),  # never anything but a plain name to AMI
+])
+def test_a_placed_call_is_numbered_like_its_nodes_own_calls(
+    nodes: TwoNodes, system_name: str | None, prefix: str
+) -> None:
+    """Click-to-call picks the first leg's Uniqueid (Originate ChannelId), so the call's
+    Linkedid and id. Failed before: always "pbxb-<epoch>.<n>", with no node in it, where
+    every id Asterisk numbers itself starts with the node's systemname (cluster tier)."""
+    nodes.two.identity.system_name = system_name
+    jane = nodes.services.directory.extension("0003*212")
+    assert jane is not None
+    request = parse_request(b'{"extension": "0003*212", '
+                            b'"phoneCallView": [{"destination": ["0003*213"]}]}')
+    plan = nodes.two.dialing.plan("simple", request, parse_query({}), jane)
+    assert plan.channel_id.startswith(prefix), plan.channel_id
+    assert re.fullmatch(r"[A-Za-z0-9_-]+-\d+\.\d+", plan.channel_id)
+    assert plan.headers()["ChannelId"] == plan.channel_id
