@@ -534,6 +534,18 @@ class Sandbox:
                 self._proc.wait(timeout=5)
         self.pid_file.unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown, no BYE to any peer; the process is reaped.
+        start(fresh=False) brings the same instance back."""
+        pid = self.pid()
+        if pid is None:
+            raise SandboxError(f"sandbox '{self.name}' is not running")
+        self._kill(pid)
+        if self._proc is not None and self._proc.pid == pid:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=5)
+        self.pid_file.unlink(missing_ok=True)
+
     def _kill(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)

@@ -31,9 +31,9 @@ from tests.reliability.support import ADMIN, OWNER
 from tests.support.replicas import Replica
 
 __all__ = [
-    "NODE1", "NODE2", "NODE2_SHIFT", "ON_NODE2", "AdminApi", "Cluster", "admin_token",
-    "cluster_directory", "configure_node", "node2_sandbox", "nodes_environ", "nodes_toml",
-    "start_pair",
+    "NODE1", "NODE2", "NODE2_SHIFT", "ON_NODE2", "RTP_TIMEOUT", "AdminApi", "Cluster",
+    "admin_token", "cluster_directory", "configure_node", "node2_sandbox", "nodes_environ",
+    "nodes_toml", "start_pair",
 ]
 
 NODE1, NODE2 = "pbx1", "pbx2"  # the bridge's [[pbx]] names, and each Asterisk's systemname
@@ -42,6 +42,8 @@ NODE1, NODE2 = "pbx1", "pbx2"  # the bridge's [[pbx]] names, and each Asterisk's
 # session sandbox takes when the default ports are busy.
 NODE2_SHIFT = 700
 _OTHER_SHIFTS = (0, 50, 500, 600)
+# Seconds without RTP after which a trunk call's half ends (the peer node died).
+RTP_TIMEOUT = 4
 _FALLBACKS = (1000, 2000, 3000, 4000)
 # The demo extensions whose phones register on node 2 (directory `node = "pbx2"`).
 ON_NODE2 = ("0003*211", "0003*212")
@@ -76,6 +78,9 @@ from_user = {own}
 send_pai = yes
 trust_id_outbound = yes
 trust_id_inbound = yes
+; a node that dies sends no BYE: its calls' other halves here end when no RTP came
+; for this long (every call through the trunk carries media: direct_media = no)
+rtp_timeout = {RTP_TIMEOUT}
 
 [{peer}]
 type = aor
