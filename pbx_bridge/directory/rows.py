@@ -295,12 +295,14 @@ def _read_rows(conn: Connection) -> Snapshot:
             select(users.c.id, users.c.name, users.c.role, users.c.organization)
         )
     ]
+    # A handful of distinct setups, shared (immutable): a third less memory per extension.
+    setups: dict[tuple[bool, str, str], RecordingSetup] = {}
     exts = [
         Extension(
             number=num,
             owner=owner,
             device=dev,
-            recording=RecordingSetup(enabled=bool(en), trigger=trig, format=fmt),
+            recording=_shared_setup(setups, bool(en), str(trig), str(fmt)),
         )
         for num, owner, dev, en, trig, fmt in conn.execute(
             select(
@@ -314,6 +316,18 @@ def _read_rows(conn: Connection) -> Snapshot:
         )
     ]
     return Snapshot.build(orgs, users_, exts)
+
+
+def _shared_setup(
+    setups: dict[tuple[bool, str, str], RecordingSetup], enabled: bool, trigger: str, fmt: str
+) -> RecordingSetup:
+    key = (enabled, trigger, fmt)
+    setup = setups.get(key)
+    if setup is None:
+        setup = setups[key] = RecordingSetup.model_validate(
+            {"enabled": enabled, "trigger": trigger, "format": fmt}
+        )
+    return setup
 
 
 def _write_rows(db: DirectoryDb, conn: Connection, data: DirectoryFile) -> None:
