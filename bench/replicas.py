@@ -170,7 +170,8 @@ def show(rows: list[tuple[int, dict[str, float]]]) -> None:
               f"{r['replicas_cpu_ms']:>18.2f}  {1000 * r['cpu_seconds']:>14.2f}  "
               f"{r['xact_commit']:>12.1f}  {r['tup_inserted']:>5.1f}/{r['tup_updated']:.1f}/"
               f"{r['tup_deleted']:.1f}  {r['tup_returned'] + r['tup_fetched']:>10.0f}")
-    print(f"(the pool allows {len_calls[0] / PACE:.0f} pairs/s at most: a call starts once a second)")
+    print(f"(the pool allows {len_calls[0] / PACE:.0f} pairs/s at most: "
+          "a call starts once a second)")
     for k in (1, 2):
         mine = [r["pairs_per_s"] for n, r in rows if n == k]
         print(f"{k} replica(s): mean {sum(mine) / len(mine):.1f} pairs/s over {len(mine)} phases")
