@@ -167,13 +167,19 @@ class Services:
 
     async def _watch_directory(self) -> None:
         self.known_devices = dict(self.directory.extensions_by_device())
+        seen = self.directory.rows.snapshot()
         while True:
             await asyncio.sleep(self.settings.database.directory_poll)
             try:
+                # The snapshot object changes only when the stored rows did: comparing
+                # 50,000 devices every poll is left for when something was written.
+                if (snapshot := self.directory.rows.snapshot()) is seen:
+                    continue
                 current = self.directory.extensions_by_device()
                 if current != self.known_devices:
                     _api_log.info("directory changed: %d devices now", len(current))
                     self.reload_directory()
+                seen = snapshot
             except Exception:  # a locked or briefly broken database: try again later
                 _api_log.warning("could not check the directory for changes", exc_info=True)
 

@@ -248,5 +248,8 @@ class FakeAmi:
                 }
             )
             conn.abort()
+        elif name == "dbgettree":  # an empty family, as a fresh Asterisk answers
+            await conn.send({"Response": "Error", "ActionID": action_id,
+                             "Message": "Database entry not found"})
         else:
             await conn.send({"Response": "Success", "ActionID": action_id, "Message": "fake ok"})

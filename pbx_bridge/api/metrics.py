@@ -11,6 +11,9 @@
 - Read at scrape time from the bridge: ``pbx_bridge_ami_connected``, ``pbx_bridge_ready``,
   ``pbx_bridge_live_calls``, ``pbx_bridge_recordings_{started,failed,stopped}_total``,
   ``pbx_bridge_resyncs_total``.
+- The *1 recording policy in AstDB (recording/astdb.py): ``pbx_bridge_astdb_policy_synced``
+  (1 once AstDB holds the directory's policy since the last connect) and
+  ``pbx_bridge_astdb_policy_writes_total{action="put"|"del"}`` (keys written by difference).
 - ``pbx_bridge_recordings_swept_total{state}``: recordings (file and row) the retention
   sweep deleted, by the state they had (``completed``, ``failed``, ``missing``);
   ``pbx_bridge_recordings_swept_bytes_total``: the bytes of their files.
@@ -86,6 +89,7 @@ class _BridgeCollector(Collector):
             ("resyncs", "state resyncs from Asterisk's channel list", link.resyncs),
         ):
             yield CounterMetricFamily(f"pbx_bridge_{name}", doc, value=value)
+        yield from _astdb_policy(self._recording)
         if self._recordings is not None:
             yield from _swept(self._recordings)
 
@@ -130,6 +134,24 @@ class _NodeCollector(Collector):
             ):
                 families[key].add_metric((node.name,), value)
         yield from families.values()
+
+
+def _astdb_policy(recording: RecordingFeature) -> Iterator[Metric]:
+    """The *1 policy's sync to AstDB (recording/astdb.py)."""
+    policy = recording.policy
+    yield GaugeMetricFamily(
+        "pbx_bridge_astdb_policy_synced",
+        "1 once AstDB holds the directory's recording policy (since the last connect)",
+        value=1.0 if policy.synced.is_set() else 0.0,
+    )
+    writes = CounterMetricFamily(
+        "pbx_bridge_astdb_policy_writes",
+        "AstDB recording policy keys written (put) and deleted (del), by difference",
+        labels=("action",),
+    )
+    writes.add_metric(("put",), policy.counts.puts)
+    writes.add_metric(("del",), policy.counts.deletes)
+    yield writes
 
 
 def _swept(recordings: RecordingsCatalog) -> Iterator[Metric]:

@@ -117,6 +117,14 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json")
 
 
+async def _current(request: web.Request) -> None:
+    """On replicas the subscriptions may have changed through another one: read them
+    again (one query; subscription requests are rare)."""
+    store = request.app[WEBHOOKS].subscriptions
+    if store.shared:
+        await asyncio.to_thread(store.reload)
+
+
 def _find(request: web.Request, scope: _Scope) -> Subscription:
     raw = request.match_info["subscriptionId"]
     sub = request.app[WEBHOOKS].subscriptions.cached(raw) if _ID.fullmatch(raw) else None
@@ -205,6 +213,7 @@ async def list_subscriptions(request: web.Request) -> web.StreamResponse:
     query = request.rel_url.query
     start = collection.parse_list_query(MultiDict(
         (k, v) for k, v in query.items() if k in ("startIndex", "count")))
+    await _current(request)
     subs = request.app[WEBHOOKS].subscriptions.of(scope.organization, scope.extension)
     window = subs[start.start_index:start.start_index + start.count]
     if not window:
@@ -231,11 +240,13 @@ async def create_subscription(request: web.Request) -> web.StreamResponse:
 
 async def get_subscription(request: web.Request) -> web.StreamResponse:
     scope = _scope(request)
+    await _current(request)
     return _json(render(scope, _find(request, scope)))
 
 
 async def put_subscription(request: web.Request) -> web.StreamResponse:
     scope = _scope(request)
+    await _current(request)
     sub = _find(request, scope)
     sub = await _apply(request, sub, await _body(request))
     await asyncio.to_thread(request.app[WEBHOOKS].subscriptions.replace, sub)
@@ -246,6 +257,7 @@ async def put_subscription(request: web.Request) -> web.StreamResponse:
 
 async def delete_subscription(request: web.Request) -> web.StreamResponse:
     scope = _scope(request)
+    await _current(request)
     sub = _find(request, scope)
     await asyncio.to_thread(request.app[WEBHOOKS].subscriptions.remove, sub.id)
     return web.Response(status=204)

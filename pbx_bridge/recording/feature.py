@@ -64,7 +64,13 @@ class RecordingFeature(Feature):
         self.views: ViewSlots = self.service.views  # the per-view slots (bounded)
         # Channels running a MixMonitor the PBX started without a stamp (events.py).
         self.unstamped: set[str] = set()
+        # Who may record, kept in AstDB by difference, never holding readiness (astdb.py).
+        self.policy = astdb.PolicySync(link.ami, self.expected_policy, link.spawn)
         link.add_feature(self)
+
+    def expected_policy(self) -> dict[str, str]:
+        """The AstDB family the directory wants now (astdb.py)."""
+        return astdb.expected_policy(self.directory, self._base_dir)
 
     # ------------------------------------------------------------------ the API's
     async def start(
@@ -132,16 +138,16 @@ class RecordingFeature(Feature):
         self.always.on_event(ev)
         self.rearmer.on_event(ev)
 
-    async def on_connected(self) -> None:
-        await astdb.sync_policy(self.link.ami, self.directory, self._base_dir)
-
     def on_ready(self, *, reconnected: bool) -> None:
         if reconnected:
+            # In the background: until it is done, *1 reads what AstDB already holds.
+            self.policy.reconnected()
+            self.policy.request()
             self.always.forget_tried()
         self.always.sweep()
 
     def on_directory(self) -> None:
         self.always.reload()
         if self.link.ami.connected:
-            self.link.spawn(astdb.sync_policy(self.link.ami, self.directory, self._base_dir))
+            self.policy.request()
             self.always.sweep()

@@ -120,6 +120,8 @@ class Sender:
     async def _poll(self) -> None:
         while True:
             try:
+                if self.subscriptions.shared:  # made or changed through another replica
+                    await asyncio.to_thread(self.subscriptions.reload)
                 self.wake(await asyncio.to_thread(self.outbox.waiting))
             except Exception:  # a broken database: the next round tries again
                 log.warning("could not look for pending deliveries", exc_info=True)

@@ -44,6 +44,9 @@ class Webhooks:
 
     # ------------------------------------------------------------------ Sink
     def also(self, conn: Connection, batch: list[Event]) -> None:
+        if self.subscriptions.shared:  # another replica may have made or changed some
+            self.subscriptions.refresh(
+                conn, {ev.organization for ev in batch if ev.organization is not None})
         rows = [(ev.seq, sub.id) for ev in batch for sub in self.subscriptions.matching(ev)]
         self.outbox.enqueue(conn, rows, self._clock())
 

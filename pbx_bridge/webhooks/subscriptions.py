@@ -1,16 +1,20 @@
 """Webhook subscriptions (table ``webhook_subscriptions``): one receiver each, for one
 extension or (``extension`` None) every extension of an organization. The store keeps
 an index by organization in memory for matching events (rebuilt after each change this
-process makes; the API is the only writer)."""
+process makes; the API is the only writer). Replicas on one PostgreSQL each keep one:
+an event's transaction reads its organizations' rows again before matching (`refresh`),
+so a subscription made through another replica misses no event; the rest follows
+within the sender's poll (`reload`) or at the API's next subscription request."""
 
 from __future__ import annotations
 
 import secrets
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, update
 
 from pbx_bridge.events.model import Event
 from pbx_bridge.storage.database import Database
@@ -64,6 +68,9 @@ class SubscriptionStore:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # Replicas (PostgreSQL): other processes add, change and remove subscriptions;
+        # the index follows the table (`refresh`, and `reload` on the sender's poll).
+        self.shared = db.backend == "postgresql"
         self._lock = threading.Lock()
         self._by_id: dict[str, Subscription] = {}
         self._by_org: dict[int, list[Subscription]] = {}
@@ -78,6 +85,28 @@ class SubscriptionStore:
         with self._lock:
             self._by_id = {s.id: s for s in subs}
             self._by_org = by_org
+
+    def refresh(self, conn: Connection, organizations: Iterable[int]) -> None:
+        """The index of these organizations as the caller's transaction reads the table
+        (an event's own, on replicas: a subscription another replica committed before
+        the event is matched, exactly as one made through this replica)."""
+        orgs = sorted(set(organizations))
+        if not orgs:
+            return
+        subs = [_sub(r) for r in conn.execute(select(T).where(T.c.organization.in_(orgs)))]
+        fresh: dict[int, list[Subscription]] = {org: [] for org in orgs}
+        for sub in subs:
+            fresh[sub.organization].append(sub)
+        with self._lock:  # per key: a reader in the loop sees the old list or the new
+            for org, now in fresh.items():
+                gone = {old.id for old in self._by_org.get(org, ())} - {s.id for s in now}
+                self._by_id.update((sub.id, sub) for sub in now)
+                for sub_id in gone:
+                    del self._by_id[sub_id]
+                if now:
+                    self._by_org[org] = now
+                else:
+                    self._by_org.pop(org, None)
 
     def matching(self, ev: Event) -> list[Subscription]:
         if ev.organization is None:

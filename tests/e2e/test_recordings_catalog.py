@@ -165,8 +165,10 @@ def _check_pause(info: WavInfo, row: dict, marks: dict, threshold: float) -> Non
     first, end = runs[0]
     silent = (end - first) * window
     # Between what the stopwatch around the pause and resume answers allows; whole
-    # windows are counted, so up to one window of each edge is not.
-    shortest = marks["ResumeRecording"] - marks["PauseRecording.done"] - 2 * window
+    # windows are counted, so up to one window of each edge is not; and MixMonitor applies
+    # a mute per audio frame (20 ms) in its own thread, so the pause's first edge may land
+    # up to a frame after the answer that acknowledged it.
+    shortest = marks["ResumeRecording"] - marks["PauseRecording.done"] - 2 * window - 0.02
     longest = marks["ResumeRecording.done"] - marks["PauseRecording"] + window
     assert shortest <= silent <= longest, (silent, runs, marks)
     (span,) = row["paused"]

@@ -17,6 +17,11 @@ class LinkCutter:
         self.connections = 0
         self.upstream = bytearray()  # every byte the client sent towards the target
         self._links: set[asyncio.Task] = set()
+        # Actions (client -> target) whose "Action: " header starts with `hold` wait for
+        # `release` (both ends real: a slow PBX answer, injected; other actions pass).
+        self.hold: bytes | None = None
+        self.release = asyncio.Event()
+        self._partial: dict[int, bytes] = {}
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def start(self) -> LinkCutter:
@@ -53,8 +58,33 @@ class LinkCutter:
                     seen += data
                 while self.frozen:  # half-open: bytes stop flowing, sockets stay open
                     await asyncio.sleep(0.05)
+                if seen is not None and self.hold is not None:
+                    data = self._held(data, dst)
                 dst.write(data)
                 await dst.drain()
+
+    def _held(self, data: bytes, dst: asyncio.StreamWriter) -> bytes:
+        """``data`` without the held actions, which are written once released (an action
+        cut across two reads waits for its end)."""
+        assert self.hold is not None
+        *blocks, rest = (self._partial.pop(id(dst), b"") + data).split(b"\r\n\r\n")
+        if rest:
+            self._partial[id(dst)] = rest
+        passed, held = [], []
+        for block in blocks:
+            name = next((ln for ln in block.split(b"\r\n") if ln.startswith(b"Action: ")), b"")
+            (held if name[8:].lower().startswith(self.hold.lower()) else passed).append(block)
+        if held:
+            payload = b"".join(b + b"\r\n\r\n" for b in held)
+            task = asyncio.create_task(self._write_released(payload, dst))
+            self._links.add(task)
+        return b"".join(b + b"\r\n\r\n" for b in passed)
+
+    async def _write_released(self, payload: bytes, dst: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            await self.release.wait()
+            dst.write(payload)
+            await dst.drain()
 
     def cut(self) -> None:
         """Drop every current connection abruptly (new ones are still accepted)."""
