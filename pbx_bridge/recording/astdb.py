@@ -11,7 +11,9 @@ first three fields as before. Rewritten whole on every (re)connect and directory
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
+from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient, AmiError
 from pbx_bridge.recording.naming import file_suffix
@@ -30,11 +32,16 @@ def policy_value(fmt: str, organization_id: int, extension: str, trigger: str) -
     return f"{fmt},{organization_id},{extension},{trigger}"
 
 
-def expected_policy(directory: Directory, base_dir: str) -> dict[str, str]:
+def expected_policy(
+    directory: Directory, base_dir: str, extensions: Mapping[str, Extension] | None = None
+) -> dict[str, str]:
     """The family's keys and values as the directory says they should be (what
-    `sync_policy` writes; `pbx-bridge doctor` compares AstDB with it)."""
+    `sync_policy` writes; `pbx-bridge doctor` compares AstDB with it). ``extensions``:
+    device -> extension of one PBX node's extensions, whose policy that node's AstDB
+    gets (None: every extension of the directory)."""
     policy = {"config/recdir": base_dir} if base_dir else {}
-    for device, ext in directory.extensions_by_device().items():
+    devices = directory.extensions_by_device() if extensions is None else extensions
+    for device, ext in devices.items():
         if not (on_demand(ext) or records_always(ext)):
             continue
         org = directory.organization_of_extension(ext)
@@ -47,11 +54,15 @@ def expected_policy(directory: Directory, base_dir: str) -> dict[str, str]:
     return policy
 
 
-async def sync_policy(ami: AmiClient, directory: Directory, base_dir: str) -> None:
-    """Replace the family with the directory's policy; a failure is logged, not raised."""
+async def sync_policy(
+    ami: AmiClient, directory: Directory, base_dir: str,
+    extensions: Mapping[str, Extension] | None = None,
+) -> None:
+    """Replace the family with the directory's policy (of ``extensions``: see
+    `expected_policy`); a failure is logged, not raised."""
     try:
         await ami.send_action("DBDelTree", {"Family": ASTDB_FAMILY})
-        for key, value in expected_policy(directory, base_dir).items():
+        for key, value in expected_policy(directory, base_dir, extensions).items():
             await ami.send_action("DBPut", {"Family": ASTDB_FAMILY, "Key": key, "Val": value})
     except AmiError as exc:
         log.warning("could not write the recording policy to AstDB: %s", exc)

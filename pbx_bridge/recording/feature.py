@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pbx_bridge.calls.tracker import Call
 from pbx_bridge.config import Settings
@@ -42,10 +42,14 @@ class RecordingFeature(Feature):
         *,
         clock: Callable[[], float] = time.time,
         coordination: Coordination | None = None,
+        extensions: Callable[[], Mapping[str, Extension]] | None = None,
     ) -> None:
-        """``coordination``: the replicas' locks in PostgreSQL (None: one process)."""
+        """``coordination``: the replicas' locks in PostgreSQL (None: one process).
+        ``extensions``: device -> extension of the extensions on this link's node, whose
+        policy its AstDB gets (None: every extension of the directory)."""
         self.link = link
         self.directory = directory
+        self._extensions = extensions
         rec = settings.recordings
         self.default_format = rec.default_format
         self._base_dir = rec.directory
@@ -133,7 +137,11 @@ class RecordingFeature(Feature):
         self.rearmer.on_event(ev)
 
     async def on_connected(self) -> None:
-        await astdb.sync_policy(self.link.ami, self.directory, self._base_dir)
+        await astdb.sync_policy(self.link.ami, self.directory, self._base_dir,
+                                self._node_extensions())
+
+    def _node_extensions(self) -> Mapping[str, Extension] | None:
+        return self._extensions() if self._extensions is not None else None
 
     def on_ready(self, *, reconnected: bool) -> None:
         if reconnected:
@@ -143,5 +151,6 @@ class RecordingFeature(Feature):
     def on_directory(self) -> None:
         self.always.reload()
         if self.link.ami.connected:
-            self.link.spawn(astdb.sync_policy(self.link.ami, self.directory, self._base_dir))
+            self.link.spawn(astdb.sync_policy(self.link.ami, self.directory, self._base_dir,
+                                              self._node_extensions()))
             self.always.sweep()
