@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from pbx_bridge.api.app import create_app
 from pbx_bridge.calls.transcript import read_events
-from pbx_bridge.config import PbxNodeSettings, RecordingsSettings
+from pbx_bridge.config import ConfigError, PbxNodeSettings, RecordingsSettings, load_settings
 from pbx_bridge.directory.models import DirectoryFile
 from pbx_bridge.recordings.catalog import RecordingRow
 from pbx_bridge.recordings.reconcile import KnownFile, Scan, plan
@@ -175,3 +175,17 @@ def test_a_pass_over_a_shared_folder_changes_its_own_nodes_rows_only(tmp_path: P
     mine = plan(scan, known, node="pbx1", owns=lambda n: n in ("pbx1", None), **kw)
     theirs = plan(scan, known, node="pbx2", owns=lambda n: n == "pbx2", **kw)
     assert (mine.vanished, theirs.vanished) == ([], [("r-2", gone)])
+
+
+def test_a_node_reads_its_recordings_where_its_entry_says(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[recordings]\nhost_root = "/mnt/all"\n'
+                    '[[pbx]]\nname = "pbx1"\n[[pbx]]\nname = "pbx2"\n'
+                    '[pbx.recordings]\nmonitor_dir = "/mnt/pbx2/monitor"\n')
+    settings = load_settings(path)
+    one, two = (n.recordings.applied_to(settings.recordings) for n in settings.nodes())
+    assert (one.monitor_dir, one.host_root) == ("/var/spool/asterisk/monitor", "/mnt/all")
+    assert (two.monitor_dir, two.host_root) == ("/mnt/pbx2/monitor", "/mnt/all")
+    path.write_text('[[pbx]]\nname = "pbx1"\n[pbx.recordings]\ndirectory = "/x"\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_settings(path)
