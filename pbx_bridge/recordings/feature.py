@@ -28,7 +28,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -74,6 +74,30 @@ def host_path(file: str, settings: RecordingsSettings) -> Path | None:
     if not any(path.is_relative_to(folder) for folder in folders):
         return None
     return path
+
+
+def live_files(nodes: Iterable[NodeCatalog], unwritten: Iterable[RecordingRow]) -> Live:
+    """The files the event path owns: every node's live channels', running rows',
+    unwritten rows' (by host path, or by call id while the file is not known yet):
+    two nodes may share a folder."""
+    paths: set[str] = set()
+    calls: set[str] = set()
+    running: list[RecordingRow] = []
+    for node in nodes:
+        settings = node.settings()
+        for ch in node.link.tracker.channels.values():
+            path = host_path(ch.rec_file, settings) if ch.rec_file else None
+            if path is not None:
+                paths.add(str(path))
+            elif ch.recording is not None:
+                calls.add(call_id(ch.linkedid))
+        running += node.catalog.running.values()
+    for row in (*running, *unwritten):
+        if row.host_path:
+            paths.add(row.host_path)
+        else:
+            calls.add(row.call_id)
+    return paths, calls
 
 
 def _size(path: Path) -> int | None:
@@ -217,26 +241,7 @@ class RecordingsCatalog:
         return Owner(org.id, ext.owner) if ext is not None and org is not None else None
 
     def _live(self) -> Live:
-        """The files the event path owns: every node's live channels', running rows',
-        unwritten rows' (by host path, or by call id while the file is not known yet):
-        two nodes may share a folder."""
-        paths: set[str] = set()
-        calls: set[str] = set()
-        for node in self.nodes:
-            settings = node.settings()
-            for ch in node.link.tracker.channels.values():
-                path = host_path(ch.rec_file, settings) if ch.rec_file else None
-                if path is not None:
-                    paths.add(str(path))
-                elif ch.recording is not None:
-                    calls.add(call_id(ch.linkedid))
-        running = [row for node in self.nodes for row in node.catalog.running.values()]
-        for row in (*running, *self._unwritten.values()):
-            if row.host_path:
-                paths.add(row.host_path)
-            else:
-                calls.add(row.call_id)
-        return paths, calls
+        return live_files(self.nodes, self._unwritten.values())
 
     # ------------------------------------------------------------------ the API's
     async def get(self, recording_id: str) -> RecordingRow | None:
