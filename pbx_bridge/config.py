@@ -185,11 +185,28 @@ NodeName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")]
 DEFAULT_NODE = "pbx"
 
 
+class NodeRecordingsSettings(_Section):
+    """Where the bridge reads one node's recording files (a ``[[pbx]]`` entry's
+    ``recordings`` table): the keys of ``[recordings]`` that say so; a key left out is
+    ``[recordings]``'s. Nodes are often other machines, whose folders this host mounts
+    somewhere of its own."""
+
+    monitor_dir: Annotated[str, AfterValidator(_no_control)] | None = None
+    host_root: Annotated[str, AfterValidator(_no_control)] | None = None
+
+    def applied_to(self, base: RecordingsSettings) -> RecordingsSettings:
+        """``base`` ([recordings]) with this node's keys in place of its own."""
+        given = self.model_dump(exclude_none=True)
+        return base.model_copy(update=given) if given else base
+
+
 class PbxNodeSettings(AmiSettings):
     """One Asterisk node (a ``[[pbx]]`` entry): a name and the keys of ``[ami]``, whose
     values are the defaults of every entry."""
 
     name: NodeName = DEFAULT_NODE
+    # Where this node's recordings are read (issue 16; none: [recordings]'s folders).
+    recordings: NodeRecordingsSettings = NodeRecordingsSettings()
 
 
 def _database_url(value: SecretStr) -> SecretStr:

@@ -39,12 +39,13 @@ from pbx_bridge.nodes.node import (
     PbxNode,
     build_link,
     devices_of_node,
+    extensions_of_node,
     node_features,
     warn_unknown,
 )
 from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.recording.feature import RecordingFeature
-from pbx_bridge.recordings.feature import RecordingsCatalog
+from pbx_bridge.recordings.feature import CatalogNode, RecordingsCatalog
 from pbx_bridge.secret_check import refused_secret
 from pbx_bridge.storage.coordination import Coordination
 from pbx_bridge.stream.hub import StreamHub
@@ -98,14 +99,16 @@ class Services:
                  for i, n in enumerate(node_settings)]
         self.link = parts[0][1]
         self.recording = parts[0][3]
-        # The shared features follow the first node's link (docs/design.md, "Several PBX
+        # The shared features hear every node's link (docs/design.md, "Several PBX
         # nodes"). After the recording feature: the catalog reads the marks it leaves.
         self.recordings = RecordingsCatalog(
-            self.link, directory, settings.recordings,
-            origin_of=self.recording.origin_of, clock=clock, coordination=self.coordination,
+            [CatalogNode(name, link, recording.origin_of, n.recordings)
+             for (name, link, _, recording), n in zip(parts, node_settings, strict=True)],
+            directory, settings.recordings, clock=clock, coordination=self.coordination,
         )
         # After the catalog: it hears the rows the catalog saved.
-        self.events = EventsFeature(self.link, directory, settings, self.recordings, clock=clock)
+        self.events = EventsFeature([(name, link) for name, link, _, _ in parts], directory,
+                                    settings, self.recordings, clock=clock)
         self.webhooks = Webhooks(directory.database, settings.events, self.events.store,
                                  clock=clock)
         self.events.sinks.append(self.webhooks)
@@ -133,9 +136,13 @@ class Services:
             return devices_of_node(self.directory.extensions_by_device(), node.name,
                                    first=first)
 
+        def extensions() -> dict[str, Extension]:
+            return extensions_of_node(self.directory.extensions_by_device(), node.name,
+                                      first=first)
+
         link = build_link(node, devices, ami=ami, clock=clock)
         identity, recording = node_features(node.name, link, self.directory, self.settings,
-                                            clock, self.coordination)
+                                            clock, self.coordination, extensions)
         return node.name, link, identity, recording
 
     async def start(self) -> None:

@@ -30,9 +30,15 @@ from pbx_bridge.core.link import PbxLink
 from pbx_bridge.errors import PbxUnavailable
 from pbx_bridge.pbx.ami import AmiError, is_success
 
-__all__ = ["NodeIdentity", "Nodes", "PbxNodeLike"]
+__all__ = ["NodeIdentity", "Nodes", "PbxNodeLike", "on_node"]
 
 log = logging.getLogger("pbx_bridge.core")
+
+
+def on_node(named: str | None, node: str, *, first: bool) -> bool:
+    """Whether something that names the PBX node ``named`` (an extension, a recording
+    row, an event; None: none named) is ``node``'s: none named is the first node's."""
+    return named == node or (first and named is None)
 
 
 class NodeIdentity(Feature):

@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 from pbx_bridge.config import Settings
+from pbx_bridge.core.nodes import on_node
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.doctor.probe import Denied, Pbx
 from pbx_bridge.doctor.report import Finding, cannot, failed, passed
@@ -86,7 +87,11 @@ async def astdb_policy(pbx: Pbx, directory: Directory, settings: Settings) -> Fi
     prefix = f"/{ASTDB_FAMILY}/"
     have = {r["Key"].removeprefix(prefix): r.get("Val", "") for r in rows
             if r.get("Event") == "DBGetTreeResponse" and "Key" in r}
-    want = expected_policy(directory, settings.recordings.directory)
+    # The node doctor asks is the first: its AstDB holds its own extensions' policy only.
+    first = settings.nodes()[0].name
+    own = {dev: ext for dev, ext in directory.extensions_by_device().items()
+           if on_node(ext.node, first, first=True)}
+    want = expected_policy(directory, settings.recordings.directory, own)
     wrong = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
     if wrong:
         return failed(check, f"{len(wrong)} AstDB keys differ from the directory: "

@@ -1,5 +1,6 @@
-"""The events feature, plugged into the PBX link (core/feature.py's hooks) and the
-recordings catalog (its ``on_saved`` listeners).
+"""The events feature, plugged into every PBX node's link (core/feature.py's hooks: a
+`NodeCalls` per node, on that node's tracker) and the recordings catalog (its
+``on_saved`` listeners). Each event is stored with the node whose AMI events made it.
 
 Producers (calls.py, recordings.py) are pure and key each event by what Asterisk sent
 (keys.py); here events are written to the history in order, one batch per transaction
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Connection
@@ -33,7 +34,7 @@ from pbx_bridge.events.store import EventStore
 from pbx_bridge.recordings.catalog import RecordingRow
 from pbx_bridge.recordings.feature import RecordingsCatalog
 
-__all__ = ["EventsFeature", "Sink"]
+__all__ = ["EventsFeature", "NodeCalls", "Sink"]
 
 log = logging.getLogger("pbx_bridge.events")
 
@@ -47,17 +48,18 @@ class Sink(Protocol):
     def written(self, batch: list[Event]) -> None: ...
 
 
-class EventsFeature(Feature):
+class EventsFeature:
     def __init__(
         self,
-        link: PbxLink,
+        links: Sequence[tuple[str, PbxLink]],
         directory: Directory,
         settings: Settings,
         recordings: RecordingsCatalog,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.link = link
+        """``links``: every PBX node's (name, link), the first being the node of the
+        history's events that name none."""
         self.directory = directory
         self.settings = settings
         self.store = EventStore(directory.database)
@@ -67,31 +69,32 @@ class EventsFeature(Feature):
         self._writing = asyncio.Lock()
         self._orgs: dict[str, tuple[int | None, str | None]] = {}
         since = clock() - settings.events.history_seconds
-        announced, anchors = self.store.announced_calls(since)
-        self.calls = CallEvents(
-            link.tracker, self._render,
-            announced={k: v for k, v in announced.items() if v != "hangup"}, anchors=anchors,
-        )
+        self.nodes = [NodeCalls(self, name, link, since, first=i == 0)
+                      for i, (name, link) in enumerate(links)]
+        self._links = dict(links)
         self.recordings = RecordingEvents(settings.http.public_base_url,
                                           recordings.store.unfinished())
         recordings.on_saved.append(self._on_recording)
-        link.add_feature(self)
 
-    # ------------------------------------------------------------------ hooks
+    # The first node's, as code and tests written for one node know them.
+    @property
+    def link(self) -> PbxLink:
+        return self.nodes[0].link
+
+    @property
+    def calls(self) -> CallEvents:
+        return self.nodes[0].calls
+
     def on_event(self, ev: AmiEvent) -> None:
-        self.emit(self.calls.on_event(ev))
-
-    def on_snapshot(self, rows: list[AmiEvent]) -> None:
-        self.emit(self.calls.on_snapshot(self._clock()))
-
-    def on_directory(self) -> None:
-        self._orgs.clear()
+        """The first node's hook (tests feed it directly)."""
+        self.nodes[0].on_event(ev)
 
     def _on_recording(self, row: RecordingRow) -> None:
-        self.emit(self.recordings.on_row(row, self._clock()))
+        self.emit(self.recordings.on_row(row, self._clock()), row.node)
 
     # ------------------------------------------------------------------ writing
-    def emit(self, drafts: list[Draft]) -> None:
+    def emit(self, drafts: list[Draft], node: str | None = None) -> None:
+        """``node``: the PBX node whose AMI events made them (None: the first)."""
         if not drafts:
             return
         for d in drafts:
@@ -99,8 +102,10 @@ class EventsFeature(Feature):
             self._queue.append(Event(  # numbered by the history when stored
                 seq=0, id="", type=d.type, time=d.time, organization=org,
                 extension=d.extension, phone_call_id=d.phone_call_id, data=d.data, key=d.key,
+                node=node,
             ))
-        self.link.spawn(self._flush())
+        link = self._links.get(node) if node is not None else None
+        (link or self.link).spawn(self._flush())
 
     async def _flush(self) -> None:
         async with self._writing:  # one writer: batches land in order
@@ -132,6 +137,10 @@ class EventsFeature(Feature):
             await asyncio.sleep(0.01)
 
     # ------------------------------------------------------------------ rendering
+    def forget_organizations(self) -> None:
+        """The directory changed: extensions' organizations are read again."""
+        self._orgs.clear()
+
     def _org(self, number: str) -> tuple[int | None, str | None]:
         if number not in self._orgs:
             ext = self.directory.extension(number)
@@ -139,14 +148,45 @@ class EventsFeature(Feature):
             self._orgs[number] = (org.id, org.name) if org is not None else (None, None)
         return self._orgs[number]
 
-    def _render(self, call: Call, number: str) -> dict[str, Any]:
-        """The PhoneCall as the extension's organization sees it: its own views only."""
+    def render(self, link: PbxLink, call: Call, number: str) -> dict[str, Any]:
+        """The PhoneCall (of ``link``'s tracker) as the extension's organization sees
+        it: its own views only."""
         org, name = self._org(number)
         ext = self.directory.extension(number)
         owner = ext.owner if ext is not None else "@owner"
         base = self.settings.http.public_base_url
-        return self.link.render(
+        return link.render(
             call, number, visible=lambda other: self._org(other)[0] == org,
             owner_id=str(org) if org is not None else None, owner_name=name,
             link=f"{base}/uapi/phoneCalls/{owner}/{number}/{call.id}",
         )
+
+
+class NodeCalls(Feature):
+    """One PBX node's call events, plugged into that node's link: the views of its
+    tracker's calls, announced once (a restarted bridge reads back what the history
+    holds of this node's calls: a resync must not say "hangup" for another node's)."""
+
+    def __init__(self, owner: EventsFeature, name: str, link: PbxLink, since: float, *,
+                 first: bool) -> None:
+        self.name = name
+        self.link = link
+        self._owner = owner
+        announced, anchors = owner.store.announced_calls(since, name, first=first)
+        self.calls = CallEvents(
+            link.tracker, self._render,
+            announced={k: v for k, v in announced.items() if v != "hangup"}, anchors=anchors,
+        )
+        link.add_feature(self)
+
+    def _render(self, call: Call, number: str) -> dict[str, Any]:
+        return self._owner.render(self.link, call, number)
+
+    def on_event(self, ev: AmiEvent) -> None:
+        self._owner.emit(self.calls.on_event(ev), self.name)
+
+    def on_snapshot(self, rows: list[AmiEvent]) -> None:
+        self._owner.emit(self.calls.on_snapshot(self._owner._clock()), self.name)
+
+    def on_directory(self) -> None:
+        self._owner.forget_organizations()

@@ -68,6 +68,7 @@ class Event:
     phone_call_id: str | None
     data: dict[str, Any]
     key: str = ""  # not shown: the history's de-duplication (events/keys.py)
+    node: str | None = None  # not shown: the PBX node whose events made it (None: first)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, exists, func, select
+from sqlalchemy import Connection, and_, delete, exists, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from pbx_bridge.events.keys import anchor_of
@@ -120,16 +120,19 @@ class EventStore:
         return {int(r[0]): orjson.loads(r[1]) for r in found}
 
     def announced_calls(
-        self, since: float
+        self, since: float, node: str | None = None, *, first: bool = True
     ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], str]]:
         """(phoneCallId, extension) -> "ringing"/"answered"/"hangup": the last call
         event of each view since ``since`` (what a restarted bridge announced already),
-        and the same views' anchors as their keys name them (events/keys.py)."""
+        and the same views' anchors as their keys name them (events/keys.py). ``node``:
+        of that PBX node's calls only (``first``: with the events that name no node)."""
+        c = events.c
+        where = [c.time >= since, c.type.in_(CALL_TYPES)]
+        if node is not None:
+            where.append(or_(c.node == node, c.node.is_(None)) if first else c.node == node)
         with self.db.transaction() as conn:
             found = conn.execute(
-                select(events.c.type, events.c.extension, events.c.data, events.c.key)
-                .where(events.c.time >= since, events.c.type.in_(CALL_TYPES))
-                .order_by(events.c.seq)
+                select(c.type, c.extension, c.data, c.key).where(*where).order_by(c.seq)
             ).all()
         last: dict[tuple[str, str], str] = {}
         anchors: dict[tuple[str, str], str] = {}
@@ -158,5 +161,5 @@ class EventStore:
 
 def _row(e: Event) -> dict[str, object]:
     return {"seq": e.seq, "id": e.id, "key": e.key, "type": e.type, "time": e.time,
-            "organization": e.organization, "extension": e.extension,
+            "organization": e.organization, "extension": e.extension, "node": e.node,
             "data": orjson.dumps(e.to_json()).decode()}

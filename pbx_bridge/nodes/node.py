@@ -1,7 +1,7 @@
 """One PBX node: its link and the features bound to it (they act on its channels).
 
 The recordings catalog, events, webhooks and the stream are not here: they are the
-service's, once (pbx_bridge/server.py).
+service's, once (pbx_bridge/server.py), and hear every node's link.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pbx_bridge.config import PbxNodeSettings, Settings
 from pbx_bridge.core.link import PbxLink, ami_client
-from pbx_bridge.core.nodes import NodeIdentity
+from pbx_bridge.core.nodes import NodeIdentity, on_node
 from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
@@ -22,7 +22,8 @@ from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.storage.coordination import Coordination
 
 __all__ = [
-    "PbxNode", "build_link", "devices_of_node", "node_features", "unknown_nodes",
+    "PbxNode", "build_link", "devices_of_node", "extensions_of_node", "node_features",
+    "unknown_nodes",
     "warn_unknown",
 ]
 
@@ -44,10 +45,15 @@ def devices_of_node(
 ) -> dict[str, str]:
     """device -> extension number of the extensions on this node (no node named: the
     first node's)."""
-    return {
-        dev: ext.number for dev, ext in extensions.items()
-        if ext.node == name or (first and ext.node is None)
-    }
+    return {dev: ext.number for dev, ext in extensions_of_node(extensions, name,
+                                                                 first=first).items()}
+
+
+def extensions_of_node(
+    extensions: Mapping[str, Extension], name: str, *, first: bool
+) -> dict[str, Extension]:
+    """device -> extension, of the extensions on this node."""
+    return {dev: ext for dev, ext in extensions.items() if on_node(ext.node, name, first=first)}
 
 
 def unknown_nodes(extensions: Mapping[str, Extension], names: set[str]) -> dict[str, list[str]]:
@@ -73,10 +79,15 @@ def build_link(
 def node_features(
     name: str, link: PbxLink, directory: Directory, settings: Settings,
     clock: Callable[[], float], coordination: Coordination,
+    extensions: Callable[[], Mapping[str, Extension]] | None = None,
 ) -> tuple[NodeIdentity, RecordingFeature]:
-    """The features every node has first, in the order the link must call them."""
-    return NodeIdentity(name, link), RecordingFeature(link, directory, settings, clock=clock,
-                                                      coordination=coordination)
+    """The features every node has first, in the order the link must call them.
+    ``extensions``: the node's own (device -> extension), whose recording policy its
+    AstDB gets."""
+    return NodeIdentity(name, link), RecordingFeature(
+        link, directory, settings, clock=clock, coordination=coordination,
+        extensions=extensions,
+    )
 
 
 def warn_unknown(extensions: Mapping[str, Extension], names: set[str]) -> None:

@@ -24,6 +24,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient, AmiError, Message, is_success
 from pbx_bridge.recording.naming import file_suffix
@@ -49,13 +50,18 @@ def policy_value(fmt: str, organization_id: int, extension: str, trigger: str) -
     return f"{fmt},{organization_id},{extension},{trigger}"
 
 
-def expected_policy(directory: Directory, base_dir: str) -> dict[str, str]:
+def expected_policy(
+    directory: Directory, base_dir: str, extensions: Mapping[str, Extension] | None = None
+) -> dict[str, str]:
     """The family's keys and values as the directory says they should be (what
-    `PolicySync` writes; `pbx-bridge doctor` compares AstDB with it). One snapshot,
-    one pass: linear in the extensions."""
+    `PolicySync` writes; `pbx-bridge doctor` compares AstDB with it). ``extensions``:
+    device -> extension of one PBX node's extensions, whose policy that node's AstDB
+    gets (None: every extension of the directory). One snapshot, one pass: linear in the
+    extensions."""
     snap = directory.rows.snapshot()
     policy = {"config/recdir": base_dir} if base_dir else {}
-    for device, ext in snap.by_device.items():
+    devices = snap.by_device if extensions is None else extensions
+    for device, ext in devices.items():
         if not (on_demand(ext) or records_always(ext)):
             continue
         owner = snap.users.get(ext.owner)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from pbx_bridge.calls.tracker import Call
 from pbx_bridge.config import Settings
@@ -42,10 +42,14 @@ class RecordingFeature(Feature):
         *,
         clock: Callable[[], float] = time.time,
         coordination: Coordination | None = None,
+        extensions: Callable[[], Mapping[str, Extension]] | None = None,
     ) -> None:
-        """``coordination``: the replicas' locks in PostgreSQL (None: one process)."""
+        """``coordination``: the replicas' locks in PostgreSQL (None: one process).
+        ``extensions``: device -> extension of the extensions on this link's node, whose
+        policy its AstDB gets (None: every extension of the directory)."""
         self.link = link
         self.directory = directory
+        self._extensions = extensions
         rec = settings.recordings
         self.default_format = rec.default_format
         self._base_dir = rec.directory
@@ -70,7 +74,7 @@ class RecordingFeature(Feature):
 
     def expected_policy(self) -> dict[str, str]:
         """The AstDB family the directory wants now (astdb.py)."""
-        return astdb.expected_policy(self.directory, self._base_dir)
+        return astdb.expected_policy(self.directory, self._base_dir, self._node_extensions())
 
     # ------------------------------------------------------------------ the API's
     async def start(
@@ -137,6 +141,9 @@ class RecordingFeature(Feature):
             self.service.counts.failed += 1
         self.always.on_event(ev)
         self.rearmer.on_event(ev)
+
+    def _node_extensions(self) -> Mapping[str, Extension] | None:
+        return self._extensions() if self._extensions is not None else None
 
     def on_ready(self, *, reconnected: bool) -> None:
         if reconnected:

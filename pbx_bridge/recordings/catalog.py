@@ -103,6 +103,7 @@ class RecordingRow:
     sha256: str | None = None
     state: State = "recording"
     reason: str | None = None
+    node: str | None = None  # the [[pbx]] node that recorded it (None: the first)
 
     @property
     def running(self) -> bool:
@@ -138,7 +139,8 @@ class Catalog:
     a stamped file it did not start was started by the dialplan's ``[pbx-bridge-rec]``:
     ``dialplan_trigger(extension)`` says whether as ``always`` (Dial's U() on answer) or
     ``star1``; an unstamped MixMonitor was started by the PBX itself. ``place(row)``:
-    fills organization, owner, host path."""
+    fills organization, owner, host path. ``node``: the name of the PBX node whose
+    tracker this is, given to every row it opens."""
 
     def __init__(
         self,
@@ -147,8 +149,10 @@ class Catalog:
         origin_of: Callable[[str], Origin | None],
         place: Callable[[RecordingRow], None],
         dialplan_trigger: Callable[[str], str] = lambda extension: "star1",
+        node: str | None = None,
     ) -> None:
         self.tracker = tracker
+        self.node = node
         self.running: dict[str, RecordingRow] = {}  # Uniqueid -> row
         self._origin_of = origin_of
         self._place = place
@@ -252,7 +256,7 @@ class Catalog:
         file = (ev.get(MIXMONITOR_FILE_HEADER) if ev is not None else None) or ch.rec_file
         row = RecordingRow(
             id=run_id(uid, file, now), extension=extension, call_id=call_id(ch.linkedid),
-            view_id=view_id, started=ch.recording or now, channel=uid,
+            view_id=view_id, started=ch.recording or now, channel=uid, node=self.node,
         )
         self.running[uid] = row
         self.tracker.name_recording(uid, row.id)

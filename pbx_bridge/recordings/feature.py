@@ -10,6 +10,13 @@ every resync (the first at start-up) the reconciler (reconciler.py) catalogues w
 recordings folders hold that no event showed, and marks rows whose file vanished. Every
 ``[recordings] sweep_interval`` seconds (and at start) the retention sweep (sweep.py)
 deletes what the organizations' retention expired, counted for /metrics.
+
+Several PBX nodes (issue 16): the catalog is one (one store, one write queue, one
+sweep), and hears every node: a `NodeCatalog` per node is plugged into that node's link
+with the state machine on that node's tracker and a reconciler of that node's folders
+(``[[pbx]] recordings``, else ``[recordings]``'s). Each row names its node; a node's
+reconciler changes its own node's rows only, and a row's file is read where its node's
+folders put it (``host_path``, set when the row learns its file).
 """
 
 from __future__ import annotations
@@ -21,13 +28,15 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pbx_bridge.calls.tracker import call_id
-from pbx_bridge.config import RecordingsSettings
+from pbx_bridge.config import NodeRecordingsSettings, RecordingsSettings
 from pbx_bridge.core.feature import Event, Feature
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.core.nodes import on_node
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.errors import RecordingUndeletable
 from pbx_bridge.recording.rules import on_demand, records_always
@@ -41,7 +50,7 @@ from pbx_bridge.recordings.sweep import Sweeper, SweepReport
 from pbx_bridge.storage.coordination import ROW, Coordination
 from pbx_bridge.storage.url import StorageError
 
-__all__ = ["RecordingsCatalog", "host_path"]
+__all__ = ["CatalogNode", "NodeCatalog", "RecordingsCatalog", "host_path"]
 
 log = logging.getLogger("pbx_bridge.recordings")
 _SETTLE_CHECKS = 120  # size checks before a file that keeps changing is read anyway
@@ -67,6 +76,30 @@ def host_path(file: str, settings: RecordingsSettings) -> Path | None:
     return path
 
 
+def live_files(nodes: Iterable[NodeCatalog], unwritten: Iterable[RecordingRow]) -> Live:
+    """The files the event path owns: every node's live channels', running rows',
+    unwritten rows' (by host path, or by call id while the file is not known yet):
+    two nodes may share a folder."""
+    paths: set[str] = set()
+    calls: set[str] = set()
+    running: list[RecordingRow] = []
+    for node in nodes:
+        settings = node.settings()
+        for ch in node.link.tracker.channels.values():
+            path = host_path(ch.rec_file, settings) if ch.rec_file else None
+            if path is not None:
+                paths.add(str(path))
+            elif ch.recording is not None:
+                calls.add(call_id(ch.linkedid))
+        running += node.catalog.running.values()
+    for row in (*running, *unwritten):
+        if row.host_path:
+            paths.add(row.host_path)
+        else:
+            calls.add(row.call_id)
+    return paths, calls
+
+
 def _size(path: Path) -> int | None:
     try:
         return os.stat(path).st_size
@@ -74,28 +107,35 @@ def _size(path: Path) -> int | None:
         return None
 
 
-class RecordingsCatalog(Feature):
+@dataclass(frozen=True, slots=True)
+class CatalogNode:
+    """What the catalog needs of one PBX node: its name, its link, who started a file
+    through its recording feature, and where its files are read (keys not given:
+    ``[recordings]``'s)."""
+
+    name: str
+    link: PbxLink
+    origin_of: Callable[[str], Origin | None]
+    folders: NodeRecordingsSettings = field(default_factory=NodeRecordingsSettings)
+
+
+class RecordingsCatalog:
     def __init__(
         self,
-        link: PbxLink,
+        nodes: Sequence[CatalogNode],
         directory: Directory,
         settings: RecordingsSettings,
         *,
-        origin_of: Callable[[str], Origin | None],
         clock: Callable[[], float] = time.time,
         coordination: Coordination | None = None,
     ) -> None:
-        """``coordination``: with replicas, which of them sweeps, reconciles and
-        finishes a row (docs/design.md, "Replicas"); None: this process does."""
-        self.link = link
+        """``nodes``: every PBX node, the first being the node of rows that name none.
+        ``coordination``: with replicas, which of them sweeps, reconciles and finishes
+        a row (docs/design.md, "Replicas"); None: this process does."""
         self.directory = directory
-        self.settings = settings
+        self.settings = settings  # [recordings]; a node's folders override its own keys
         self.coordination = coordination or Coordination(None)
         self.store = RecordingStore(directory.database)
-        self.catalog = Catalog(
-            link.tracker, origin_of=origin_of, place=self._place,
-            dialplan_trigger=self._dialplan_trigger,
-        )
         self._clock = clock
         self._write_lock = asyncio.Lock()
         self._finishing: set[str] = set()
@@ -107,16 +147,44 @@ class RecordingsCatalog(Feature):
         self.on_saved: list[Callable[[RecordingRow], None]] = []
         self._unwritten: dict[int, RecordingRow] = {}  # rows queued for the database
         self._write_ids = itertools.count()
-        self.reconciler = Reconciler(
-            self.store, settings=lambda: self.settings, live=self._live,
-            owner_of=self._owner_of, started_by=self._reconciled_by, write_lock=self._write_lock,
-            saved=self._tell_saved,
-        )
-        # Rows a stopped bridge left running: their channels are checked on the first
-        # resync (still recording: kept; gone: finished), so nothing is listed twice.
+        self.nodes = [NodeCatalog(self, node, first=i == 0) for i, node in enumerate(nodes)]
+        self._by_name = {node.name: node for node in self.nodes}
+        # Rows a stopped bridge left running: their channels are checked on their node's
+        # first resync (still recording: kept; gone: finished), so nothing is listed
+        # twice. A row of a node this bridge does not have is that node's bridge's.
         for row in self.store.unfinished():
-            self.catalog.running[row.channel] = row
-        link.add_feature(self)
+            node = self._node_of(row.node)
+            if node is not None:
+                node.catalog.running[row.channel] = row
+
+    # The first node's parts, as code and tests written for one node know them.
+    @property
+    def link(self) -> PbxLink:
+        return self.nodes[0].link
+
+    @property
+    def catalog(self) -> Catalog:
+        return self.nodes[0].catalog
+
+    @property
+    def reconciler(self) -> Reconciler:
+        return self.nodes[0].reconciler
+
+    def on_event(self, ev: Event) -> None:
+        """The first node's hook (tests feed it directly)."""
+        self.nodes[0].on_event(ev)
+
+    def on_snapshot(self, rows: list[Event]) -> None:
+        self.nodes[0].on_snapshot(rows)
+
+    def _node_of(self, name: str | None) -> NodeCatalog | None:
+        """The node a row names (None: the first), if this bridge has it."""
+        return self.nodes[0] if name is None else self._by_name.get(name)
+
+    def settings_of(self, name: str | None) -> RecordingsSettings:
+        """Where the files of the node a row names are read."""
+        node = self._node_of(name)
+        return node.settings() if node is not None else self.settings
 
     def _dialplan_trigger(self, number: str) -> str:
         """Who in the dialplan started a stamped recording the bridge did not start."""
@@ -173,35 +241,7 @@ class RecordingsCatalog(Feature):
         return Owner(org.id, ext.owner) if ext is not None and org is not None else None
 
     def _live(self) -> Live:
-        """The files the event path owns: live channels', running rows', unwritten rows'
-        (by host path, or by call id while the file is not known yet)."""
-        paths: set[str] = set()
-        calls: set[str] = set()
-        for ch in self.link.tracker.channels.values():
-            path = host_path(ch.rec_file, self.settings) if ch.rec_file else None
-            if path is not None:
-                paths.add(str(path))
-            elif ch.recording is not None:
-                calls.add(call_id(ch.linkedid))
-        for row in (*self.catalog.running.values(), *self._unwritten.values()):
-            if row.host_path:
-                paths.add(row.host_path)
-            else:
-                calls.add(row.call_id)
-        return paths, calls
-
-    # ------------------------------------------------------------------ link hooks
-    def on_event(self, ev: Event) -> None:
-        self._changed(self.catalog.on_event(ev))
-
-    def on_snapshot(self, rows: list[Event]) -> None:
-        self._changed(self.catalog.on_snapshot(self._clock()))
-        self.link.spawn(self._reconcile())
-
-    async def _reconcile(self) -> None:
-        """A pass with the folders; with replicas, by the one that leads it."""
-        if await self.coordination.lead("recordings reconcile"):
-            await self.reconciler.run()
+        return live_files(self.nodes, self._unwritten.values())
 
     # ------------------------------------------------------------------ the API's
     async def get(self, recording_id: str) -> RecordingRow | None:
@@ -240,24 +280,25 @@ class RecordingsCatalog(Feature):
             org = self.directory.organization_of_extension(ext)
             row.organization = org.id if org is not None else None
         if row.file is not None:
-            path = host_path(row.file, self.settings)
+            path = host_path(row.file, self.settings_of(row.node))
             row.host_path = str(path) if path is not None else None
 
-    def _changed(self, rows: list[RecordingRow]) -> None:
+    def _changed(self, rows: list[RecordingRow], link: PbxLink) -> None:
+        """``link``: the node's whose events changed the rows (its tasks run the work)."""
         for row in rows:
-            self._persist(row)
+            self._persist(row, link)
             if row.stopped is not None and row.state == "recording":
                 if row.id not in self._finishing:
                     self._finishing.add(row.id)
-                    self.link.spawn(self._finish(row))
+                    link.spawn(self._finish(row, link))
 
-    def _persist(self, row: RecordingRow) -> int:
+    def _persist(self, row: RecordingRow, link: PbxLink) -> int:
         """Queue the row's write; the key it is queued under (in ``_unwritten``)."""
         # A copy as it is now; writes run one at a time in the order of the events.
         copy = dataclasses.replace(row, paused=[list(p) for p in row.paused])
         key = next(self._write_ids)
         self._unwritten[key] = copy
-        self.link.spawn(self._write(key))
+        link.spawn(self._write(key))
         self._tell_saved([copy])
         return key
 
@@ -283,14 +324,14 @@ class RecordingsCatalog(Feature):
                 for k in keys:
                     del self._unwritten[k]
 
-    async def _finish(self, row: RecordingRow) -> None:
+    async def _finish(self, row: RecordingRow, link: PbxLink) -> None:
         """The stopped row, finished once: with replicas, under the row's lock, by the
         first to get there; the others find it finished (a replica that died meanwhile
         left it running: the next one finishes it)."""
         try:
             async with self.coordination.hold(ROW, row.id):
                 if not await self._finished_elsewhere(row):
-                    await self._finish_now(row)
+                    await self._finish_now(row, link)
         except StorageError as exc:  # the next start-up takes the row up again
             log.warning("recording %s: not finished: %s", row.id, exc)
         finally:
@@ -303,7 +344,7 @@ class RecordingsCatalog(Feature):
             stored = await asyncio.to_thread(self.store.get, row.id)
         return stored is not None and stored.state in FINISHED
 
-    async def _finish_now(self, row: RecordingRow) -> None:
+    async def _finish_now(self, row: RecordingRow, link: PbxLink) -> None:
         path = self.path_of(row)
         if path is None:
             # Never served: the file is not known, or lies outside the recordings
@@ -316,7 +357,7 @@ class RecordingsCatalog(Feature):
             finish(row, await asyncio.to_thread(wavfile.inspect, path))
         log.info("recording %s: %s%s", row.id, row.state,
                  f" ({row.reason})" if row.reason else "")
-        key = self._persist(row)
+        key = self._persist(row, link)
         while self.coordination.shared and key in self._unwritten:
             # Stored before the row's lock goes, so the next replica finds it finished.
             await asyncio.sleep(0.01)
@@ -331,3 +372,52 @@ class RecordingsCatalog(Feature):
             if size == last:
                 return
             last = size
+
+
+class NodeCatalog(Feature):
+    """One PBX node's side of the catalog, plugged into that node's link: the state
+    machine on its tracker (rows named after the node) and the reconciler of its
+    folders, which changes the node's own rows only."""
+
+    def __init__(self, owner: RecordingsCatalog, node: CatalogNode, *, first: bool) -> None:
+        self.name = node.name
+        self.link = node.link
+        self.first = first
+        self._owner = owner
+        self._folders = node.folders
+        self._cached: tuple[RecordingsSettings, RecordingsSettings] | None = None
+        self.catalog = Catalog(
+            node.link.tracker, origin_of=node.origin_of, place=owner._place,
+            dialplan_trigger=owner._dialplan_trigger, node=node.name,
+        )
+        self.reconciler = Reconciler(
+            owner.store, settings=self.settings, live=owner._live, owner_of=owner._owner_of,
+            started_by=owner._reconciled_by, write_lock=owner._write_lock,
+            saved=owner._tell_saved, node=node.name, owns=self.owns,
+        )
+        # The first node's role keeps its name (replicas of an older bridge agree on it).
+        self._role = "recordings reconcile" + ("" if first else f" {node.name}")
+        node.link.add_feature(self)
+
+    def owns(self, named: str | None) -> bool:
+        """Whether a row naming the node ``named`` is this node's."""
+        return on_node(named, self.name, first=self.first)
+
+    def settings(self) -> RecordingsSettings:
+        """``[recordings]`` with this node's folders (followed if it is replaced)."""
+        base = self._owner.settings
+        if self._cached is None or self._cached[0] is not base:
+            self._cached = (base, self._folders.applied_to(base))
+        return self._cached[1]
+
+    def on_event(self, ev: Event) -> None:
+        self._owner._changed(self.catalog.on_event(ev), self.link)
+
+    def on_snapshot(self, rows: list[Event]) -> None:
+        self._owner._changed(self.catalog.on_snapshot(self._owner._clock()), self.link)
+        self.link.spawn(self._reconcile())
+
+    async def _reconcile(self) -> None:
+        """A pass with the node's folders; with replicas, by the one that leads it."""
+        if await self._owner.coordination.lead(self._role):
+            await self.reconciler.run()

@@ -87,6 +87,7 @@ class KnownFile:
     call_id: str
     started: float
     has_file: bool
+    node: str | None = None  # the row's PBX node (None: the first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,19 +138,26 @@ def plan(
     live_calls: set[str],
     owner_of: Callable[[str], Owner | None],
     started_by: Callable[[str], str],
+    node: str | None = None,
+    owns: Callable[[str | None], bool] = lambda node: True,
 ) -> Plan:
     """What to change. ``live_paths``: files that live channels or running rows write;
     ``live_calls``: call ids with a live recording whose file is not known yet (their
-    files are left alone: the event path catalogues them)."""
+    files are left alone: the event path catalogues them). With several PBX nodes, a
+    pass walks one node's folders: ``node`` is given to the rows it adds, and only the
+    rows it ``owns`` (by their node) may change; every row's file counts as catalogued
+    (two nodes may share a folder)."""
     out = Plan()
     by_path: dict[str, KnownFile] = {}
     fileless: list[KnownFile] = []
     for row in known:
         if row.host_path is not None:
             by_path[row.host_path] = row
-        elif not row.has_file and row.state not in ("recording", "paused"):
+        elif not row.has_file and row.state not in ("recording", "paused") and owns(row.node):
             fileless.append(row)
     for path, row in by_path.items():
+        if not owns(row.node):
+            continue  # another node's: its own passes say whether its file vanished
         if row.state == "completed" and scan.proves_absent(path):
             out.vanished.append((row.id, path))
         elif row.state == "missing" and path in scan.present:
@@ -158,7 +166,7 @@ def plan(
         key = str(f.path)
         if key in by_path or key in live_paths or f.call_id in live_calls:
             continue
-        _place_found(out, f, fileless, owner_of, started_by)
+        _place_found(out, f, fileless, owner_of, started_by, node)
     return out
 
 
@@ -168,6 +176,7 @@ def _place_found(
     fileless: list[KnownFile],
     owner_of: Callable[[str], Owner | None],
     started_by: Callable[[str], str],
+    node: str | None,
 ) -> None:
     owner = owner_of(f.extension)
     if owner is None:
@@ -186,7 +195,7 @@ def _place_found(
         id=file_id(str(f.path)), extension=f.extension, call_id=f.call_id, view_id=f.view_id,
         started=f.started, organization=owner.organization, owner=owner.owner,
         format=format_of(f.file), file=f.file, host_path=str(f.path),
-        started_by=started_by(f.extension), stopped=max(f.mtime, f.started),
+        started_by=started_by(f.extension), stopped=max(f.mtime, f.started), node=node,
     ))
 
 

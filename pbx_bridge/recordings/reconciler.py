@@ -51,8 +51,14 @@ class Reconciler:
         started_by: Callable[[str], str],
         write_lock: asyncio.Lock,
         saved: Callable[[list[RecordingRow]], None] = lambda rows: None,
+        node: str | None = None,
+        owns: Callable[[str | None], bool] = lambda node: True,
     ) -> None:
+        """``node``/``owns``: the PBX node whose folders ``settings`` names, and which
+        rows are its (reconcile.plan)."""
         self.store = store
+        self.node = node
+        self._owns = owns
         self._settings = settings
         self._live = live
         self._owner_of = owner_of
@@ -95,7 +101,8 @@ class Reconciler:
         known = await asyncio.to_thread(self.store.known)
         live_paths, live_calls = self._live()
         return plan(found, known, live_paths=live_paths, live_calls=live_calls,
-                    owner_of=self._owner_of, started_by=self._started_by)
+                    owner_of=self._owner_of, started_by=self._started_by,
+                    node=self.node, owns=self._owns)
 
     def _apply(self, todo: Plan, read: _Read) -> list[RecordingRow]:
         """Blocking: the rows both plans agree on, finished from what was read, saved."""

@@ -189,9 +189,9 @@ class RecordingStore:
         with self.db.transaction() as conn:
             found = conn.execute(select(
                 c.id, c.state, c.host_path, c.extension, c.call_id, c.started,
-                c.file.is_not(None),
+                c.file.is_not(None), c.node,
             )).all()
-        return [KnownFile(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6])) for r in found]
+        return [KnownFile(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7]) for r in found]
 
     def unfinished(self) -> list[RecordingRow]:
         """Rows still `recording` or `paused` (to finish after a restart)."""

@@ -98,6 +98,8 @@ _RECORDING_LATER = (
     ("owner", Integer), ("file", Text), ("host_path", Text), ("app_id", Text),
     ("stopped", Float), ("duration", Float), ("size", BigInteger), ("sha256", Text),
     ("reason", Text),
+    # The [[pbx]] node whose Asterisk recorded it (revision 0009; NULL: the first node).
+    ("node", Text),
 )
 recordings = Table(
     "recordings",
@@ -146,6 +148,9 @@ events = Table(
     # What the event is, from what Asterisk sent (revision 0007): two replicas that hear
     # the same AMI event store it once.
     Column("key", Text),
+    # The [[pbx]] node whose AMI events made it (revision 0009; NULL: the first node): a
+    # node's restarted bridge reads back what it announced of that node's calls only.
+    Column("node", Text),
 )
 Index("ix_events_key", events.c.key, unique=True)
 
