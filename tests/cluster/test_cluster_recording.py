@@ -1,18 +1,18 @@
 """A recording of a node-2 call, started through replica A and stopped through replica B
 (issue 16, "Done when"): Asterisk on node 2 runs exactly one MixMonitor while it records
 and none after, node 1 none at all; the file on node 2 is whole, with sound; the
-recordings catalog of both replicas lists the run."""
+recordings catalog of both replicas lists the run, and each replica's event stream
+sends its recording.completed."""
 
 from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from tests.reliability.support import START, STOP, pbx_truth, until
 from tests.support.audio import WAVE_FORMAT_PCM, assert_length, inspect_wav
 from tests.support.cluster import NODE1, NODE2, AdminApi, Cluster
 from tests.support.pbx import EventLog, recording_file
+from tests.support.sse import Message, SseReader
 
 from .test_cluster_calls import listed, same
 
@@ -61,36 +61,8 @@ async def test_node2_call_recorded_through_a_stopped_through_b(
     assert info.rms > 100, "sound, not silence"
     await caller.hangup()
 
-
-async def record_node2_call(apis: list[AdminApi], phones, observer: EventLog,
-                            seconds: float) -> str:
-    """A node-2 call recorded through replica A for `seconds`, stopped through B, hung
-    up; its call id."""
-    a, b = apis
-    caller = await phones("0003*210", auto_answer=False)
-    await phones(CALLEE)
-    await caller.dial(CALLEE)
-    await caller.wait_event("CALL_ESTABLISHED")
-    [call] = await listed(a, CALLEE)
-    status, body = await a.put(CALLEE, call["id"], START)
-    assert status == 200, body
-    started = await observer.wait_for("MixMonitorStart")
-    await asyncio.sleep(seconds)
-    status, body = await b.put(CALLEE, call["id"], STOP)
-    assert status == 200, body
-    await observer.wait_for("MixMonitorStop", Channel=started["Channel"])
-    await caller.hangup()
-    return str(call["id"])
-
-
-@pytest.mark.xfail(strict=True, reason="the recordings catalog follows the first node "
-                   "only (contract 9); helper nodefeat makes it follow every node")
-async def test_catalog_of_both_replicas_lists_a_node2_recording(
-    cluster: Cluster, apis: list[AdminApi], phones, observers: dict[str, EventLog]
-) -> None:
-    """The catalog (shared database): one completed row for the run, the same on both
-    replicas, as long as the file."""
-    cid = await record_node2_call(apis, phones, observers[NODE2], 1.0)
+    # The catalog (shared database): one completed row for the run, the same through
+    # both replicas, as long as the file; one recording.completed event on each stream.
     rows = []
     for api in apis:
         for _ in range(200):
@@ -103,3 +75,20 @@ async def test_catalog_of_both_replicas_lists_a_node2_recording(
         rows.append({**entries[0], "link": None})
     assert rows[0] == rows[1]
     assert rows[0]["phoneCallId"] == cid, rows[0]
+    assert abs(rows[0]["duration"] - info.duration) < 0.01
+    for api in apis:
+        completed = await completed_events(api)
+        assert [m.event for m in completed] == ["recording.completed"], completed
+        assert cid in completed[0].data, completed[0].data
+
+
+async def completed_events(api: AdminApi) -> list[Message]:
+    """The recording.completed events of the replica's stream (GET /uapi/events), its
+    history replayed from the start (Last-Event-ID before the first event)."""
+    async with api.replica.http.get(
+        f"{api.replica.base}/uapi/events?types=recording.completed",
+        headers={"Authorization": f"Bearer {api.token}", "Last-Event-ID": f"evt-{0:016x}"},
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        async with asyncio.timeout(10):
+            return await SseReader(resp).events(1)

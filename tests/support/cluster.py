@@ -138,12 +138,14 @@ def cluster_directory(base: Path, out: Path) -> Path:
 
 
 def nodes_toml(node1: Sandbox, node2: Sandbox, out: Path) -> Path:
-    """The bridge's settings file: one [[pbx]] per node (their secrets are in
-    nodes_environ, as an operator keeps them out of the file)."""
-    out.write_text(
-        f'[[pbx]]\nname = "{NODE1}"\nport = {node1.ami_port}\n\n'
-        f'[[pbx]]\nname = "{NODE2}"\nport = {node2.ami_port}\n'
-    )
+    """The bridge's settings file: one [[pbx]] per node, with where this host reads the
+    node's recordings (its monitor folder in the shared root); their secrets are in
+    nodes_environ, as an operator keeps them out of the file."""
+    out.write_text("".join(
+        f'[[pbx]]\nname = "{name}"\nport = {node.ami_port}\n'
+        f'[pbx.recordings]\nmonitor_dir = "{node.monitor_dir}"\nhost_root = "{node.root}"\n\n'
+        for name, node in ((NODE1, node1), (NODE2, node2))
+    ))
     return out
 
 
