@@ -31,7 +31,7 @@ from tests.support.pbx import EventLog
 from tests.support.replicas import Replicas, start_replicas
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")  # once for the tier: each node boots once
 def cluster_pbx(sandbox: Sandbox) -> Iterator[Cluster]:  # noqa: F811
     """The session's sandbox as node 1 and a second instance as node 2, each with its
     systemname and the trunk to the other; node 1 is given back fresh afterwards."""
