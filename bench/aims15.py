@@ -131,3 +131,23 @@ def table(aims: list[dict[str, Any]], *, markdown: bool = False) -> str:
              f"{'>=' if a['at_least'] else '<='} {_fmt(a['limit'], a['unit']):>9} "
              f"{a['unit']:<8} {verdict[a['ok']]}" for a in aims]
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m bench.aims15 docs/bench/latest.json``: the aims of a written run, as
+    the Markdown table docs/performance.md publishes."""
+    import json
+    import sys
+    from pathlib import Path
+
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m bench.aims15 RESULT.json", file=sys.stderr)
+        return 2
+    r = json.loads(Path(args[0]).read_text())
+    print(table(r.get("aims15") or check(r), markdown=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
