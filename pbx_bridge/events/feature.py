@@ -26,6 +26,7 @@ from pbx_bridge.config import Settings
 from pbx_bridge.core.feature import Event as AmiEvent
 from pbx_bridge.core.feature import Feature
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.core.quiet import Quiet
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.events.calls import CallEvents
 from pbx_bridge.events.model import Draft, Event
@@ -57,9 +58,12 @@ class EventsFeature:
         recordings: RecordingsCatalog,
         *,
         clock: Callable[[], float] = time.time,
+        quiet: Quiet | None = None,
     ) -> None:
         """``links``: every PBX node's (name, link), the first being the node of the
-        history's events that name none."""
+        history's events that name none. ``quiet``: a batch's write waits up to
+        ``[database] write_delay`` for no request in flight (core/quiet.py); events emitted
+        meanwhile join it."""
         self.directory = directory
         self.settings = settings
         self.store = EventStore(directory.database)
@@ -67,6 +71,7 @@ class EventsFeature:
         self._clock = clock
         self._queue: list[Event] = []
         self._writing = asyncio.Lock()
+        self._quiet = quiet or Quiet()
         self._orgs: dict[str, tuple[int | None, str | None]] = {}
         since = clock() - settings.events.history_seconds
         self.nodes = [NodeCalls(self, name, link, since, first=i == 0)
@@ -109,6 +114,9 @@ class EventsFeature:
 
     async def _flush(self) -> None:
         async with self._writing:  # one writer: batches land in order
+            if not self._queue:
+                return  # stored with an earlier batch
+            await self._quiet.wait(self.settings.database.write_delay)
             batch, self._queue = self._queue, []
             if not batch:
                 return
