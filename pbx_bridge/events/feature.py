@@ -65,6 +65,9 @@ class EventsFeature(Feature):
         self._queue: list[Event] = []
         self._writing = asyncio.Lock()
         self._orgs: dict[str, tuple[int | None, str | None]] = {}
+        # extension -> its owner for the PhoneCall's link. Like _orgs, kept until the
+        # directory changes: a render per view and event must not read the database.
+        self._owners: dict[str, int | str] = {}
         since = clock() - settings.events.history_seconds
         self.calls = CallEvents(link.tracker, self._render,
                                 announced=self._announced(since))
@@ -85,6 +88,7 @@ class EventsFeature(Feature):
 
     def on_directory(self) -> None:
         self._orgs.clear()
+        self._owners.clear()
 
     def _on_recording(self, row: RecordingRow) -> None:
         self.emit(self.recordings.on_row(row, self._clock()))
@@ -143,8 +147,10 @@ class EventsFeature(Feature):
     def _render(self, call: Call, number: str) -> dict[str, Any]:
         """The PhoneCall as the extension's organization sees it: its own views only."""
         org, name = self._org(number)
-        ext = self.directory.extension(number)
-        owner = ext.owner if ext is not None else "@owner"
+        owner = self._owners.get(number)
+        if owner is None:
+            ext = self.directory.extension(number)
+            owner = self._owners[number] = ext.owner if ext is not None else "@owner"
         base = self.settings.http.public_base_url
         return self.link.render(
             call, number, visible=lambda other: self._org(other)[0] == org,
