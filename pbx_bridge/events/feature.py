@@ -73,6 +73,9 @@ class EventsFeature:
         self._writing = asyncio.Lock()
         self._quiet = quiet or Quiet()
         self._orgs: dict[str, tuple[int | None, str | None]] = {}
+        # extension -> its owner for the PhoneCall's link. Like _orgs, kept until the
+        # directory changes: a render per view and event must not read the database.
+        self._owners: dict[str, int | str] = {}
         since = clock() - settings.events.history_seconds
         self.nodes = [NodeCalls(self, name, link, since, first=i == 0)
                       for i, (name, link) in enumerate(links)]
@@ -146,8 +149,9 @@ class EventsFeature:
 
     # ------------------------------------------------------------------ rendering
     def forget_organizations(self) -> None:
-        """The directory changed: extensions' organizations are read again."""
+        """The directory changed: extensions' organizations and owners are read again."""
         self._orgs.clear()
+        self._owners.clear()
 
     def _org(self, number: str) -> tuple[int | None, str | None]:
         if number not in self._orgs:
@@ -160,8 +164,10 @@ class EventsFeature:
         """The PhoneCall (of ``link``'s tracker) as the extension's organization sees
         it: its own views only."""
         org, name = self._org(number)
-        ext = self.directory.extension(number)
-        owner = ext.owner if ext is not None else "@owner"
+        owner = self._owners.get(number)
+        if owner is None:
+            ext = self.directory.extension(number)
+            owner = self._owners[number] = ext.owner if ext is not None else "@owner"
         base = self.settings.http.public_base_url
         return link.render(
             call, number, visible=lambda other: self._org(other)[0] == org,
