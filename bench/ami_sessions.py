@@ -26,8 +26,10 @@ from typing import Any
 from bench.run import Lab, Options, Recorder, concurrent
 
 
-async def measure(sessions: list[int], rounds: int, calls_n: int, clients: int,
-                  samples: int) -> dict[str, Any]:
+async def measure(sessions: list[int] | list[str], rounds: int, calls_n: int, clients: int,
+                  samples: int, setting: str = "PBX_BRIDGE_AMI__ACTION_SESSIONS",
+                  ) -> dict[str, Any]:
+    """``setting``: the bridge's setting the values of ``sessions`` go to."""
     opts = Options(clients=clients, clients_calls=calls_n, clients_samples=samples)
     lab = Lab(opts, None)
     out: dict[str, Any] = {"sessions": sessions, "calls": calls_n, "clients": clients,
@@ -44,12 +46,12 @@ async def measure(sessions: list[int], rounds: int, calls_n: int, clients: int,
                                                 method=method, rec=rec))["latency"]
             for n in sessions:
                 await lab.stop_bridge()
-                lab.bridge_settings = {"PBX_BRIDGE_AMI__ACTION_SESSIONS": str(n)}
+                lab.bridge_settings = {setting: str(n)}
                 await lab.start_bridge()
                 await lab.wait_bridge_sees(len(lab.calls))
                 # Warm-up: connections and code paths, not timed.
                 await concurrent(lab, calls, clients, samples=clients, method="bridge", rec=rec)
-                opts.log(f"round {r + 1}: bridge, action_sessions={n}")
+                opts.log(f"round {r + 1}: bridge, {setting}={n}")
                 res = await concurrent(lab, calls, clients, samples=samples, method="bridge",
                                        rec=rec)
                 row[f"bridge_{n}"] = res["latency"] | {"errors": res["errors"]}
@@ -62,7 +64,7 @@ async def measure(sessions: list[int], rounds: int, calls_n: int, clients: int,
     return out
 
 
-def print_round(r: int, row: dict[str, Any], sessions: list[int]) -> None:
+def print_round(r: int, row: dict[str, Any], sessions: list[int] | list[str]) -> None:
     act, ari = row["actions"], row["ari"]
     print(f"round {r + 1}                          p50 ms   p99 ms   p99/actions  p99/ARI")
     for key in ["actions", "ari", *(f"bridge_{n}" for n in sessions)]:
@@ -81,10 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--samples", type=int, default=1000)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--write-delays", help="instead of --sessions: [database] write_delay "
+                    "values, comma-separated (issue 15: background writes yield to requests)")
     args = ap.parse_args(argv)
-    sessions = [int(x) for x in args.sessions.split(",")]
-    result = asyncio.run(measure(sessions, args.rounds, args.calls, args.clients,
-                                 args.samples))
+    if args.write_delays:
+        values: list[int] | list[str] = [str(float(x)) for x in args.write_delays.split(",")]
+        setting = "PBX_BRIDGE_DATABASE__WRITE_DELAY"
+    else:
+        values, setting = [int(x) for x in args.sessions.split(",")], \
+            "PBX_BRIDGE_AMI__ACTION_SESSIONS"
+    result = asyncio.run(measure(values, args.rounds, args.calls, args.clients,
+                                 args.samples, setting))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
     return 0

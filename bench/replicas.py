@@ -5,7 +5,7 @@ same run, and PostgreSQL's load per pair:
 
 On the sandbox Asterisk (PBX_BRIDGE_SANDBOX_NAME / _PORT_OFFSET) with bench/run.py's lab
 (its bench calls on EXT; its own SQLite bridge is stopped once the calls are up), a
-PostgreSQL server of this bench's own (bench/postgres_server.py, durability on), one
+PostgreSQL server of this bench's own (devtools/postgres.py, durability on), one
 database, `pbx-bridge db upgrade`, the bench directory and a token there. Replica A and
 B are `pbx-bridge serve` processes on it, each with its own AMI link.
 
@@ -34,7 +34,6 @@ from pathlib import Path
 import aiohttp
 
 from bench import process
-from bench.postgres_server import BenchPostgres
 from bench.run import (
     DIRECTORY_TOML,
     EXT,
@@ -47,6 +46,7 @@ from bench.run import (
     cpu_seconds,
     free_port,
 )
+from devtools.postgres import PostgresServer, find_bin_dir
 from pbx_bridge.directory.store import Directory
 
 DB = "replicas"
@@ -136,7 +136,7 @@ async def pairs(lab: Lab, replicas: list[Replica], calls: list[BenchCall], clien
     return made
 
 
-async def phase(lab: Lab, pg: BenchPostgres, replicas: list[Replica], calls: list[BenchCall],
+async def phase(lab: Lab, pg: PostgresServer, replicas: list[Replica], calls: list[BenchCall],
                 args: argparse.Namespace, headers: dict[str, str]) -> dict[str, float]:
     assert lab.ami is not None
     starts = sum(lab.ami.count("MixMonitorStart", c.uid) for c in calls)
@@ -179,7 +179,10 @@ def show(rows: list[tuple[int, dict[str, float]]]) -> None:
 
 async def main_async(args: argparse.Namespace) -> int:
     lab = Lab(Options(out=None), None)
-    pg = BenchPostgres()
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise SystemExit("PostgreSQL's initdb/pg_ctl not found: install Debian's postgresql")
+    pg = PostgresServer(bin_dir, durable=True)
     replicas: list[Replica] = []
     try:
         await asyncio.to_thread(pg.start)

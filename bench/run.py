@@ -55,10 +55,12 @@ from typing import Any
 
 import aiohttp
 
-from bench import process
+from bench import aims15, process
 from bench.ari import Ari
+from bench.pinning import Pinning
 from bench.rawami import RawAmi
 from bench.replay import ReplayServer, rewrite
+from devtools.postgres import PostgresServer
 from devtools.sandbox import ARI_USER, HARNESS_AMI_USER, Sandbox, SandboxError
 from pbx_bridge.calls.tracker import call_id as public_id
 from pbx_bridge.config import Settings
@@ -107,6 +109,10 @@ class Options:
     ingest_events: int = 150_000  # events replayed at saturation
     out: Path | None = REPO / "docs" / "bench"
     profile: bool = False  # py-spy the bridge during the HTTP throughput run
+    # CPU lists (as taskset takes them) for the bridge subprocess, Asterisk and the bench
+    # process itself (its clients and in-process bridges); None: unpinned (--taskset).
+    pin: Pinning | None = None
+    postgres: bool = False  # the bridge on a throw-away PostgreSQL (--postgres)
     idle_seconds: float = 1.0  # CPU of Asterisk and the bridge with N calls and no requests
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr, flush=True))
 
@@ -225,6 +231,7 @@ class Lab:
         )
         self.tmp = Path(tempfile.mkdtemp(prefix="pbx-bridge-bench-"))
         self.db_path = self.tmp / "directory.sqlite3"
+        self.db_url = f"sqlite:///{self.db_path}"  # --postgres: a database of its server
         self.proc: subprocess.Popen | None = None
         self.http_port = free_port()
         self.base = f"http://127.0.0.1:{self.http_port}"
@@ -246,9 +253,12 @@ class Lab:
             self.log(f"starting the sandbox Asterisk '{sb.name}' (AMI port {sb.ami_port})")
             await asyncio.to_thread(sb.stop)
             await asyncio.to_thread(sb.start, 90.0)
+        if self.opts.pin is not None:
+            self.log(f"pinning: {self.opts.pin.describe()}")
+            self.opts.pin.apply(self.sandbox.pid())
         # ARI writes recordings to <spool>/recording, which the sandbox does not create.
         (sb.instance_dir / "spool" / "recording").mkdir(parents=True, exist_ok=True)
-        directory = Directory.open(self.db_path)
+        directory = Directory.open(self.db_url)
         directory.load_toml(DIRECTORY_TOML)
         client_id, _ = directory.create_app(USER_ID, "bench")
         self.token, _ = directory.issue_token(client_id, ttl=86400)
@@ -280,7 +290,7 @@ class Lab:
             PBX_BRIDGE_AMI__HOST="127.0.0.1",
             PBX_BRIDGE_AMI__PORT=str(sb.ami_port),
             PBX_BRIDGE_AMI__SECRET=sb.secrets.ami,
-            PBX_BRIDGE_DATABASE__URL=f"sqlite:///{self.db_path}",
+            PBX_BRIDGE_DATABASE__URL=self.db_url,
         )
         env.update(self.bridge_settings)
         return env
@@ -292,6 +302,7 @@ class Lab:
             [sys.executable, "-m", "pbx_bridge.cli", "serve"],
             env=self.bridge_env(), stdin=subprocess.DEVNULL, stdout=logf,
             stderr=subprocess.STDOUT, cwd=self.tmp,
+            preexec_fn=self.opts.pin.bridge_preexec() if self.opts.pin else None,
         )
         logf.close()
         deadline = time.monotonic() + 30
@@ -772,14 +783,14 @@ async def finish_profile(prof: tuple[subprocess.Popen, Path]) -> str:
 def bench_settings(lab: Lab, ami_port: int) -> Settings:
     return Settings(
         ami={"port": ami_port, "secret": lab.sandbox.secrets.ami, "action_timeout": 10.0},
-        database={"url": f"sqlite:///{lab.db_path}"},
+        database={"url": lab.db_url},
     )
 
 
 def make_bridge(lab: Lab, ami_port: int) -> tuple[Services, Directory, dict[str, Any]]:
     """An in-process Bridge whose AMI client timestamps (re)connects and resyncs."""
     settings = bench_settings(lab, ami_port)
-    directory = Directory.open(lab.db_path)
+    directory = Directory.open(lab.db_url)
     marks: dict[str, Any] = {"login": [], "ready": []}
     s = settings.ami
     ami = AmiClient(
@@ -1004,13 +1015,19 @@ async def _run(opts: Options, sandbox: Sandbox | None, log: Any) -> dict[str, An
         "load_average_before": os.getloadavg(),
         "machine": machine(), "options": {
             k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(opts).items()
-            if k not in ("out", "log")
+            if k not in ("out", "log", "pin")
         },
         "setup": {"device": DEVICE, "extension": EXT, "call": "Local/600@from-internal "
                   "(;2 echo test 600, ;1 Wait), recorded on its ;2 half"},
         "idle": {}, "start": {}, "list": {}, "memory": {},
     }
+    result["setup"]["storage"] = "postgresql" if opts.postgres else "sqlite"
+    result["setup"]["pinning"] = opts.pin.as_json() if opts.pin else None
+    postgres = contextlib.ExitStack()
     try:
+        if opts.postgres:
+            lab.db_url = postgres.enter_context(
+                PostgresServer.running(durable=True)).create_database()
         await lab.start()
         rec = Recorder(lab)
         result["setup"]["sandbox"] = {"name": lab.sandbox.name, "ami_port": lab.sandbox.ami_port,
@@ -1083,8 +1100,10 @@ async def _run(opts: Options, sandbox: Sandbox | None, log: Any) -> dict[str, An
         log(f"bridge log: {lab.bridge_log_tail()}")
     finally:
         await lab.close()
+        postgres.close()
     result["load_average_after"] = os.getloadavg()
     result["aims"] = aims(result)
+    result["aims15"] = aims15.check(result)
     result["duration_s"] = time.perf_counter() - t_run
     return result
 
@@ -1221,6 +1240,14 @@ def table(r: dict[str, Any]) -> str:
         add("Aims: " + ", ".join(
             f"{k} {v['value_ms']:.2f}/{v['limit_ms']:.2f} ms {'ok' if v['ok'] else 'MISSED'}"
             for k, v in r["aims"].items()))
+    if r.get("aims15"):
+        add("")
+        setup = r.get("setup", {})
+        pin = setup.get("pinning")
+        add(f"Aims of issue 15 (storage: {setup.get('storage', 'sqlite')}; "
+            + (f"bridge on CPU {pin['bridge']}, Asterisk on CPU {pin['asterisk']})"
+               if pin else "unpinned)"))
+        add(aims15.table(r["aims15"]))
     add(f"stale bridge answers (must be 0): {r.get('stale_answers')}; "
         f"run took {r.get('duration_s', 0):.0f} s")
     return "\n".join(lines)
@@ -1309,11 +1336,15 @@ def chart(r: dict[str, Any], path: Path) -> None:
 def write(r: dict[str, Any], out: Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stamp = r["when"].replace(":", "").replace("+0000", "Z").replace("-", "")
-    paths = {"json": out / f"{stamp}.json", "png": out / f"{stamp}.png"}
+    # A run on PostgreSQL or pinned is published next to the default one, not over it.
+    setup = r.get("setup", {})
+    variant = ("-postgresql" if setup.get("storage") == "postgresql" else "") + (
+        "-pinned" if setup.get("pinning") else "")
+    paths = {"json": out / f"{stamp}{variant}.json", "png": out / f"{stamp}{variant}.png"}
     paths["json"].write_text(json.dumps(r, indent=1, sort_keys=False) + "\n")
     chart(r, paths["png"])
-    shutil.copyfile(paths["json"], out / "latest.json")
-    shutil.copyfile(paths["png"], out / "latest.png")
+    shutil.copyfile(paths["json"], out / f"latest{variant}.json")
+    shutil.copyfile(paths["png"], out / f"latest{variant}.png")
     return paths
 
 
@@ -1330,9 +1361,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--profile", action="store_true",
                     help="py-spy the bridge during its throughput run (profile-bridge.svg)")
+    ap.add_argument("--taskset", metavar="BRIDGE:ASTERISK[:BENCH]", type=Pinning.parse,
+                    help="pin the bridge, Asterisk (and the bench's clients) to CPU lists, "
+                         "e.g. 0:1 (the fair bound on 2 cores)")
+    ap.add_argument("--postgres", action="store_true",
+                    help="the bridge on a throw-away PostgreSQL (devtools/postgres.py)")
     args = ap.parse_args(argv)
     kw: dict[str, Any] = {"out": None if args.no_write else Path(args.out),
-                          "profile": args.profile}
+                          "profile": args.profile, "pin": args.taskset,
+                          "postgres": args.postgres}
     if args.calls:
         kw["calls"] = tuple(int(x) for x in args.calls.split(","))
     if args.samples:
@@ -1349,7 +1386,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     if opts.out is not None and "error" not in result:
         paths = write(result, opts.out)
-        print(f"\nwrote {paths['json']} and {paths['png']} (and latest.json/latest.png)")
+        print(f"\nwrote {paths['json']} and {paths['png']} (and their latest* copies)")
     return 1 if "error" in result else 0
 
 

@@ -33,7 +33,8 @@ def wire(ev: dict[str, str]) -> bytes:
             prefix, _, name = k[:-1].partition("(")
             lines.append(f"{prefix}: {name}={v}")
         else:
-            lines.append(f"{k}: {v}")
+            # A repeated key was joined with "\n" by the parser: its lines again.
+            lines.extend(f"{k}: {part}" for part in v.split("\n"))
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 

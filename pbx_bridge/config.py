@@ -244,6 +244,12 @@ class DatabaseSettings(_Section):
     # How often the running service looks for directory changes made by another process
     # (`pbx-bridge directory load`), so new or moved devices are tracked without a restart.
     directory_poll: Seconds = 5.0
+    # How long the recordings catalog's and the event history's writes (every
+    # MixMonitorStart/Stop) may wait for a moment with no HTTP request in flight, seconds:
+    # their worker thread's Python would otherwise slow the requests it runs next to
+    # (core/quiet.py, issue 15). Events reach webhooks and the event stream at most this
+    # much later; 0 = write at once.
+    write_delay: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.03
 
     @property
     def display_url(self) -> str:

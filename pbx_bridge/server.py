@@ -29,6 +29,7 @@ from pbx_bridge.commands import add_config_option
 from pbx_bridge.config import ConfigError, PbxNodeSettings, Settings, load_settings
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.core.nodes import NodeIdentity, Nodes
+from pbx_bridge.core.quiet import Quiet
 from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory, Migrate
@@ -58,6 +59,7 @@ __all__ = ["Counters", "Services", "register", "run", "serve"]
 
 log = logging.getLogger("pbx_bridge.serve")
 _api_log = logging.getLogger("pbx_bridge.api")
+_FLUSH_LIMIT = 5.0  # seconds a graceful stop waits for queued catalog rows and events
 
 
 @dataclass(frozen=True)
@@ -101,14 +103,19 @@ class Services:
         self.recording = parts[0][3]
         # The shared features hear every node's link (docs/design.md, "Several PBX
         # nodes"). After the recording feature: the catalog reads the marks it leaves.
+        # Requests in flight (the API counts them): the catalog's and the events' writes
+        # wait for none, [database] write_delay at most (core/quiet.py, issue 15).
+        self.quiet = Quiet()
         self.recordings = RecordingsCatalog(
             [CatalogNode(name, link, recording.origin_of, n.recordings)
              for (name, link, _, recording), n in zip(parts, node_settings, strict=True)],
             directory, settings.recordings, clock=clock, coordination=self.coordination,
+            quiet=self.quiet, write_delay=settings.database.write_delay,
         )
         # After the catalog: it hears the rows the catalog saved.
         self.events = EventsFeature([(name, link) for name, link, _, _ in parts], directory,
-                                    settings, self.recordings, clock=clock)
+                                    settings, self.recordings, clock=clock,
+                                    quiet=self.quiet)
         self.webhooks = Webhooks(directory.database, settings.events, self.events.store,
                                  clock=clock)
         self.events.sinks.append(self.webhooks)
@@ -157,6 +164,11 @@ class Services:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
+        self.quiet.close()  # what is queued is written now, before the links' tasks go
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_FLUSH_LIMIT):
+                await self.recordings.drained()
+                await self.events.drained()
         await self.recordings.close()
         for node in reversed(self.nodes.all):
             await node.link.close()

@@ -40,6 +40,7 @@ from pbx_bridge.api.metrics import REGISTRY, Metrics, metrics_handler
 from pbx_bridge.api.nodes import node_readyz
 from pbx_bridge.api.oauth import add_oauth_routes
 from pbx_bridge.api.openapi import OPENAPI, build_document, openapi_handler
+from pbx_bridge.api.quiet import quiet_middleware, quiet_on_prepare
 from pbx_bridge.api.recordings import add_recording_routes
 from pbx_bridge.api.request_id import REQUEST_ID, request_id_header, request_id_middleware
 from pbx_bridge.api.routes import BACKGROUND, add_routes
@@ -49,6 +50,7 @@ from pbx_bridge.api.webhooks import add_webhook_routes
 from pbx_bridge.config import Settings
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.core.nodes import Nodes
+from pbx_bridge.core.quiet import Quiet
 from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.holding.feature import HoldingFeature
@@ -73,6 +75,7 @@ class Runtime(Protocol):
     stream: StreamHub
     holding: HoldingFeature
     dialing: DialingFeature
+    quiet: Quiet  # requests in flight: background writes wait for none (issue 15)
 
     async def start(self) -> None: ...
 
@@ -171,7 +174,8 @@ def create_app(
     metrics = Metrics(services.link, services.recording, services.recordings,
                       services.webhooks.sender, services.stream, nodes=services.nodes)
     app = web.Application(
-        middlewares=[request_id_middleware, metrics.middleware, error_middleware],
+        middlewares=[quiet_middleware(services.quiet), request_id_middleware,
+                     metrics.middleware, error_middleware],
         client_max_size=settings.http.body_limit,
     )
     app[SETTINGS] = settings
@@ -202,6 +206,7 @@ def create_app(
     finish_routes(app)  # after every route: trailing-slash twins, Expect after auth
     app.on_response_prepare.append(_security_headers)
     app.on_response_prepare.append(request_id_header)
+    app.on_response_prepare.append(quiet_on_prepare(services.quiet))
     if manage_bridge:
         app[_RUNTIME] = services
         app.cleanup_ctx.append(_lifetime)

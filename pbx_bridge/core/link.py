@@ -72,6 +72,7 @@ class PbxLink:
         self._resync_interval = resync_interval
         self._features: list[Feature] = []
         self._changed = asyncio.Condition()
+        self._waiting = 0  # callers inside wait_until: nobody to wake when 0
         self._bg: set[asyncio.Task[Any]] = set()
         self._resync_task: asyncio.Task[None] | None = None
         self._epoch = 0  # event-session logins so far: a recovery of an older one is moot
@@ -186,14 +187,20 @@ class PbxLink:
         await self._notify()
 
     async def _notify(self) -> None:
+        if not self._waiting:  # the usual case: no lock round trip per event
+            return
         async with self._changed:
             self._changed.notify_all()
 
     async def wait_until(self, predicate: Callable[[], bool], timeout: float) -> None:
         """Until ``predicate`` holds after an event or resync, at most ``timeout`` s."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout), self._changed:
-                await self._changed.wait_for(predicate)
+        self._waiting += 1
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout), self._changed:
+                    await self._changed.wait_for(predicate)
+        finally:
+            self._waiting -= 1
 
     def _flush_effects(self) -> None:
         for eff in self.tracker.take_effects():

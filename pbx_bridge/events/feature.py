@@ -26,6 +26,7 @@ from pbx_bridge.config import Settings
 from pbx_bridge.core.feature import Event as AmiEvent
 from pbx_bridge.core.feature import Feature
 from pbx_bridge.core.link import PbxLink
+from pbx_bridge.core.quiet import Quiet
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.events.calls import CallEvents
 from pbx_bridge.events.model import Draft, Event
@@ -57,9 +58,12 @@ class EventsFeature:
         recordings: RecordingsCatalog,
         *,
         clock: Callable[[], float] = time.time,
+        quiet: Quiet | None = None,
     ) -> None:
         """``links``: every PBX node's (name, link), the first being the node of the
-        history's events that name none."""
+        history's events that name none. ``quiet``: a batch's write waits up to
+        ``[database] write_delay`` for no request in flight (core/quiet.py); events emitted
+        meanwhile join it."""
         self.directory = directory
         self.settings = settings
         self.store = EventStore(directory.database)
@@ -67,7 +71,11 @@ class EventsFeature:
         self._clock = clock
         self._queue: list[Event] = []
         self._writing = asyncio.Lock()
+        self._quiet = quiet or Quiet()
         self._orgs: dict[str, tuple[int | None, str | None]] = {}
+        # extension -> its owner for the PhoneCall's link. Like _orgs, kept until the
+        # directory changes: a render per view and event must not read the database.
+        self._owners: dict[str, int | str] = {}
         since = clock() - settings.events.history_seconds
         self.nodes = [NodeCalls(self, name, link, since, first=i == 0)
                       for i, (name, link) in enumerate(links)]
@@ -109,6 +117,9 @@ class EventsFeature:
 
     async def _flush(self) -> None:
         async with self._writing:  # one writer: batches land in order
+            if not self._queue:
+                return  # stored with an earlier batch
+            await self._quiet.wait(self.settings.database.write_delay)
             batch, self._queue = self._queue, []
             if not batch:
                 return
@@ -138,8 +149,9 @@ class EventsFeature:
 
     # ------------------------------------------------------------------ rendering
     def forget_organizations(self) -> None:
-        """The directory changed: extensions' organizations are read again."""
+        """The directory changed: extensions' organizations and owners are read again."""
         self._orgs.clear()
+        self._owners.clear()
 
     def _org(self, number: str) -> tuple[int | None, str | None]:
         if number not in self._orgs:
@@ -152,8 +164,10 @@ class EventsFeature:
         """The PhoneCall (of ``link``'s tracker) as the extension's organization sees
         it: its own views only."""
         org, name = self._org(number)
-        ext = self.directory.extension(number)
-        owner = ext.owner if ext is not None else "@owner"
+        owner = self._owners.get(number)
+        if owner is None:
+            ext = self.directory.extension(number)
+            owner = self._owners[number] = ext.owner if ext is not None else "@owner"
         base = self.settings.http.public_base_url
         return link.render(
             call, number, visible=lambda other: self._org(other)[0] == org,

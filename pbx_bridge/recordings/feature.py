@@ -37,6 +37,7 @@ from pbx_bridge.config import NodeRecordingsSettings, RecordingsSettings
 from pbx_bridge.core.feature import Event, Feature
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.core.nodes import on_node
+from pbx_bridge.core.quiet import Quiet
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.errors import RecordingUndeletable
 from pbx_bridge.recording.rules import on_demand, records_always
@@ -128,16 +129,22 @@ class RecordingsCatalog:
         *,
         clock: Callable[[], float] = time.time,
         coordination: Coordination | None = None,
+        quiet: Quiet | None = None,
+        write_delay: float = 0.0,
     ) -> None:
         """``nodes``: every PBX node, the first being the node of rows that name none.
         ``coordination``: with replicas, which of them sweeps, reconciles and finishes
-        a row (docs/design.md, "Replicas"); None: this process does."""
+        a row (docs/design.md, "Replicas"); None: this process does.
+        ``quiet``, ``write_delay``: a row's write waits up to ``write_delay`` seconds for
+        no request in flight (core/quiet.py)."""
         self.directory = directory
         self.settings = settings  # [recordings]; a node's folders override its own keys
         self.coordination = coordination or Coordination(None)
         self.store = RecordingStore(directory.database)
         self._clock = clock
         self._write_lock = asyncio.Lock()
+        self._quiet = quiet or Quiet()
+        self._write_delay = write_delay
         self._finishing: set[str] = set()
         self.sweeper = Sweeper(self.store, directory, clock=clock)
         self._sweeping: asyncio.Task[None] | None = None
@@ -311,6 +318,9 @@ class RecordingsCatalog:
         async with self._write_lock:
             if key not in self._unwritten:
                 return  # saved with an earlier batch
+            # Not next to a request (its answer would wait on this thread's GIL); rows
+            # queued meanwhile join the batch.
+            await self._quiet.wait(self._write_delay)
             # Every row queued by now, in order, in one transaction: a start's or a stop's
             # rows and those of other calls' events that came meanwhile share one commit
             # (fewer worker-thread hops and commits next to the requests; issue 15).
@@ -323,6 +333,11 @@ class RecordingsCatalog:
             finally:
                 for k in keys:
                     del self._unwritten[k]
+
+    async def drained(self) -> None:
+        """Until every row queued so far is written (a graceful stop, tests)."""
+        while self._unwritten:
+            await asyncio.sleep(0.01)
 
     async def _finish(self, row: RecordingRow, link: PbxLink) -> None:
         """The stopped row, finished once: with replicas, under the row's lock, by the

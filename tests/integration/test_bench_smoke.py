@@ -54,6 +54,9 @@ async def test_bench_quick_run(pbx: Sandbox, tmp_path: Path) -> None:
 
     text = table(result)
     assert "StartRecording" in text and "Event ingest" in text
+    # Issue 15's aims, each checked (a quick run has no 50/200/500 calls: not measured).
+    assert len(result["aims15"]) == 15 and "Aims of issue 15" in text
+    assert all(a["ok"] is not None for a in result["aims15"] if "1 calls" in a["aim"])
     paths = write(result, tmp_path)
     assert json.loads(paths["json"].read_text())["machine"]["nproc"] >= 1
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,4 +1,5 @@
-"""A real PostgreSQL server for the storage tests, started by the test session itself.
+"""A real PostgreSQL server for the storage tests, started by the test session itself
+(the server: devtools/postgres.py, which the benches use too).
 
 ``initdb`` + ``pg_ctl`` from Debian's ``postgresql`` package (``/usr/lib/postgresql/<major>/bin``,
 found by glob so any major version works; ``scripts/bootstrap`` installs the package),
@@ -16,110 +17,14 @@ The fixtures (registered in tests/conftest.py):
 
 from __future__ import annotations
 
-import glob
-import itertools
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from devtools.postgres import PostgresServer, find_bin_dir
+
 __all__ = ["PostgresServer", "database_url", "find_bin_dir", "postgres_server"]
-
-_RUN_AS = "nobody"
-_SETTINGS = {
-    "listen_addresses": "''",
-    "fsync": "off",
-    "synchronous_commit": "off",
-    "full_page_writes": "off",
-    "max_connections": "100",
-    "shared_buffers": "16MB",
-    "log_min_messages": "warning",
-}
-
-
-def find_bin_dir() -> Path | None:
-    """The folder holding initdb/pg_ctl: the newest /usr/lib/postgresql/*/bin, else PATH."""
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parts[-3]) if Path(p).parts[-3].isdigit() else 0,
-    )
-    if candidates:
-        return Path(candidates[-1]).parent
-    found = shutil.which("initdb")
-    return Path(found).parent if found else None
-
-
-class PostgresServer:
-    """One throw-away server: :meth:`start`, :meth:`create_database`, :meth:`stop`."""
-
-    def __init__(self, bin_dir: Path) -> None:
-        self.bin_dir = bin_dir
-        self.root = Path(tempfile.mkdtemp(prefix="pbx-bridge-pg-"))
-        self.data = self.root / "data"
-        self._names = itertools.count(1)
-        self._user: dict[str, Any] = {}
-        if os.geteuid() == 0:  # initdb and postgres refuse root
-            entry = pwd.getpwnam(_RUN_AS)
-            os.chown(self.root, entry.pw_uid, entry.pw_gid)
-            self._user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
-
-    def _run(self, *argv: str) -> None:
-        proc = subprocess.run(
-            [str(self.bin_dir / argv[0]), *argv[1:]],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=self.root,
-            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C", "TZ": "UTC"},
-            **self._user,
-        )
-        if proc.returncode != 0:
-            log = self.root / "server.log"
-            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-            raise RuntimeError(
-                f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()}\n{tail}"
-            )
-
-    def start(self) -> None:
-        self._run(
-            "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
-            "--no-locale", "--encoding=UTF8", "--no-sync", "--no-instructions",
-        )  # fmt: skip
-        with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"unix_socket_directories = '{self.root}'\n")
-            for key, value in _SETTINGS.items():
-                conf.write(f"{key} = {value}\n")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"), "-w",
-                  "-t", "30", "start")  # fmt: skip
-
-    def stop(self) -> None:
-        try:
-            if (self.data / "postmaster.pid").exists():
-                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgresql://postgres@/{database}?host={self.root}"
-
-    def _admin(self, sql: str) -> None:
-        import psycopg
-
-        with psycopg.connect(host=str(self.root), user="postgres", dbname="postgres",
-                             autocommit=True) as conn:  # fmt: skip
-            conn.execute(sql)
-
-    def create_database(self) -> str:
-        """A new empty database; its URL."""
-        name = f"test_{os.getpid()}_{next(self._names)}"
-        self._admin(f'CREATE DATABASE "{name}"')
-        return self.url(name)
 
 
 @pytest.fixture(scope="session")

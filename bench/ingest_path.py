@@ -1,0 +1,150 @@
+"""The ingest phase of `make bench` without an Asterisk: the captured transcripts
+(tests/fixtures/*.jsonl) blasted by the stand-in AMI server (bench/replay.py) through
+
+1. the socket, split on blank lines only (the floor),
+2. the socket and AmiParser,
+3. the full path: AmiClient -> PbxLink -> tracker -> every feature of `Services`,
+   with the demo directory (config/directory.example.toml: the transcripts' phones).
+
+    .venv/bin/python -m bench.ingest_path [--events N] [--rounds R] [--json OUT]
+
+Same-run ratios only: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.replay import ReplayServer, rewrite
+from bench.tracker_ingest import FIXTURES, wire
+from pbx_bridge.calls.transcript import read_events
+from pbx_bridge.config import Settings
+from pbx_bridge.directory.store import Directory
+from pbx_bridge.pbx.ami import AmiClient
+from pbx_bridge.pbx.framing import AmiParser
+from pbx_bridge.server import Services
+
+REPO = Path(__file__).resolve().parent.parent
+DIRECTORY = REPO / "config" / "directory.example.toml"
+
+
+def blocks() -> list[bytes]:
+    return [wire(ev) for p in sorted(FIXTURES.glob("*.jsonl")) for ev in read_events(p)]
+
+
+async def until(pred: Any, timeout: float, what: str, step: float = 0.002) -> None:
+    deadline = time.perf_counter() + timeout
+    while not pred():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(step)
+
+
+async def raw_reader(server: ReplayServer, parse: bool) -> float:
+    server.accept()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    await reader.readline()
+    writer.write(b"Action: Login\r\nActionID: 1\r\nUsername: x\r\nSecret: y\r\n\r\n")
+    await reader.readuntil(b"\r\n\r\n")
+    parser = AmiParser(expect_banner=False)
+    seen, tail, n = 0, b"", server.events
+    server.go()
+    t0 = time.perf_counter()
+    while seen < n:
+        data = await reader.read(65536)
+        if not data:
+            break
+        if parse:
+            seen += len(parser.feed(data))
+        else:
+            seen += (tail + data).count(b"\r\n\r\n")
+            tail = data[-3:]
+    t = time.perf_counter() - t0
+    await asyncio.to_thread(server.sent)
+    writer.close()
+    server.close_conn()
+    return t
+
+
+async def full_path(server: ReplayServer, db: Path) -> float:
+    server.accept()
+    settings = Settings(ami={"port": server.port, "secret": "x", "action_timeout": 10.0},
+                        database={"url": f"sqlite:///{db}"})
+    directory = Directory.open(db)
+    s = settings.ami
+    ami = AmiClient(s.host, s.port, s.username, "x", ping_interval=s.ping_interval,
+                    ping_timeout=s.ping_timeout, action_timeout=s.action_timeout,
+                    connect_timeout=s.connect_timeout, backoff_base=0.01, backoff_cap=0.1)
+    bridge = Services(settings, directory, ami=ami)
+    try:
+        await bridge.start()
+        await until(lambda: bridge.link.ready, 30, "the bridge on the replay", 0.01)
+        e0 = bridge.link.tracker.events
+        server.go()
+        t0 = time.perf_counter()
+        await until(lambda: bridge.link.tracker.events - e0 >= server.events, 300,
+                    "the replay", 0.005)
+        t = time.perf_counter() - t0
+        await asyncio.to_thread(server.sent)
+    finally:
+        await bridge.close()
+        directory.close()
+        server.close_conn()
+    return t
+
+
+async def measure(target: int, rounds: int) -> dict[str, Any]:
+    base = blocks()
+    reps = max(1, math.ceil(target / len(base)))
+    server = await asyncio.to_thread(ReplayServer, rewrite(base, reps))
+    n = server.events
+    best = {"floor": math.inf, "parser": math.inf, "bridge": math.inf}
+    with tempfile.TemporaryDirectory(prefix="ingest-path-") as tmp:
+        db = Path(tmp) / "directory.sqlite3"
+        directory = Directory.open(db)
+        directory.load_toml(DIRECTORY)
+        directory.close()
+        try:
+            for _ in range(rounds):
+                best["floor"] = min(best["floor"], await raw_reader(server, False))
+                best["parser"] = min(best["parser"], await raw_reader(server, True))
+                best["bridge"] = min(best["bridge"], await full_path(server, db))
+        finally:
+            await asyncio.to_thread(server.stop)
+    res: dict[str, Any] = {"events": n, "bytes": server.bytes, "rounds": rounds}
+    res.update({f"{k}_events_per_s": n / v for k, v in best.items()})
+    return res
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", help="write the results to this file")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    res = asyncio.run(measure(args.events, args.rounds))
+    fl = res["floor_events_per_s"]
+    print(f"{res['events']:,} events, {res['bytes'] / res['events']:.0f} bytes each, "
+          f"best of {res['rounds']}")
+    for key, label in (("floor", "socket + split on blank lines"),
+                       ("parser", "socket + AmiParser"),
+                       ("bridge", "full path: AmiClient -> link -> tracker -> features")):
+        v = res[f"{key}_events_per_s"]
+        print(f"  {label:<54}{v:>10,.0f}/s {v / fl:>7.3f}x floor")
+    if args.json:
+        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

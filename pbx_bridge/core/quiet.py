@@ -1,0 +1,55 @@
+"""Background writes yield to requests (issue 15).
+
+The recordings catalog and the event history write to the database in a worker thread
+on every MixMonitorStart/Stop. That thread's Python (SQLAlchemy) holds the GIL while the
+event loop needs it to read the AMI answer and write the HTTP one: measured, it was most
+of what a StartRecording cost over the minimal AMI client sending the same actions
+(docs/performance.md, "Issue 15"). So the API counts the requests in flight
+(api/quiet.py's middleware) and a background writer first ``await quiet.wait(delay)``:
+until no request is in flight, or ``delay`` seconds at most, so a write is later, never
+lost, and under a steady load it still leaves every ``delay`` (and carries what queued
+meanwhile in one transaction). ``delay`` 0 writes at once, as before.
+
+No feature imports: the API enters and leaves, the writers wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+__all__ = ["Quiet"]
+
+
+class Quiet:
+    """How many requests are in flight, and a wait for none."""
+
+    def __init__(self) -> None:
+        self.busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+
+    def enter(self) -> None:
+        self.busy += 1
+        if self.busy == 1:
+            self._idle.clear()
+
+    def leave(self) -> None:
+        self.busy -= 1
+        if self.busy == 0:
+            self._idle.set()
+
+    def close(self) -> None:
+        """A graceful stop: waits end now and from now on (the writers flush)."""
+        self._closing = True
+        self._idle.set()
+
+    async def wait(self, max_delay: float) -> None:
+        """Until no request is in flight, ``max_delay`` seconds at most (0: at once)."""
+        if max_delay <= 0 or self._closing or self.busy == 0:
+            return
+        try:
+            async with asyncio.timeout(max_delay):
+                await self._idle.wait()
+        except TimeoutError:
+            pass
