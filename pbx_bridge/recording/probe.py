@@ -21,6 +21,10 @@ from pbx_bridge.recording.variables import MIXMONITOR_ID, REC_HEADER, REC_VAR, R
 log = logging.getLogger("pbx_bridge.recording")
 
 Row = Mapping[str, str]
+# EVAL substitutes the channel's PBX_RECID into MIXMONITOR() inside Asterisk, once: the
+# value is never evaluated again, whatever the dialplan put in it. A constant: nothing
+# from a client reaches this action.
+RUNNING_QUESTION = f"EVAL(${{MIXMONITOR(${{{RECID_VAR}}},filename)}})"
 
 
 class MixMonitorProbe:
@@ -29,9 +33,22 @@ class MixMonitorProbe:
 
     async def runs(self, channel: str) -> bool | None:
         """Does the MixMonitor whose id the channel holds in PBX_RECID still exist
-        (MIXMONITOR(<id>,filename) non-empty)? Two Getvars. No id on the channel:
-        nothing of ours runs (False). None if Asterisk refuses the question (e.g. the
-        channel is gone). AmiNotConnected / AmiTimeout propagate."""
+        (MIXMONITOR(<id>,filename) non-empty)? One Getvar: Asterisk reads the id and
+        looks it up itself (a resync checks every stamp, and one session runs its
+        actions one after another: one round per stamp, not two; issue 15). Only if
+        Asterisk refuses that, the two Getvars of `runs_in_two`."""
+        resp = await self._link.ami.send_action(
+            "Getvar", {"Channel": channel, "Variable": RUNNING_QUESTION}
+        )
+        if is_success(resp):
+            # Empty: no id on the channel, or no MixMonitor with it (ended).
+            return bool(resp.get("Value"))
+        return await self.runs_in_two(channel)
+
+    async def runs_in_two(self, channel: str) -> bool | None:
+        """`runs` with the id read first. No id on the channel: nothing of ours runs
+        (False). None if Asterisk refuses the question (e.g. the channel is gone).
+        AmiNotConnected / AmiTimeout propagate."""
         ami = self._link.ami
         resp = await ami.send_action("Getvar", {"Channel": channel, "Variable": RECID_VAR})
         if not is_success(resp):

@@ -151,3 +151,42 @@ async def test_asterisk_restart_drops_dead_calls(pbx, phones, tmp_path) -> None:
         await eventually(lambda: bridge.tracker.calls_of(B), what="new call tracked")
     finally:
         await bridge.close()
+
+
+async def test_resync_checks_each_stamp_with_one_question(pbx, phones, tmp_path) -> None:
+    """Issue 15: a resync asks Asterisk once per PBX_REC stamp (it runs one session's
+    actions one after another), and still tells a running MixMonitor from one that
+    stopped behind the bridge's back (the stamp stays: it must not be believed)."""
+    directory = demo_directory(tmp_path)
+    bridge = await start_bridge(bridge_settings(pbx, tmp_path), directory)
+    try:
+        await _answered_call(phones)
+        await eventually(lambda: bool(bridge.tracker.calls_of(A)), what="the call")
+        call = bridge.tracker.calls_of(A)[0]
+        await bridge.recording.service.start(call, directory.extension(A), "wav")
+        channel = bridge.tracker.recording_channel(call, A)
+        assert channel is not None
+        asked: list[str] = []
+        send = bridge.ami.send_action
+
+        async def counted(action, headers=None, **kw):
+            asked.append(action)
+            return await send(action, headers, **kw)
+
+        bridge.ami.send_action = counted
+        probe = bridge.recording.service.probe
+        assert await probe.runs(channel.name) is True
+        assert asked == ["Getvar"]
+        bridge.ami.send_action = send
+        # Stopped outside the bridge: PBX_REC stays on the channel.
+        await send("StopMixMonitor", {"Channel": channel.name})
+        assert parse_rec(await _getvar(bridge, channel.name, "PBX_REC"))[0] is not None
+        bridge.ami.send_action = counted
+        asked.clear()
+        assert await probe.runs(channel.name) is False
+        assert asked == ["Getvar"]
+        bridge.ami.send_action = send
+        await bridge.link.resync(reconnected=True)
+        assert not rendered(bridge)[0]["phoneCallView"][0].get("recording")
+    finally:
+        await bridge.close()
