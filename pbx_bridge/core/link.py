@@ -30,6 +30,10 @@ from pbx_bridge.pbx.pool import AmiPool
 
 __all__ = ["PbxLink", "ami_client"]
 
+# A failed (re)connect resync is tried again after 0.5 s, then doubling up to 10 s.
+RESYNC_RETRY_FIRST = 0.5
+RESYNC_RETRY_CAP = 10.0
+
 # The service's log keeps its name (operators filter on it).
 log = logging.getLogger("pbx_bridge.core")
 
@@ -109,13 +113,33 @@ class PbxLink:
     async def _on_connect(self) -> None:
         self._epoch += 1
         self.ready = False
-        await self.resync(reconnected=True)
+        if not await self._first_resync(self._epoch):
+            return  # the link fell or logged in again: that connect resyncs
         for feature in self._features:
             await feature.on_connected()
         self.ready = True
         log.info("AMI ready: %d live calls after resync", len(self.tracker.calls))
         for feature in self._features:
             feature.on_ready(reconnected=True)
+
+    async def _first_resync(self, epoch: int) -> bool:
+        """The (re)connect's resync, tried again while it fails (a slow or busy PBX: a
+        timed-out CoreShowChannels once left the bridge unready for the whole
+        connection, since the periodic resync runs only when ready). Events wait meanwhile
+        (this runs in the ordered dispatcher), as during any resync. False if the
+        connection it was for is gone."""
+        delay = RESYNC_RETRY_FIRST
+        while True:
+            try:
+                await self.resync(reconnected=True)
+                return True
+            except AmiError as exc:
+                if epoch != self._epoch or not self.ami.connected:
+                    return False
+                log.warning("resync after connect failed (%s): trying again in %.1f s",
+                            exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RESYNC_RETRY_CAP)
 
     def _on_disconnect(self) -> None:
         self.ready = False
