@@ -7,8 +7,11 @@
    with the demo directory (config/directory.example.toml: the transcripts' phones).
 
     .venv/bin/python -m bench.ingest_path [--events N] [--rounds R] [--json OUT]
+                                          [--before REF]
 
-Same-run ratios only: the machine is shared.
+``--before REF``: the same measures on REF's ``pbx_bridge`` (``git archive``), each round
+one child run per side, alternated, so both see the same machine. Same-run ratios only:
+the machine is shared.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import asyncio
 import json
 import logging
 import math
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +40,9 @@ from pbx_bridge.server import Services
 
 REPO = Path(__file__).resolve().parent.parent
 DIRECTORY = REPO / "config" / "directory.example.toml"
+
+
+READ_TIMEOUT = 60.0  # a stalled stream fails the run instead of hanging it
 
 
 def blocks() -> list[bytes]:
@@ -60,9 +68,9 @@ async def raw_reader(server: ReplayServer, parse: bool) -> float:
     server.go()
     t0 = time.perf_counter()
     while seen < n:
-        data = await reader.read(65536)
+        data = await asyncio.wait_for(reader.read(65536), READ_TIMEOUT)
         if not data:
-            break
+            raise RuntimeError(f"the replay ended after {seen} of {n} events")
         if parse:
             seen += len(parser.feed(data))
         else:
@@ -125,24 +133,71 @@ async def measure(target: int, rounds: int) -> dict[str, Any]:
     return res
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--events", type=int, default=100_000)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--json", help="write the results to this file")
-    args = ap.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    res = asyncio.run(measure(args.events, args.rounds))
+def child_round(tree: Path, events: int) -> dict[str, Any]:
+    """One round in a child process whose ``pbx_bridge`` is the one under ``tree``."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        env = {**os.environ, "PYTHONPATH": f"{tree}{os.pathsep}{REPO}"}
+        subprocess.run([sys.executable, "-m", "bench.ingest_path", "--events", str(events),
+                        "--rounds", "1", "--json", out.name, "--quiet"],
+                       cwd=tree, env=env, check=True, timeout=900)
+        result: dict[str, Any] = json.loads(Path(out.name).read_text())
+        return result
+
+
+def compare(ref: str, events: int, rounds: int) -> dict[str, dict[str, Any]]:
+    """Best of ``rounds`` for REF's package and this tree's, rounds alternated."""
+    with tempfile.TemporaryDirectory(prefix="ingest-before-") as tmp:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", ref, "pbx_bridge"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        trees = {"before": Path(tmp), "after": REPO}
+        best: dict[str, dict[str, Any]] = {}
+        for _ in range(rounds):
+            for side, tree in trees.items():
+                res = child_round(tree, events)
+                prev = best.setdefault(side, res)
+                for k, v in res.items():
+                    if k.endswith("_per_s"):
+                        prev[k] = max(prev[k], v)
+        for res in best.values():
+            res["rounds"] = rounds
+        return best
+
+
+def show(title: str, res: dict[str, Any]) -> None:
     fl = res["floor_events_per_s"]
-    print(f"{res['events']:,} events, {res['bytes'] / res['events']:.0f} bytes each, "
+    print(f"{title}{res['events']:,} events, {res['bytes'] / res['events']:.0f} bytes each, "
           f"best of {res['rounds']}")
     for key, label in (("floor", "socket + split on blank lines"),
                        ("parser", "socket + AmiParser"),
                        ("bridge", "full path: AmiClient -> link -> tracker -> features")):
         v = res[f"{key}_events_per_s"]
         print(f"  {label:<54}{v:>10,.0f}/s {v / fl:>7.3f}x floor")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--json", help="write the results to this file")
+    ap.add_argument("--before", metavar="REF", help="also measure REF's pbx_bridge, same run")
+    ap.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    out: dict[str, Any]
+    if args.before:
+        out = compare(args.before, args.events, args.rounds)
+        show(f"before ({args.before}): ", out["before"])
+        show("after (this tree): ", out["after"])
+        for key in ("parser", "bridge"):
+            k = f"{key}_events_per_s"
+            print(f"  {key} after / before: {out['after'][k] / out['before'][k]:.2f}x")
+    else:
+        out = asyncio.run(measure(args.events, args.rounds))
+        if not args.quiet:
+            show("", out)
     if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
     return 0
 
 

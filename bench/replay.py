@@ -15,11 +15,18 @@ import time
 
 BANNER = b"Asterisk Call Manager/11.0.0\r\n"
 CHUNK = 65536
+#: Longest wait for an answer of the server process: a stuck run fails, never hangs.
+PIPE_TIMEOUT = 120.0
 
 
 def rewrite(blocks: list[bytes], reps: int) -> list[bytes]:
-    """The captured event blocks, ``reps`` times, with ids shifted per repetition."""
+    """The captured event blocks, ``reps`` times, with ids shifted per repetition.
+
+    A block may come with or without its blank line: each gets exactly one (two would
+    make every event an empty message too, and a reader counting blank lines stop
+    half-way, leaving the server blocked on a full socket: the old hang)."""
     out: list[bytes] = []
+    blocks = [b.removesuffix(b"\r\n\r\n") for b in blocks]
     for rep in range(reps):
         shift = rep * 10_000_000
         for block in blocks:
@@ -168,21 +175,37 @@ class ReplayServer:
         self._proc = ctx.Process(target=_serve, args=(child, chunks_of(blocks)), daemon=True)
         self._proc.start()
         self.port: int = self._pipe.recv()
+        self._closed = False
 
     def accept(self) -> None:
+        self._closed = False
         self._pipe.send("accept")
 
     def go(self) -> None:
         self._pipe.send("go")
 
+    def _answer(self, what: str) -> object:
+        if not self._pipe.poll(PIPE_TIMEOUT):
+            raise RuntimeError(f"the replay server did not answer ({what}) "
+                               f"within {PIPE_TIMEOUT:.0f} s")
+        return self._pipe.recv()
+
     def sent(self) -> float:
-        """Blocks until the blast is written; seconds the server spent writing it."""
-        answer = self._pipe.recv()
+        """Blocks until the blast is written; seconds the server spent writing it.
+
+        NaN if the connection ended before (its "closed" is then consumed here)."""
+        answer = self._answer("the blast written")
+        if answer == "closed":
+            self._closed = True
         return answer if isinstance(answer, float) else float("nan")
 
     def close_conn(self) -> None:
-        self._pipe.send("close")
-        self._pipe.recv()
+        """Ends the connection (if the client did not) and waits for the server to
+        be back at accepting: exactly one "closed" per connection."""
+        if not self._closed:
+            self._pipe.send("close")
+            self._answer("the connection closed")
+        self._closed = False
 
     def stop(self) -> None:
         try:

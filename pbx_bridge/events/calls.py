@@ -15,10 +15,12 @@ view by its call and its first channel, so bridges hearing the same AMI events a
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import fields
+from operator import attrgetter
 from typing import Any
 
 from pbx_bridge.calls import model as m
-from pbx_bridge.calls.tracker import Call, Tracker, call_id
+from pbx_bridge.calls.tracker import Call, Channel, Tracker, call_id
 from pbx_bridge.events.keys import UNKNOWN_ANCHOR, call_key, first_channel
 from pbx_bridge.events.model import (
     CALL_ANSWER_IN,
@@ -35,6 +37,16 @@ Event = Mapping[str, str]
 Render = Callable[[Call, str], dict[str, Any]]
 Phase = str  # "ringing" | "answered": what was last announced for a view
 _RINGS = frozenset({m.STATUS_RINGING, m.STATUS_ON_CALL})
+# Every field of a call and of its channels: what a render (calls/render.py) and
+# Call.extensions() can read, besides the directory and the tracker's devices.
+_CALL_STATE = attrgetter(*(f.name for f in fields(Call) if f.name not in ("channels", "view_ids")))
+_CHANNEL_STATE = attrgetter(*(f.name for f in fields(Channel)))
+
+
+def _state(call: Call) -> tuple[Any, ...]:
+    """The call as values (C-level getters): equal states render equal documents."""
+    return (_CALL_STATE(call), tuple(call.view_ids.items()),
+            tuple(map(_CHANNEL_STATE, call.channels.values())))
 
 
 class CallEvents:
@@ -59,6 +71,14 @@ class CallEvents:
             self._phases.setdefault(cid, {})[ext] = phase
         for (cid, ext), anchor in (anchors or {}).items():
             self._anchors.setdefault(cid, {})[ext] = anchor
+        # call id -> its state at its last review. Most AMI events (Newexten, VarSet,
+        # ...) change nothing a view shows: a call whose state is unchanged would render
+        # the same documents and announce nothing, so it is not rendered again.
+        self._reviewed: dict[str, tuple[Any, ...]] = {}
+
+    def forget_renders(self) -> None:
+        """The directory or the devices changed: render every call again."""
+        self._reviewed.clear()
 
     def on_event(self, ev: Event) -> list[Draft]:
         linkedid = ev.get("Linkedid")
@@ -68,6 +88,7 @@ class CallEvents:
 
     def on_snapshot(self, now: float) -> list[Draft]:
         """After a resync: every live call, and every announced call that is gone."""
+        self.forget_renders()  # the devices may have changed with the resync
         out: list[Draft] = []
         live = {call_id(lid): lid for lid in self.tracker.calls}
         for lid in live.values():
@@ -79,6 +100,11 @@ class CallEvents:
 
     def _review(self, linkedid: str, now: float) -> list[Draft]:
         call = self.tracker.calls.get(linkedid)
+        if call is not None:
+            state = _state(call)
+            if self._reviewed.get(call.id) == state:
+                return []
+            self._reviewed[call.id] = state
         cid = call.id if call is not None else call_id(linkedid)
         present = call.extensions() if call is not None else []
         phases = self._phases.setdefault(cid, {})
@@ -123,6 +149,7 @@ class CallEvents:
         return out
 
     def _forget(self, cid: str) -> None:
+        self._reviewed.pop(cid, None)
         self._phases.pop(cid, None)
         self._last.pop(cid, None)
         self._anchors.pop(cid, None)

@@ -204,3 +204,5 @@ class NodeCalls(Feature):
 
     def on_directory(self) -> None:
         self._owner.forget_organizations()
+        for node in self._owner.nodes:  # organizations are shared by every node's renders
+            node.calls.forget_renders()
