@@ -57,6 +57,7 @@ import aiohttp
 
 from bench import aims15, process
 from bench.ari import Ari
+from bench.ingest_path import raw_reader
 from bench.pinning import Pinning
 from bench.rawami import RawAmi
 from bench.replay import ReplayServer, rewrite
@@ -66,7 +67,6 @@ from pbx_bridge.calls.tracker import call_id as public_id
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient
-from pbx_bridge.pbx.framing import AmiParser
 from pbx_bridge.server import Services
 
 REPO = Path(__file__).resolve().parent.parent
@@ -934,31 +934,6 @@ async def ingest_replay(lab: Lab, blocks: list[bytes], target: int) -> dict[str,
     n = server.events
     res: dict[str, Any] = {"events": n, "bytes": server.bytes, "repetitions": reps}
     try:
-        async def raw_reader(parse: bool) -> float:
-            server.accept()
-            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            await reader.readline()
-            writer.write(b"Action: Login\r\nActionID: 1\r\nUsername: x\r\nSecret: y\r\n\r\n")
-            await reader.readuntil(b"\r\n\r\n")
-            parser = AmiParser(expect_banner=False)
-            seen, tail = 0, b""
-            server.go()
-            t0 = time.perf_counter()
-            while seen < n:
-                data = await reader.read(65536)
-                if not data:
-                    break
-                if parse:
-                    seen += len(parser.feed(data))
-                else:
-                    seen += (tail + data).count(b"\r\n\r\n")
-                    tail = data[-3:]
-            t = time.perf_counter() - t0
-            await asyncio.to_thread(server.sent)
-            writer.close()
-            server.close_conn()
-            return t
-
         async def full_path() -> tuple[float, int]:
             server.accept()
             bridge, directory, _ = make_bridge(lab, server.port)
@@ -980,8 +955,8 @@ async def ingest_replay(lab: Lab, blocks: list[bytes], target: int) -> dict[str,
 
         best = {"floor": math.inf, "parser": math.inf, "bridge": math.inf}
         for _ in range(2):
-            best["floor"] = min(best["floor"], await raw_reader(False))
-            best["parser"] = min(best["parser"], await raw_reader(True))
+            best["floor"] = min(best["floor"], await raw_reader(server, False))
+            best["parser"] = min(best["parser"], await raw_reader(server, True))
             t, live = await full_path()
             best["bridge"] = min(best["bridge"], t)
         res.update({f"{k}_events_per_s": n / v for k, v in best.items()})
