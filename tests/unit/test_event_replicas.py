@@ -214,6 +214,49 @@ async def test_a_sender_killed_holding_rows_loses_them_to_the_other_after_its_le
             db.close()
 
 
+def test_a_resume_planned_while_another_replica_commits_misses_nothing(
+        postgres_server: PostgresServer) -> None:
+    """A stream resuming on one replica while the other commits an event: the events kept
+    after the client's id and the last one numbered are read at one moment, so no
+    ``history.gap`` tells the client it missed what it did not (read apart, PostgreSQL's
+    READ COMMITTED could see the other replica's commit in the second read only)."""
+    from sqlalchemy import event as sa_event
+    from sqlalchemy.engine import Engine
+
+    from pbx_bridge.storage.migrate import Migrate, ensure_schema
+    from pbx_bridge.stream.resume import plan
+
+    url = postgres_server.create_database()
+    reader, writer = Database.open(url), Database.open(url)
+    ensure_schema(reader, Migrate.UPGRADE)
+
+    def draft(n: int) -> Event:
+        return Event(seq=0, id="", type="call.ringing", time=time.time(), organization=3,
+                     extension=A, phone_call_id="cd" * 10, data={"n": n}, key=f"r{n}")
+
+    EventStore(writer).append([draft(n) for n in range(5)])
+    committed: list[int] = []
+
+    def other_replica_commits(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        # When the reader reads the last seq, the other replica's event is committed.
+        if not committed and "max(" in statement.lower() and conn is not writer_conn:
+            committed.append(1)
+            EventStore(writer).append([draft(5)])
+
+    try:
+        with writer.transaction() as writer_conn:
+            pass
+        sa_event.listen(Engine, "before_cursor_execute", other_replica_commits)
+        start = plan(EventStore(reader), 3)
+    finally:
+        sa_event.remove(Engine, "before_cursor_execute", other_replica_commits)
+        reader.close()
+        writer.close()
+    assert committed  # the other replica did commit during the plan
+    assert start.gap is None, start.gap
+    assert start.top in (5, 6) and start.after == 3
+
+
 async def test_one_sqlite_bridge_numbers_and_delivers_as_before(
         tmp_path: Path, aiohttp_client: Any, receiver: Receiver) -> None:
     """SQLite, one bridge: events 1..n in order, one delivery each, no claim written."""
