@@ -42,6 +42,9 @@ A = "0003*210"
 FAST = EventsSettings(allow_networks=["127.0.0.0/8"], timeout=0.5, delivery_lease=1.0,
                       backoff_first=0.05, backoff_cap=0.2, poll_interval=0.1,
                       stream_poll_interval=0.1)
+# The killed sender's test: its held attempt must still be open when the test kills it
+# (a 0.5 s timeout ran out first on a loaded machine: the row then failed, not orphaned).
+KILL = FAST.model_copy(update={"timeout": 2.0, "delivery_lease": 4.0})
 
 
 @dataclass
@@ -124,8 +127,17 @@ async def feed_both(one: Replica, two: Replica, name: str) -> None:
         pair = (one, two) if i % 2 == 0 else (two, one)
         for replica in pair:
             await replica.bridge.link._on_event(ev)
-    for replica in (one, two):
-        await replica.bridge.events.drained()
+    await finished(one.bridge, two.bridge)
+
+
+async def finished(*bridges: Services) -> None:
+    """Until the transcript's every event is stored: the recording stopped in it is
+    finished too (its file is not there: ``recording.failed``, once, by whichever
+    replica finishes the row), after ``[recordings] settle_interval``."""
+    db = bridges[0].directory.database
+    await until(lambda: any(d["type"] == "recording.failed" for d in stored(db)))
+    for bridge in bridges:
+        await bridge.events.drained()
 
 
 def stored(db: Database) -> list[dict[str, Any]]:
@@ -143,6 +155,7 @@ async def test_two_replicas_store_each_event_once_and_deliver_it_once(
         ("call.answered", A): 1, ("call.answered", "0003*211"): 1,
         ("call.hangup", A): 1, ("call.hangup", "0003*211"): 1,
         ("recording.started", A): 1, ("recording.stopped", A): 1,
+        ("recording.failed", A): 1,
     }), kinds
     assert [d["seq"] for d in history] == list(range(1, len(history) + 1))
     assert stored(two.bridge.directory.database) == history  # one history, one numbering
@@ -185,7 +198,7 @@ async def test_a_sender_killed_holding_rows_loses_them_to_the_other_after_its_le
     from pbx_bridge.storage.migrate import Migrate, ensure_schema
     ensure_schema(dbs[0], Migrate.UPGRADE)
     SubscriptionStore(dbs[0]).add(subscription(receiver.url))
-    hooks = [Webhooks(db, FAST, EventStore(db)) for db in dbs]
+    hooks = [Webhooks(db, KILL, EventStore(db)) for db in dbs]
     receiver.hold = 1  # the first attempt hangs: its sender dies waiting for the answer
     events = [Event(seq=0, id="", type="call.ringing", time=time.time(), organization=3,
                     extension=A, phone_call_id="ab" * 10, data={"n": n}, key=f"k{n}")
@@ -195,14 +208,18 @@ async def test_a_sender_killed_holding_rows_loses_them_to_the_other_after_its_le
         await hooks[0].start()
         await until(lambda: len(receiver.arrivals) == 1)
         victim = receiver.arrivals[0]
-        killed_at = time.time()
         await hooks[0].sender.close()  # tasks cancelled mid-attempt: nothing settled
+        with dbs[0].transaction() as conn:  # the claim the dead sender left
+            (owner, lease_end, attempts), = conn.exec_driver_sql(
+                "SELECT claimed_by, claimed_until, attempts FROM webhook_deliveries"
+                " WHERE claimed_by IS NOT NULL").all()
+        assert (owner, attempts) == (hooks[0].sender.owner, 0)
         await hooks[1].start()
         ids = [e.id for e in stored_events]
         await until(lambda: set(receiver.answered) == set(ids))
         (row,) = hooks[1].outbox.of_event(victim)
         assert row.state == "delivered" and row.attempts == 1  # settled by the second only
-        assert row.finished is not None and row.finished >= killed_at + 0.5 * FAST.delivery_lease
+        assert row.finished is not None and row.finished >= lease_end  # not before
         # Each id answered 2xx once; the victim arrived twice (the killed attempt first).
         assert Counter(receiver.answered) == Counter(ids)
         assert Counter(receiver.arrivals) == Counter(ids) + Counter([victim])
@@ -268,11 +285,11 @@ async def test_one_sqlite_bridge_numbers_and_delivers_as_before(
     try:
         for ev in read_events(FIXTURES / "a_calls_b.jsonl"):
             await bridge.link._on_event(ev)
-        await bridge.events.drained()
+        await finished(bridge)
         history = stored(directory.database)
-        assert [d["seq"] for d in history] == list(range(1, 9))
-        assert [d["id"] for d in history] == [f"evt-{n:016x}" for n in range(1, 9)]
-        await until(lambda: len(receiver.answered) == 8)
+        assert [d["seq"] for d in history] == list(range(1, 10))
+        assert [d["id"] for d in history] == [f"evt-{n:016x}" for n in range(1, 10)]
+        await until(lambda: len(receiver.answered) == 9)
         assert Counter(receiver.arrivals) == Counter(d["id"] for d in history)
         with directory.database.transaction() as conn:
             claims = conn.exec_driver_sql(
