@@ -39,12 +39,12 @@ from tests.unit.api_support import Apps, make_directory, make_settings
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 A = "0003*210"
-FAST = EventsSettings(allow_networks=["127.0.0.0/8"], timeout=0.5, delivery_lease=1.0,
+# timeout: an attempt's answer may come late on a loaded machine (a 0.5 s timeout ran
+# out there: the row was retried, arriving twice), and the killed sender's held attempt
+# must still be open when the test kills it. The lease is the least it may be (2x).
+FAST = EventsSettings(allow_networks=["127.0.0.0/8"], timeout=2.0, delivery_lease=4.0,
                       backoff_first=0.05, backoff_cap=0.2, poll_interval=0.1,
                       stream_poll_interval=0.1)
-# The killed sender's test: its held attempt must still be open when the test kills it
-# (a 0.5 s timeout ran out first on a loaded machine: the row then failed, not orphaned).
-KILL = FAST.model_copy(update={"timeout": 2.0, "delivery_lease": 4.0})
 
 
 @dataclass
@@ -198,7 +198,7 @@ async def test_a_sender_killed_holding_rows_loses_them_to_the_other_after_its_le
     from pbx_bridge.storage.migrate import Migrate, ensure_schema
     ensure_schema(dbs[0], Migrate.UPGRADE)
     SubscriptionStore(dbs[0]).add(subscription(receiver.url))
-    hooks = [Webhooks(db, KILL, EventStore(db)) for db in dbs]
+    hooks = [Webhooks(db, FAST, EventStore(db)) for db in dbs]
     receiver.hold = 1  # the first attempt hangs: its sender dies waiting for the answer
     events = [Event(seq=0, id="", type="call.ringing", time=time.time(), organization=3,
                     extension=A, phone_call_id="ab" * 10, data={"n": n}, key=f"k{n}")
