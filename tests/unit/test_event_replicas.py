@@ -219,7 +219,7 @@ async def test_a_sender_killed_holding_rows_loses_them_to_the_other_after_its_le
         await until(lambda: set(receiver.answered) == set(ids))
         (row,) = hooks[1].outbox.of_event(victim)
         assert row.state == "delivered" and row.attempts == 1  # settled by the second only
-        assert row.finished is not None and row.finished >= lease_end  # not before
+        assert row.finished is not None and row.finished >= float(lease_end)  # not before
         # Each id answered 2xx once; the victim arrived twice (the killed attempt first).
         assert Counter(receiver.answered) == Counter(ids)
         assert Counter(receiver.arrivals) == Counter(ids) + Counter([victim])
