@@ -210,16 +210,17 @@ async def test_a_sender_killed_holding_rows_loses_them_to_the_other_after_its_le
         victim = receiver.arrivals[0]
         await hooks[0].sender.close()  # tasks cancelled mid-attempt: nothing settled
         with dbs[0].transaction() as conn:  # the claim the dead sender left
-            (owner, lease_end, attempts), = conn.exec_driver_sql(
+            claim = conn.exec_driver_sql(
                 "SELECT claimed_by, claimed_until, attempts FROM webhook_deliveries"
-                " WHERE claimed_by IS NOT NULL").all()
-        assert (owner, attempts) == (hooks[0].sender.owner, 0)
+                " WHERE claimed_by IS NOT NULL").one()
+        assert (claim[0], claim[2]) == (hooks[0].sender.owner, 0)
+        lease_end = float(claim[1])
         await hooks[1].start()
         ids = [e.id for e in stored_events]
         await until(lambda: set(receiver.answered) == set(ids))
         (row,) = hooks[1].outbox.of_event(victim)
         assert row.state == "delivered" and row.attempts == 1  # settled by the second only
-        assert row.finished is not None and row.finished >= float(lease_end)  # not before
+        assert row.finished is not None and row.finished >= lease_end  # not before
         # Each id answered 2xx once; the victim arrived twice (the killed attempt first).
         assert Counter(receiver.answered) == Counter(ids)
         assert Counter(receiver.arrivals) == Counter(ids) + Counter([victim])
