@@ -105,12 +105,14 @@ class EventStore:
         """(how many kept events come after ``seq``, the last seq): a stream resuming
         from ``seq`` missed some iff fewer are kept than were numbered (the sequence has
         no holes but those pruning made)."""
+        # One statement: PostgreSQL (READ COMMITTED) reads each statement at its own
+        # snapshot, so a count and a max read apart could straddle another replica's
+        # commit and tell a resuming client it missed events it did not.
+        kept = select(func.count()).select_from(events).where(events.c.seq > seq)
+        top = select(func.max(events.c.seq))
         with self.db.transaction() as conn:
-            kept = conn.execute(
-                select(func.count()).select_from(events).where(events.c.seq > seq)
-            ).scalar()
-            top = conn.execute(select(func.max(events.c.seq))).scalar()
-        return int(kept or 0), int(top or 0)
+            found = conn.execute(select(kept.scalar_subquery(), top.scalar_subquery())).one()
+        return int(found[0] or 0), int(found[1] or 0)
 
     def get(self, seqs: Iterable[int]) -> dict[int, dict[str, object]]:
         with self.db.transaction() as conn:
