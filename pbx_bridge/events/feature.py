@@ -71,6 +71,9 @@ class EventsFeature:
         self._clock = clock
         self._queue: list[Event] = []
         self._writing = asyncio.Lock()
+        # A flush task is spawned that has not taken its batch yet: events emitted now
+        # join it (one task per emit piled up by the ten thousand under load; issue 19).
+        self._flush_due = False
         self._quiet = quiet or Quiet()
         self._orgs: dict[str, tuple[int | None, str | None]] = {}
         # extension -> its owner for the PhoneCall's link. Like _orgs, kept until the
@@ -112,14 +115,23 @@ class EventsFeature:
                 extension=d.extension, phone_call_id=d.phone_call_id, data=d.data, key=d.key,
                 node=node,
             ))
-        link = self._links.get(node) if node is not None else None
-        (link or self.link).spawn(self._flush())
+        if not self._flush_due:
+            self._flush_due = True
+            link = self._links.get(node) if node is not None else None
+            (link or self.link).spawn(self._flush())
 
     async def _flush(self) -> None:
+        try:
+            await self._flush_batch()
+        except asyncio.CancelledError:  # maybe before its batch: the next emit spawns one
+            self._flush_due = False
+            raise
+
+    async def _flush_batch(self) -> None:
         async with self._writing:  # one writer: batches land in order
-            if not self._queue:
-                return  # stored with an earlier batch
             await self._quiet.wait(self.settings.database.write_delay)
+            # Events emitted from now on need a flush of their own.
+            self._flush_due = False
             batch, self._queue = self._queue, []
             if not batch:
                 return

@@ -154,6 +154,9 @@ class RecordingsCatalog:
         self.on_saved: list[Callable[[RecordingRow], None]] = []
         self._unwritten: dict[int, RecordingRow] = {}  # rows queued for the database
         self._write_ids = itertools.count()
+        # A writer task is spawned that has not taken its batch yet: rows queued now join
+        # it (one task per row piled up by the ten thousand under load; issue 19).
+        self._writer_due = False
         self.nodes = [NodeCatalog(self, node, first=i == 0) for i, node in enumerate(nodes)]
         self._by_name = {node.name: node for node in self.nodes}
         # Rows a stopped bridge left running: their channels are checked on their node's
@@ -305,7 +308,9 @@ class RecordingsCatalog:
         copy = dataclasses.replace(row, paused=[list(p) for p in row.paused])
         key = next(self._write_ids)
         self._unwritten[key] = copy
-        link.spawn(self._write(key))
+        if not self._writer_due:
+            self._writer_due = True
+            link.spawn(self._write())
         self._tell_saved([copy])
         return key
 
@@ -314,17 +319,26 @@ class RecordingsCatalog:
             for listener in self.on_saved:
                 listener(row)
 
-    async def _write(self, key: int) -> None:
+    async def _write(self) -> None:
+        try:
+            await self._write_batch()
+        except asyncio.CancelledError:  # maybe before its batch: the next row spawns one
+            self._writer_due = False
+            raise
+
+    async def _write_batch(self) -> None:
         async with self._write_lock:
-            if key not in self._unwritten:
-                return  # saved with an earlier batch
             # Not next to a request (its answer would wait on this thread's GIL); rows
             # queued meanwhile join the batch.
             await self._quiet.wait(self._write_delay)
             # Every row queued by now, in order, in one transaction: a start's or a stop's
             # rows and those of other calls' events that came meanwhile share one commit
             # (fewer worker-thread hops and commits next to the requests; issue 15).
+            # Rows queued from now on need a writer of their own.
+            self._writer_due = False
             keys = list(self._unwritten)
+            if not keys:
+                return
             rows = [self._unwritten[k] for k in keys]
             try:
                 await asyncio.to_thread(self.store.save_all, rows)
