@@ -24,7 +24,8 @@ RECORDINGS = 60
 
 def pending_writers() -> Counter[str]:
     """The live tasks by their coroutine's name (the writers' among them)."""
-    return Counter(t.get_coro().__qualname__ for t in asyncio.all_tasks() if not t.done())
+    return Counter(getattr(t.get_coro(), "__qualname__", "") for t in asyncio.all_tasks()
+                   if not t.done())
 
 
 def start_recordings(api: Api, n: int) -> None:
