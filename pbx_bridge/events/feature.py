@@ -72,7 +72,7 @@ class EventsFeature:
         self._queue: list[Event] = []
         self._writing = asyncio.Lock()
         # A flush task is spawned that has not taken its batch yet: events emitted now
-        # join it (one task per emit piled up by the ten thousand under load; issue 19).
+        # join it (one task per emit piled up by the ten thousand under load; issue 15).
         self._flush_due = False
         self._quiet = quiet or Quiet()
         self._orgs: dict[str, tuple[int | None, str | None]] = {}

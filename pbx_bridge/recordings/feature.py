@@ -155,7 +155,7 @@ class RecordingsCatalog:
         self._unwritten: dict[int, RecordingRow] = {}  # rows queued for the database
         self._write_ids = itertools.count()
         # A writer task is spawned that has not taken its batch yet: rows queued now join
-        # it (one task per row piled up by the ten thousand under load; issue 19).
+        # it (one task per row piled up by the ten thousand under load; issue 15).
         self._writer_due = False
         self.nodes = [NodeCatalog(self, node, first=i == 0) for i, node in enumerate(nodes)]
         self._by_name = {node.name: node for node in self.nodes}

@@ -1,4 +1,4 @@
-"""Background writers do not pile up (issue 19's memory finding).
+"""Background writers do not pile up (issue 15's memory finding).
 
 Under a steady request load (the bench's 50 clients), rows and events are queued
 faster than a write can wait for a quiet moment. The catalog and the events feature
