@@ -37,7 +37,7 @@ from pbx_bridge.config import NodeRecordingsSettings, RecordingsSettings
 from pbx_bridge.core.feature import Event, Feature
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.core.nodes import on_node
-from pbx_bridge.core.quiet import Quiet
+from pbx_bridge.core.quiet import Quiet, QuietWriter
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.errors import RecordingUndeletable
 from pbx_bridge.recording.rules import on_demand, records_always
@@ -142,9 +142,8 @@ class RecordingsCatalog:
         self.coordination = coordination or Coordination(None)
         self.store = RecordingStore(directory.database)
         self._clock = clock
-        self._write_lock = asyncio.Lock()
-        self._quiet = quiet or Quiet()
-        self._write_delay = write_delay
+        # Rows are written in batches by one writer, when no request is in flight.
+        self._writer = QuietWriter(quiet or Quiet(), write_delay, self._write_batch)
         self._finishing: set[str] = set()
         self.sweeper = Sweeper(self.store, directory, clock=clock)
         self._sweeping: asyncio.Task[None] | None = None
@@ -154,9 +153,6 @@ class RecordingsCatalog:
         self.on_saved: list[Callable[[RecordingRow], None]] = []
         self._unwritten: dict[int, RecordingRow] = {}  # rows queued for the database
         self._write_ids = itertools.count()
-        # A writer task is spawned that has not taken its batch yet: rows queued now join
-        # it (one task per row piled up by the ten thousand under load; issue 15).
-        self._writer_due = False
         self.nodes = [NodeCatalog(self, node, first=i == 0) for i, node in enumerate(nodes)]
         self._by_name = {node.name: node for node in self.nodes}
         # Rows a stopped bridge left running: their channels are checked on their node's
@@ -308,9 +304,7 @@ class RecordingsCatalog:
         copy = dataclasses.replace(row, paused=[list(p) for p in row.paused])
         key = next(self._write_ids)
         self._unwritten[key] = copy
-        if not self._writer_due:
-            self._writer_due = True
-            link.spawn(self._write())
+        self._writer.due(link.spawn)
         self._tell_saved([copy])
         return key
 
@@ -319,34 +313,21 @@ class RecordingsCatalog:
             for listener in self.on_saved:
                 listener(row)
 
-    async def _write(self) -> None:
-        try:
-            await self._write_batch()
-        except asyncio.CancelledError:  # maybe before its batch: the next row spawns one
-            self._writer_due = False
-            raise
-
     async def _write_batch(self) -> None:
-        async with self._write_lock:
-            # Not next to a request (its answer would wait on this thread's GIL); rows
-            # queued meanwhile join the batch.
-            await self._quiet.wait(self._write_delay)
-            # Every row queued by now, in order, in one transaction: a start's or a stop's
-            # rows and those of other calls' events that came meanwhile share one commit
-            # (fewer worker-thread hops and commits next to the requests; issue 15).
-            # Rows queued from now on need a writer of their own.
-            self._writer_due = False
-            keys = list(self._unwritten)
-            if not keys:
-                return
-            rows = [self._unwritten[k] for k in keys]
-            try:
-                await asyncio.to_thread(self.store.save_all, rows)
-            except Exception:  # a broken database must not stop event handling
-                log.exception("recordings %s: could not save", ", ".join(r.id for r in rows))
-            finally:
-                for k in keys:
-                    del self._unwritten[k]
+        # Every row queued by now, in order, in one transaction: a start's or a stop's
+        # rows and those of other calls' events that came meanwhile share one commit
+        # (fewer worker-thread hops and commits next to the requests; issue 15).
+        keys = list(self._unwritten)
+        if not keys:
+            return
+        rows = [self._unwritten[k] for k in keys]
+        try:
+            await asyncio.to_thread(self.store.save_all, rows)
+        except Exception:  # a broken database must not stop event handling
+            log.exception("recordings %s: could not save", ", ".join(r.id for r in rows))
+        finally:
+            for k in keys:
+                del self._unwritten[k]
 
     async def drained(self) -> None:
         """Until every row queued so far is written (a graceful stop, tests)."""
@@ -369,7 +350,7 @@ class RecordingsCatalog:
     async def _finished_elsewhere(self, row: RecordingRow) -> bool:
         if not self.coordination.shared:
             return False
-        async with self._write_lock:  # this replica's own writes of the row come first
+        async with self._writer.lock:  # this replica's own writes of the row come first
             stored = await asyncio.to_thread(self.store.get, row.id)
         return stored is not None and stored.state in FINISHED
 
@@ -421,7 +402,7 @@ class NodeCatalog(Feature):
         )
         self.reconciler = Reconciler(
             owner.store, settings=self.settings, live=owner._live, owner_of=owner._owner_of,
-            started_by=owner._reconciled_by, write_lock=owner._write_lock,
+            started_by=owner._reconciled_by, write_lock=owner._writer.lock,
             saved=owner._tell_saved, node=node.name, owns=self.owns,
         )
         # The first node's role keeps its name (replicas of an older bridge agree on it).
