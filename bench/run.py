@@ -81,10 +81,14 @@ AMI_USER = "pbx-bridge"
 START = json.dumps({"action": "StartRecording", "format": "wav", "phoneCallViewId": "01"})
 STOP = json.dumps({"action": "StopRecording", "phoneCallViewId": "01"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SHORT = {"bridge": "bridge", "floor": "floor", "actions": "bridge's actions", "ari": "ARI"}
-METHODS = ("bridge", "floor", "actions", "ari")
+SHORT = {"bridge": "bridge", "aiohttp": "aiohttp floor", "floor": "floor",
+         "actions": "bridge's actions", "ari": "ARI"}
+METHODS = ("bridge", "aiohttp", "floor", "actions", "ari")
 LABELS = {
     "bridge": "bridge HTTP StartRecording",
+    # The thinnest aiohttp server sending the bridge's actions (bench/aiohttp_floor.py):
+    # what any aiohttp server in CPython costs on this machine, before pbx_bridge's own.
+    "aiohttp": "aiohttp floor, same actions",
     "floor": "floor: raw AMI MixMonitor",
     # What the bridge asks of Asterisk, from the minimal client: Setvar PBX_REC
     # ("<epoch>|<file>") and MixMonitor pipelined, until the MixMonitorStart event. The gap
@@ -172,7 +176,7 @@ class CpuWatch:
 
     def __init__(self, lab: Lab) -> None:
         self.pids = [p for p in (lab.proc.pid if lab.proc else None, lab.sandbox.pid(),
-                                 os.getpid()) if p]
+                                 os.getpid(), lab.floor_server_pid()) if p]
         self.t0 = time.perf_counter()
         self.busy0 = machine_busy_seconds()
         self.ours0 = sum(cpu_seconds(p) for p in self.pids)
@@ -234,6 +238,8 @@ class Lab:
         self.db_url = f"sqlite:///{self.db_path}"  # --postgres: a database of its server
         self.proc: subprocess.Popen | None = None
         self.http_port = free_port()
+        self.floor_proc: subprocess.Popen | None = None  # bench/aiohttp_floor.py
+        self.floor_base = f"http://127.0.0.1:{free_port()}"
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.http: aiohttp.ClientSession | None = None
         self.ami: RawAmi | None = None
@@ -279,6 +285,7 @@ class Lab:
         await self.ari.start(limit=200)
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         await self.start_bridge()
+        await self.start_floor_server()
 
     def bridge_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
@@ -318,6 +325,36 @@ class Lab:
                 raise RuntimeError(f"pbx-bridge serve not ready: {self.bridge_log_tail()}")
             await asyncio.sleep(0.05)
 
+    async def start_floor_server(self) -> None:
+        """bench/aiohttp_floor.py, started and pinned as the bridge is."""
+        env = {**os.environ, "AMI_SECRET": self.sandbox.secrets.harness}
+        port = self.floor_base.rsplit(":", 1)[1]
+        self.floor_proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.aiohttp_floor", port, str(self.sandbox.ami_port),
+             HARNESS_AMI_USER], env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+            preexec_fn=self.opts.pin.bridge_preexec() if self.opts.pin else None,
+        )
+        deadline = time.monotonic() + 30
+        assert self.http is not None
+        while True:
+            if self.floor_proc.poll() is not None:
+                raise RuntimeError("bench/aiohttp_floor.py exited")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with self.http.put(f"{self.floor_base}/stop", json={"channel": ""}):
+                    return  # answering (a 502: no such channel)
+            if time.monotonic() > deadline:
+                raise RuntimeError("bench/aiohttp_floor.py did not answer")
+            await asyncio.sleep(0.05)
+
+    def floor_server_pid(self) -> int | None:
+        return self.floor_proc.pid if self.floor_proc else None
+
+    def server_pid(self, method: str) -> int | None:
+        """The process that answers ``method``'s HTTP (its CPU is the "bridge" column)."""
+        if method == "aiohttp":
+            return self.floor_server_pid()
+        return self.proc.pid if self.proc else None
+
     def bridge_log_tail(self) -> str:
         with contextlib.suppress(OSError):
             lines = (self.tmp / "bridge.log").read_text(errors="replace").splitlines()
@@ -330,6 +367,8 @@ class Lab:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.stop_bridge()
+        with contextlib.suppress(Exception):
+            await process.stop(self.floor_proc)
         with contextlib.suppress(Exception):
             await self.hangup_all()
         for closer in (self.http, self.ari, self.ami):
@@ -486,6 +525,17 @@ class Lab:
             raise RuntimeError(f"MixMonitor on {call.channel}: {resp.get('Message')}")
         return t
 
+    async def floor_http(self, what: str, body: dict[str, str]) -> float:
+        """One request to bench/aiohttp_floor.py; its time, client-side as for the bridge."""
+        assert self.http is not None
+        t0 = time.perf_counter()
+        async with self.http.put(f"{self.floor_base}/{what}", json=body) as r:
+            await r.read()
+            t = time.perf_counter() - t0
+            if r.status != 200:
+                raise RuntimeError(f"aiohttp floor {what} on {body['channel']} -> {r.status}")
+        return t
+
     async def floor_stop(self, call: BenchCall) -> None:
         assert self.ami is not None
         resp = await self.ami.action("StopMixMonitor", {"Channel": call.channel})
@@ -556,6 +606,18 @@ class Recorder:
                 self.confirmed.append(time.perf_counter() - t0)
                 await lab.bridge_sees(call, recording=True)
             await lab.floor_stop(call)
+            if checked:
+                await ami.wait_count("MixMonitorStop", call.uid, stops + 1, 10)
+                await lab.bridge_sees(call, recording=False)
+        elif method == "aiohttp":
+            file = f"bench/{call.uid}-{self.n}.wav"
+            t = await lab.floor_http("start", {"channel": call.channel, "file": file,
+                                               "stamp": f"{time.time():.3f}"})
+            self.pacer.mark(call)
+            if checked:
+                await ami.wait_count("MixMonitorStart", call.uid, starts + 1, 10)
+                await lab.bridge_sees(call, recording=True)
+            await lab.floor_http("stop", {"channel": call.channel})
             if checked:
                 await ami.wait_count("MixMonitorStop", call.uid, stops + 1, 10)
                 await lab.bridge_sees(call, recording=False)
@@ -685,7 +747,7 @@ async def concurrent(
                 continue
             pairs += 1
 
-    pids = {"bridge": lab.proc.pid if lab.proc else None, "asterisk": lab.sandbox.pid(),
+    pids = {"bridge": lab.server_pid(method), "asterisk": lab.sandbox.pid(),
             "client": os.getpid()}
     cpu0 = {k: cpu_seconds(p) for k, p in pids.items() if p}
     watch = CpuWatch(lab)
@@ -1146,6 +1208,11 @@ def table(r: dict[str, Any]) -> str:
             f"  {fc['p99']:>7.2f}")
         add(f"    {'  (bridge minus its actions)':<30}"
             f"{s['bridge']['p50'] - s['actions']['p50']:>+7.2f}   ms of HTTP, auth and Python")
+        if "aiohttp" in s:
+            add(f"    {'  (bridge minus aiohttp floor)':<30}"
+                f"{s['bridge']['p50'] - s['aiohttp']['p50']:>+7.2f}   ms of pbx_bridge's own")
+            add(f"    {'  (aiohttp floor minus actions)':<30}"
+                f"{s['aiohttp']['p50'] - s['actions']['p50']:>+7.2f}   ms of aiohttp in CPython")
     c = r.get("concurrent")
     if c and all(k in c for k in METHODS):
         others = max(c[k]["machine_cpu"]["others_percent"] for k in METHODS)
@@ -1247,7 +1314,8 @@ def chart(r: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    colors = {"bridge": "tab:blue", "floor": "tab:gray", "actions": "tab:purple",
+    colors = {"bridge": "tab:blue", "aiohttp": "tab:green", "floor": "tab:gray",
+              "actions": "tab:purple",
               "ari": "tab:orange", "ami": "tab:gray"}
     ns = [int(n) for n in r["start"]]
 
