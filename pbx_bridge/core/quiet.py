@@ -74,6 +74,7 @@ class QuietWriter:
         self._write = write
         # A writer task is spawned that has not taken its batch yet.
         self._due = False
+        self._wrote = asyncio.Event()  # set (and replaced) after each batch
 
     def due(self, spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
         """Something was queued: a writer task is spawned unless one already waits."""
@@ -81,13 +82,24 @@ class QuietWriter:
             self._due = True
             spawn(self._run())
 
+    async def until(self, done: Callable[[], bool]) -> None:
+        """Until ``done()``, asked again after each batch (a wait per batch, where a poll
+        every few milliseconds by each of a burst's thousands of waiters kept the event
+        loop too busy to read the AMI link)."""
+        while not done():
+            await self._wrote.wait()
+
     async def _run(self) -> None:
         try:
             async with self.lock:
                 await self._quiet.wait(self._delay)
                 # What is queued from now on needs a writer of its own.
                 self._due = False
-                await self._write()
+                try:
+                    await self._write()
+                finally:
+                    self._wrote.set()
+                    self._wrote = asyncio.Event()
         except asyncio.CancelledError:  # maybe before its batch: the next queueing spawns one
             self._due = False
             raise

@@ -55,6 +55,11 @@ __all__ = ["CatalogNode", "NodeCatalog", "RecordingsCatalog", "host_path"]
 
 log = logging.getLogger("pbx_bridge.recordings")
 _SETTLE_CHECKS = 120  # size checks before a file that keeps changing is read anyway
+# Rows finished at once (each holds its row's lock with replicas, reads the file whole and
+# waits for its write). A burst of thousands of stops (the PostgreSQL bench) queued that
+# many row locks on the locks' connection ahead of the requests' view locks and that many
+# reads on the writer's lock ahead of its batches: the AMI link's Ping went unanswered.
+_FINISHING_AT_ONCE = 32
 
 
 def host_path(file: str, settings: RecordingsSettings) -> Path | None:
@@ -145,6 +150,7 @@ class RecordingsCatalog:
         # Rows are written in batches by one writer, when no request is in flight.
         self._writer = QuietWriter(quiet or Quiet(), write_delay, self._write_batch)
         self._finishing: set[str] = set()
+        self._finish_slots = asyncio.Semaphore(_FINISHING_AT_ONCE)
         self.sweeper = Sweeper(self.store, directory, clock=clock)
         self._sweeping: asyncio.Task[None] | None = None
         self.swept: dict[str, int] = {}  # state of the rows swept -> how many
@@ -339,9 +345,12 @@ class RecordingsCatalog:
         first to get there; the others find it finished (a replica that died meanwhile
         left it running: the next one finishes it)."""
         try:
-            async with self.coordination.hold(ROW, row.id):
+            path = self.path_of(row)
+            if path is not None:
+                await self._settled(path)  # no lock or slot: only its size is watched
+            async with self._finish_slots, self.coordination.hold(ROW, row.id):
                 if not await self._finished_elsewhere(row):
-                    await self._finish_now(row, link)
+                    await self._finish_now(row, link, path)
         except StorageError as exc:  # the next start-up takes the row up again
             log.warning("recording %s: not finished: %s", row.id, exc)
         finally:
@@ -354,8 +363,7 @@ class RecordingsCatalog:
             stored = await asyncio.to_thread(self.store.get, row.id)
         return stored is not None and stored.state in FINISHED
 
-    async def _finish_now(self, row: RecordingRow, link: PbxLink) -> None:
-        path = self.path_of(row)
+    async def _finish_now(self, row: RecordingRow, link: PbxLink, path: Path | None) -> None:
         if path is None:
             # Never served: the file is not known, or lies outside the recordings
             # folders (host_path), e.g. a dialplan MixMonitor writing to /tmp.
@@ -363,14 +371,13 @@ class RecordingsCatalog:
             row.state = "failed"
             row.reason = "file unknown" if unknown else "outside the recordings folders"
         else:
-            await self._settled(path)
             finish(row, await asyncio.to_thread(wavfile.inspect, path))
         log.info("recording %s: %s%s", row.id, row.state,
                  f" ({row.reason})" if row.reason else "")
         key = self._persist(row, link)
-        while self.coordination.shared and key in self._unwritten:
+        if self.coordination.shared:
             # Stored before the row's lock goes, so the next replica finds it finished.
-            await asyncio.sleep(0.01)
+            await self._writer.until(lambda: key not in self._unwritten)
 
     async def _settled(self, path: Path) -> None:
         """Until the file's size stops changing (MixMonitor may still flush after its
