@@ -767,6 +767,20 @@ async def concurrent(
     return res
 
 
+async def settle(lab: Lab, *, idle_percent: float, timeout: float = 300.0) -> float:
+    """Seconds until the bridge's CPU over a second is back near its idle (at most
+    ``timeout``): its background work after a phase is done."""
+    assert lab.proc is not None
+    limit = max(5.0, 2 * idle_percent)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        c0 = cpu_seconds(lab.proc.pid)
+        await asyncio.sleep(1.0)
+        if 100 * (cpu_seconds(lab.proc.pid) - c0) < limit:
+            break
+    return time.perf_counter() - t0
+
+
 async def idle_cpu(lab: Lab, seconds: float) -> dict[str, float]:
     assert lab.proc is not None
     pids = {"bridge": lab.proc.pid, "asterisk": lab.sandbox.pid()}
@@ -1130,6 +1144,12 @@ async def _run(opts: Options, sandbox: Sandbox | None, log: Any) -> dict[str, An
                 result["throughput"].update(await throughput(
                     lab, calls, opts.clients, opts.throughput_seconds, rec,
                     idle=result["idle"][str(n)]))
+                # The phases above made thousands of recordings (every method's runs
+                # are catalogued), which the bridge finishes in the background: the
+                # next N is measured once it has (and how long that took is shown).
+                log("the bridge finishing the recordings of those phases")
+                result["throughput"]["bridge_settled_s"] = await settle(
+                    lab, idle_percent=result["idle"][str(n)]["bridge_percent"])
         result["stale_answers"] = rec.stale
         n_max = len(lab.calls)
         log(f"resync with {2 * n_max} live channels, {opts.resync_rounds} link cuts")
@@ -1252,6 +1272,9 @@ def table(r: dict[str, Any]) -> str:
         add(f"    (CPU net of the calls' idle cost: Asterisk {t['asterisk_idle_percent']:.0f}% "
             f"of a core with no requests; bridge paced to one start per call and second, "
             f"so at most {t['bridge'].get('pacing_cap_pairs_per_s', '?')} pairs/s)")
+        if "bridge_settled_s" in t:
+            add(f"    (then the bridge finished those phases' recordings, all methods': "
+                f"back to idle after {t['bridge_settled_s']:.1f} s)")
     ing = r.get("ingest")
     if ing:
         rp, lv = ing["replay"], ing["live"]  # both or neither
