@@ -55,7 +55,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import aims15, process
+from bench import aims15, process, profile_shares
 from bench.ari import Ari
 from bench.ingest_path import raw_reader
 from bench.pinning import Pinning
@@ -836,21 +836,27 @@ async def start_profile(lab: Lab, seconds: float) -> tuple[subprocess.Popen, Pat
     if not Path(spy).exists() or lab.opts.out is None or lab.proc is None:
         lab.log("py-spy not found: no profile")
         return None
-    out = lab.opts.out / "profile-bridge.svg"
+    # Collapsed stacks of the thread holding the GIL: bench/profile_shares.py sums them
+    # by layer (printed with the run); a flame graph tool reads the same file.
+    out = lab.opts.out / "profile-bridge.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [spy, "record", "--pid", str(lab.proc.pid), "--duration", str(max(1, int(seconds))),
-         "--rate", "250", "--format", "flamegraph", "--output", str(out)],
+         "--rate", "250", "--gil", "--format", "raw", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     await asyncio.sleep(0.5)  # let py-spy attach
     return proc, out
 
 
-async def finish_profile(prof: tuple[subprocess.Popen, Path]) -> str:
+async def finish_profile(prof: tuple[subprocess.Popen, Path]) -> dict[str, Any]:
     proc, out = prof
     await asyncio.to_thread(proc.wait, 60)
-    return str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out)
+    counts = profile_shares.shares(out.read_text()) if out.exists() else {}
+    total = sum(counts.values()) or 1
+    return {"file": str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out),
+            "samples": sum(counts.values()),
+            "shares": {k: v / total for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}}
 
 
 # --------------------------------------------------------------------------- ingest, resync
@@ -1272,6 +1278,12 @@ def table(r: dict[str, Any]) -> str:
         add(f"    (CPU net of the calls' idle cost: Asterisk {t['asterisk_idle_percent']:.0f}% "
             f"of a core with no requests; bridge paced to one start per call and second, "
             f"so at most {t['bridge'].get('pacing_cap_pairs_per_s', '?')} pairs/s)")
+        prof = t["bridge"].get("profile")
+        if isinstance(prof, dict) and prof.get("samples"):
+            add(f"    where the bridge's interpreter went ({prof['samples']} samples, "
+                f"py-spy --gil, {prof['file']}):")
+            for layer, share in prof["shares"].items():
+                add(f"      {layer:<34}{share:>6.1%}")
         if "bridge_settled_s" in t:
             add(f"    (then the bridge finished those phases' recordings, all methods': "
                 f"back to idle after {t['bridge_settled_s']:.1f} s)")
@@ -1438,7 +1450,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the JSON and the PNG go (default docs/bench)")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--profile", action="store_true",
-                    help="py-spy the bridge during its throughput run (profile-bridge.svg)")
+                    help="py-spy the bridge during its throughput run (profile-bridge.txt)")
     ap.add_argument("--taskset", metavar="BRIDGE:ASTERISK[:BENCH]", type=Pinning.parse,
                     help="pin the bridge, Asterisk (and the bench's clients) to CPU lists, "
                          "e.g. 0:1 (the fair bound on 2 cores)")
