@@ -67,6 +67,7 @@ from pbx_bridge.calls.tracker import call_id as public_id
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient
+from pbx_bridge.recording.variables import MIXMONITOR_OPTIONS
 from pbx_bridge.server import Services
 
 REPO = Path(__file__).resolve().parent.parent
@@ -91,7 +92,9 @@ LABELS = {
     "aiohttp": "aiohttp floor, same actions",
     "floor": "floor: raw AMI MixMonitor",
     # What the bridge asks of Asterisk, from the minimal client: Setvar PBX_REC
-    # ("<epoch>|<file>") and MixMonitor pipelined, until the MixMonitorStart event. The gap
+    # ("<epoch>|<file>") and MixMonitor with its options (i(PBX_RECID): without it the
+    # stamp names no MixMonitor, and the bridge's resync rightly releases it) pipelined,
+    # until the MixMonitorStart event. The gap
     # between this and the bridge is the bridge's own cost (HTTP, auth, Python).
     "actions": "raw AMI, the bridge's actions",
     "ari": "ARI snoop + record",
@@ -628,7 +631,8 @@ class Recorder:
             _, resp = await asyncio.gather(
                 ami.action("Setvar", {"Channel": ch, "Variable": "PBX_REC",
                                       "Value": f"{time.time():.3f}|{file}"}),
-                ami.action("MixMonitor", {"Channel": ch, "File": file}),
+                ami.action("MixMonitor", {"Channel": ch, "File": file,
+                                          "Options": MIXMONITOR_OPTIONS}),
             )
             if resp.get("Response") != "Success":
                 raise RuntimeError(f"MixMonitor on {ch}: {resp.get('Message')}")
