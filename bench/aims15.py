@@ -102,7 +102,7 @@ def _list_and_memory(r: dict[str, Any]) -> list[dict[str, Any]]:
              "p50s, same run"),
         _aim("memory per live call <= 10 KiB", None if per_call is None else per_call / KIB,
              MEMORY_PER_CALL / KIB, "KiB",
-             f"bridge RSS growth over {_get(r, 'memory', 'calls') or '?'} calls"),
+             f"bridge RSS growth setting up {_get(r, 'memory', 'calls') or '?'} calls"),
     ]
 
 

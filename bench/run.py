@@ -55,7 +55,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import aims15, process
+from bench import aims15, process, profile_shares
 from bench.ari import Ari
 from bench.ingest_path import raw_reader
 from bench.pinning import Pinning
@@ -67,6 +67,7 @@ from pbx_bridge.calls.tracker import call_id as public_id
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.pbx.ami import AmiClient
+from pbx_bridge.recording.variables import MIXMONITOR_OPTIONS
 from pbx_bridge.server import Services
 
 REPO = Path(__file__).resolve().parent.parent
@@ -81,13 +82,19 @@ AMI_USER = "pbx-bridge"
 START = json.dumps({"action": "StartRecording", "format": "wav", "phoneCallViewId": "01"})
 STOP = json.dumps({"action": "StopRecording", "phoneCallViewId": "01"})
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SHORT = {"bridge": "bridge", "floor": "floor", "actions": "bridge's actions", "ari": "ARI"}
-METHODS = ("bridge", "floor", "actions", "ari")
+SHORT = {"bridge": "bridge", "aiohttp": "aiohttp floor", "floor": "floor",
+         "actions": "bridge's actions", "ari": "ARI"}
+METHODS = ("bridge", "aiohttp", "floor", "actions", "ari")
 LABELS = {
     "bridge": "bridge HTTP StartRecording",
+    # The thinnest aiohttp server sending the bridge's actions (bench/aiohttp_floor.py):
+    # what any aiohttp server in CPython costs on this machine, before pbx_bridge's own.
+    "aiohttp": "aiohttp floor, same actions",
     "floor": "floor: raw AMI MixMonitor",
     # What the bridge asks of Asterisk, from the minimal client: Setvar PBX_REC
-    # ("<epoch>|<file>") and MixMonitor pipelined, until the MixMonitorStart event. The gap
+    # ("<epoch>|<file>") and MixMonitor with its options (i(PBX_RECID): without it the
+    # stamp names no MixMonitor, and the bridge's resync rightly releases it) pipelined,
+    # until the MixMonitorStart event. The gap
     # between this and the bridge is the bridge's own cost (HTTP, auth, Python).
     "actions": "raw AMI, the bridge's actions",
     "ari": "ARI snoop + record",
@@ -172,7 +179,7 @@ class CpuWatch:
 
     def __init__(self, lab: Lab) -> None:
         self.pids = [p for p in (lab.proc.pid if lab.proc else None, lab.sandbox.pid(),
-                                 os.getpid()) if p]
+                                 os.getpid(), lab.floor_server_pid()) if p]
         self.t0 = time.perf_counter()
         self.busy0 = machine_busy_seconds()
         self.ours0 = sum(cpu_seconds(p) for p in self.pids)
@@ -234,6 +241,8 @@ class Lab:
         self.db_url = f"sqlite:///{self.db_path}"  # --postgres: a database of its server
         self.proc: subprocess.Popen | None = None
         self.http_port = free_port()
+        self.floor_proc: subprocess.Popen | None = None  # bench/aiohttp_floor.py
+        self.floor_base = f"http://127.0.0.1:{free_port()}"
         self.base = f"http://127.0.0.1:{self.http_port}"
         self.http: aiohttp.ClientSession | None = None
         self.ami: RawAmi | None = None
@@ -279,6 +288,7 @@ class Lab:
         await self.ari.start(limit=200)
         self.http = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=200))
         await self.start_bridge()
+        await self.start_floor_server()
 
     def bridge_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PBX_BRIDGE_")}
@@ -318,6 +328,36 @@ class Lab:
                 raise RuntimeError(f"pbx-bridge serve not ready: {self.bridge_log_tail()}")
             await asyncio.sleep(0.05)
 
+    async def start_floor_server(self) -> None:
+        """bench/aiohttp_floor.py, started and pinned as the bridge is."""
+        env = {**os.environ, "AMI_SECRET": self.sandbox.secrets.harness}
+        port = self.floor_base.rsplit(":", 1)[1]
+        self.floor_proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.aiohttp_floor", port, str(self.sandbox.ami_port),
+             HARNESS_AMI_USER], env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+            preexec_fn=self.opts.pin.bridge_preexec() if self.opts.pin else None,
+        )
+        deadline = time.monotonic() + 30
+        assert self.http is not None
+        while True:
+            if self.floor_proc.poll() is not None:
+                raise RuntimeError("bench/aiohttp_floor.py exited")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with self.http.put(f"{self.floor_base}/stop", json={"channel": ""}):
+                    return  # answering (a 502: no such channel)
+            if time.monotonic() > deadline:
+                raise RuntimeError("bench/aiohttp_floor.py did not answer")
+            await asyncio.sleep(0.05)
+
+    def floor_server_pid(self) -> int | None:
+        return self.floor_proc.pid if self.floor_proc else None
+
+    def server_pid(self, method: str) -> int | None:
+        """The process that answers ``method``'s HTTP (its CPU is the "bridge" column)."""
+        if method == "aiohttp":
+            return self.floor_server_pid()
+        return self.proc.pid if self.proc else None
+
     def bridge_log_tail(self) -> str:
         with contextlib.suppress(OSError):
             lines = (self.tmp / "bridge.log").read_text(errors="replace").splitlines()
@@ -330,6 +370,8 @@ class Lab:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.stop_bridge()
+        with contextlib.suppress(Exception):
+            await process.stop(self.floor_proc)
         with contextlib.suppress(Exception):
             await self.hangup_all()
         for closer in (self.http, self.ari, self.ami):
@@ -486,6 +528,17 @@ class Lab:
             raise RuntimeError(f"MixMonitor on {call.channel}: {resp.get('Message')}")
         return t
 
+    async def floor_http(self, what: str, body: dict[str, str]) -> float:
+        """One request to bench/aiohttp_floor.py; its time, client-side as for the bridge."""
+        assert self.http is not None
+        t0 = time.perf_counter()
+        async with self.http.put(f"{self.floor_base}/{what}", json=body) as r:
+            await r.read()
+            t = time.perf_counter() - t0
+            if r.status != 200:
+                raise RuntimeError(f"aiohttp floor {what} on {body['channel']} -> {r.status}")
+        return t
+
     async def floor_stop(self, call: BenchCall) -> None:
         assert self.ami is not None
         resp = await self.ami.action("StopMixMonitor", {"Channel": call.channel})
@@ -559,6 +612,18 @@ class Recorder:
             if checked:
                 await ami.wait_count("MixMonitorStop", call.uid, stops + 1, 10)
                 await lab.bridge_sees(call, recording=False)
+        elif method == "aiohttp":
+            file = f"bench/{call.uid}-{self.n}.wav"
+            t = await lab.floor_http("start", {"channel": call.channel, "file": file,
+                                               "stamp": f"{time.time():.3f}"})
+            self.pacer.mark(call)
+            if checked:
+                await ami.wait_count("MixMonitorStart", call.uid, starts + 1, 10)
+                await lab.bridge_sees(call, recording=True)
+            await lab.floor_http("stop", {"channel": call.channel})
+            if checked:
+                await ami.wait_count("MixMonitorStop", call.uid, stops + 1, 10)
+                await lab.bridge_sees(call, recording=False)
         elif method == "actions":
             ch = call.channel
             t0 = time.perf_counter()
@@ -566,7 +631,8 @@ class Recorder:
             _, resp = await asyncio.gather(
                 ami.action("Setvar", {"Channel": ch, "Variable": "PBX_REC",
                                       "Value": f"{time.time():.3f}|{file}"}),
-                ami.action("MixMonitor", {"Channel": ch, "File": file}),
+                ami.action("MixMonitor", {"Channel": ch, "File": file,
+                                          "Options": MIXMONITOR_OPTIONS}),
             )
             if resp.get("Response") != "Success":
                 raise RuntimeError(f"MixMonitor on {ch}: {resp.get('Message')}")
@@ -685,7 +751,7 @@ async def concurrent(
                 continue
             pairs += 1
 
-    pids = {"bridge": lab.proc.pid if lab.proc else None, "asterisk": lab.sandbox.pid(),
+    pids = {"bridge": lab.server_pid(method), "asterisk": lab.sandbox.pid(),
             "client": os.getpid()}
     cpu0 = {k: cpu_seconds(p) for k, p in pids.items() if p}
     watch = CpuWatch(lab)
@@ -703,6 +769,20 @@ async def concurrent(
         res["cpu_ms_per_pair"] = {k: 1000 * v / max(pairs, 1) for k, v in cpu.items()}
         res["cpu_percent"] = {k: 100 * v / wall for k, v in cpu.items()}
     return res
+
+
+async def settle(lab: Lab, *, idle_percent: float, timeout: float = 300.0) -> float:
+    """Seconds until the bridge's CPU over a second is back near its idle (at most
+    ``timeout``): its background work after a phase is done."""
+    assert lab.proc is not None
+    limit = max(5.0, 2 * idle_percent)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        c0 = cpu_seconds(lab.proc.pid)
+        await asyncio.sleep(1.0)
+        if 100 * (cpu_seconds(lab.proc.pid) - c0) < limit:
+            break
+    return time.perf_counter() - t0
 
 
 async def idle_cpu(lab: Lab, seconds: float) -> dict[str, float]:
@@ -760,21 +840,27 @@ async def start_profile(lab: Lab, seconds: float) -> tuple[subprocess.Popen, Pat
     if not Path(spy).exists() or lab.opts.out is None or lab.proc is None:
         lab.log("py-spy not found: no profile")
         return None
-    out = lab.opts.out / "profile-bridge.svg"
+    # Collapsed stacks of the thread holding the GIL: bench/profile_shares.py sums them
+    # by layer (printed with the run); a flame graph tool reads the same file.
+    out = lab.opts.out / "profile-bridge.txt"
     out.parent.mkdir(parents=True, exist_ok=True)
     proc = subprocess.Popen(
         [spy, "record", "--pid", str(lab.proc.pid), "--duration", str(max(1, int(seconds))),
-         "--rate", "250", "--format", "flamegraph", "--output", str(out)],
+         "--rate", "250", "--gil", "--format", "raw", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     await asyncio.sleep(0.5)  # let py-spy attach
     return proc, out
 
 
-async def finish_profile(prof: tuple[subprocess.Popen, Path]) -> str:
+async def finish_profile(prof: tuple[subprocess.Popen, Path]) -> dict[str, Any]:
     proc, out = prof
     await asyncio.to_thread(proc.wait, 60)
-    return str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out)
+    counts = profile_shares.shares(out.read_text()) if out.exists() else {}
+    total = sum(counts.values()) or 1
+    return {"file": str(out.relative_to(REPO)) if out.is_relative_to(REPO) else str(out),
+            "samples": sum(counts.values()),
+            "shares": {k: v / total for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}}
 
 
 # --------------------------------------------------------------------------- ingest, resync
@@ -1013,21 +1099,32 @@ async def _run(opts: Options, sandbox: Sandbox | None, log: Any) -> dict[str, An
             _i, call = await rec.pacer.pick(calls, 0)
             for m in METHODS:
                 await rec.cycle(m, call)
-        rss0 = {"bridge": rss_bytes(lab.proc.pid), "asterisk": rss_bytes(lab.sandbox.pid())}
+        def rss() -> dict[str, int]:
+            return {"bridge": rss_bytes(lab.proc.pid), "asterisk": rss_bytes(lab.sandbox.pid())}
+
+        rss0 = rss()
+        # Per call: the RSS growth while calls were being set up, summed over the steps.
+        # The load phases between two steps grow the heap too (buffers, the catalog's
+        # batches), and glibc keeps what they freed; counted in, they made a load figure
+        # of a memory one (521 KiB "per call" after the writer backlog of issue 15).
+        grown = {"bridge": 0, "asterisk": 0}
         ncalls0 = len(lab.calls)
         for n in opts.calls:
             log(f"N={n}: calls")
+            before = rss()
             calls = await lab.ensure_calls(n)
+            after = rss()
+            grown = {k: grown[k] + after[k] - before[k] for k in grown}
             if n == max(opts.calls):
-                rss1 = {"bridge": rss_bytes(lab.proc.pid),
-                        "asterisk": rss_bytes(lab.sandbox.pid())}
                 per = max(len(lab.calls) - ncalls0, 1)
                 result["memory"] = {
                     "calls": len(lab.calls), "channels": 2 * len(lab.calls),
-                    "rss_before": rss0, "rss_after": rss1,
-                    "bridge_bytes_per_call": (rss1["bridge"] - rss0["bridge"]) / per,
-                    "bridge_bytes_per_channel": (rss1["bridge"] - rss0["bridge"]) / (2 * per),
-                    "asterisk_bytes_per_call": (rss1["asterisk"] - rss0["asterisk"]) / per,
+                    "rss_before": rss0, "rss_after": after, "grown_setting_up_calls": grown,
+                    "bridge_bytes_per_call": grown["bridge"] / per,
+                    "bridge_bytes_per_channel": grown["bridge"] / (2 * per),
+                    "asterisk_bytes_per_call": grown["asterisk"] / per,
+                    # The old figure, load phases included: what RSS a busy bridge holds.
+                    "bridge_bytes_per_call_with_load": (after["bridge"] - rss0["bridge"]) / per,
                 }
             result["idle"][str(n)] = await idle_cpu(lab, opts.idle_seconds)
             samples = opts.samples if n >= 10 else min(opts.samples, opts.few_call_samples)
@@ -1057,6 +1154,12 @@ async def _run(opts: Options, sandbox: Sandbox | None, log: Any) -> dict[str, An
                 result["throughput"].update(await throughput(
                     lab, calls, opts.clients, opts.throughput_seconds, rec,
                     idle=result["idle"][str(n)]))
+                # The phases above made thousands of recordings (every method's runs
+                # are catalogued), which the bridge finishes in the background: the
+                # next N is measured once it has (and how long that took is shown).
+                log("the bridge finishing the recordings of those phases")
+                result["throughput"]["bridge_settled_s"] = await settle(
+                    lab, idle_percent=result["idle"][str(n)]["bridge_percent"])
         result["stale_answers"] = rec.stale
         n_max = len(lab.calls)
         log(f"resync with {2 * n_max} live channels, {opts.resync_rounds} link cuts")
@@ -1135,6 +1238,11 @@ def table(r: dict[str, Any]) -> str:
             f"  {fc['p99']:>7.2f}")
         add(f"    {'  (bridge minus its actions)':<30}"
             f"{s['bridge']['p50'] - s['actions']['p50']:>+7.2f}   ms of HTTP, auth and Python")
+        if "aiohttp" in s:
+            add(f"    {'  (bridge minus aiohttp floor)':<30}"
+                f"{s['bridge']['p50'] - s['aiohttp']['p50']:>+7.2f}   ms of pbx_bridge's own")
+            add(f"    {'  (aiohttp floor minus actions)':<30}"
+                f"{s['aiohttp']['p50'] - s['actions']['p50']:>+7.2f}   ms of aiohttp in CPython")
     c = r.get("concurrent")
     if c and all(k in c for k in METHODS):
         others = max(c[k]["machine_cpu"]["others_percent"] for k in METHODS)
@@ -1174,6 +1282,15 @@ def table(r: dict[str, Any]) -> str:
         add(f"    (CPU net of the calls' idle cost: Asterisk {t['asterisk_idle_percent']:.0f}% "
             f"of a core with no requests; bridge paced to one start per call and second, "
             f"so at most {t['bridge'].get('pacing_cap_pairs_per_s', '?')} pairs/s)")
+        prof = t["bridge"].get("profile")
+        if isinstance(prof, dict) and prof.get("samples"):
+            add(f"    where the bridge's interpreter went ({prof['samples']} samples, "
+                f"py-spy --gil, {prof['file']}):")
+            for layer, share in prof["shares"].items():
+                add(f"      {layer:<34}{share:>6.1%}")
+        if "bridge_settled_s" in t:
+            add(f"    (then the bridge finished those phases' recordings, all methods': "
+                f"back to idle after {t['bridge_settled_s']:.1f} s)")
     ing = r.get("ingest")
     if ing:
         rp, lv = ing["replay"], ing["live"]  # both or neither
@@ -1202,8 +1319,9 @@ def table(r: dict[str, Any]) -> str:
         add(f"5. Memory at {mem['channels']} live channels: bridge RSS "
             f"{mem['bridge_bytes_per_call'] / 1024:.1f} KiB per call "
             f"({mem['bridge_bytes_per_channel'] / 1024:.1f} KiB per channel), "
-            f"{mem['rss_after']['bridge'] / 2**20:.0f} MiB in all; "
-            f"Asterisk {mem['asterisk_bytes_per_call'] / 1024:.1f} KiB per call")
+            f"{mem['rss_after']['bridge'] / 2**20:.0f} MiB in all after the load phases "
+            f"({mem.get('bridge_bytes_per_call_with_load', 0) / 1024:.0f} KiB per call "
+            f"counting them); Asterisk {mem['asterisk_bytes_per_call'] / 1024:.1f} KiB per call")
     errs = [f"{part} {m}: {r[part][m]['errors']} ({'; '.join(r[part][m]['first_errors'])})"
             for part in ("concurrent", "throughput") if part in r
             for m in METHODS if r[part].get(m, {}).get("errors")]
@@ -1235,7 +1353,8 @@ def chart(r: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-    colors = {"bridge": "tab:blue", "floor": "tab:gray", "actions": "tab:purple",
+    colors = {"bridge": "tab:blue", "aiohttp": "tab:green", "floor": "tab:gray",
+              "actions": "tab:purple",
               "ari": "tab:orange", "ami": "tab:gray"}
     ns = [int(n) for n in r["start"]]
 
@@ -1335,7 +1454,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="where the JSON and the PNG go (default docs/bench)")
     ap.add_argument("--no-write", action="store_true", help="print the table only")
     ap.add_argument("--profile", action="store_true",
-                    help="py-spy the bridge during its throughput run (profile-bridge.svg)")
+                    help="py-spy the bridge during its throughput run (profile-bridge.txt)")
     ap.add_argument("--taskset", metavar="BRIDGE:ASTERISK[:BENCH]", type=Pinning.parse,
                     help="pin the bridge, Asterisk (and the bench's clients) to CPU lists, "
                          "e.g. 0:1 (the fair bound on 2 cores)")

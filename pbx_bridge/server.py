@@ -49,6 +49,7 @@ from pbx_bridge.recording.feature import RecordingFeature
 from pbx_bridge.recordings.feature import CatalogNode, RecordingsCatalog
 from pbx_bridge.secret_check import refused_secret
 from pbx_bridge.storage.coordination import Coordination
+from pbx_bridge.storage.serve_lock import one_serve_per_file
 from pbx_bridge.stream.hub import StreamHub
 from pbx_bridge.webhooks.service import Webhooks
 
@@ -236,7 +237,8 @@ def run(config: str | None, *, demo: bool) -> int:
     # Never migrates: refuses an unmigrated or outdated schema (`pbx-bridge db upgrade`).
     directory = Directory.from_settings(settings, migrate=Migrate.NOTHING)
     try:
-        asyncio.run(serve(settings, directory, config=config))
+        with one_serve_per_file(directory.database.url):
+            asyncio.run(serve(settings, directory, config=config))
     finally:
         directory.close()
     log.info("stopped")

@@ -10,14 +10,21 @@ until no request is in flight, or ``delay`` seconds at most, so a write is later
 lost, and under a steady load it still leaves every ``delay`` (and carries what queued
 meanwhile in one transaction). ``delay`` 0 writes at once, as before.
 
+`QuietWriter` is the writer's side, one per queue (the recordings catalog's rows, the
+events' history): at most one writer task waits at a time, and what is queued while it
+waits joins its batch. One task per queued item piled up by the ten thousand under the
+bench's load (docs/performance.md, "Issue 15": the writer backlog).
+
 No feature imports: the API enters and leaves, the writers wait.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
-__all__ = ["Quiet"]
+__all__ = ["Quiet", "QuietWriter"]
 
 
 class Quiet:
@@ -53,3 +60,46 @@ class Quiet:
                 await self._idle.wait()
         except TimeoutError:
             pass
+
+
+class QuietWriter:
+    """One queue's writes: ``due(spawn)`` after queueing; ``write()`` then runs once the
+    quiet wait ends, batches one after another under ``lock`` (which others may also
+    hold: their writes then come between two batches, never inside one)."""
+
+    def __init__(self, quiet: Quiet, delay: float, write: Callable[[], Awaitable[None]]) -> None:
+        self.lock = asyncio.Lock()
+        self._quiet = quiet
+        self._delay = delay
+        self._write = write
+        # A writer task is spawned that has not taken its batch yet.
+        self._due = False
+        self._wrote = asyncio.Event()  # set (and replaced) after each batch
+
+    def due(self, spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
+        """Something was queued: a writer task is spawned unless one already waits."""
+        if not self._due:
+            self._due = True
+            spawn(self._run())
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        """Until ``done()``, asked again after each batch (a wait per batch, where a poll
+        every few milliseconds by each of a burst's thousands of waiters kept the event
+        loop too busy to read the AMI link)."""
+        while not done():
+            await self._wrote.wait()
+
+    async def _run(self) -> None:
+        try:
+            async with self.lock:
+                await self._quiet.wait(self._delay)
+                # What is queued from now on needs a writer of its own.
+                self._due = False
+                try:
+                    await self._write()
+                finally:
+                    self._wrote.set()
+                    self._wrote = asyncio.Event()
+        except asyncio.CancelledError:  # maybe before its batch: the next queueing spawns one
+            self._due = False
+            raise

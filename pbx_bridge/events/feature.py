@@ -26,7 +26,7 @@ from pbx_bridge.config import Settings
 from pbx_bridge.core.feature import Event as AmiEvent
 from pbx_bridge.core.feature import Feature
 from pbx_bridge.core.link import PbxLink
-from pbx_bridge.core.quiet import Quiet
+from pbx_bridge.core.quiet import Quiet, QuietWriter
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.events.calls import CallEvents
 from pbx_bridge.events.model import Draft, Event
@@ -70,11 +70,9 @@ class EventsFeature:
         self.sinks: list[Sink] = []
         self._clock = clock
         self._queue: list[Event] = []
-        self._writing = asyncio.Lock()
-        # A flush task is spawned that has not taken its batch yet: events emitted now
-        # join it (one task per emit piled up by the ten thousand under load; issue 15).
-        self._flush_due = False
-        self._quiet = quiet or Quiet()
+        # Events are stored in batches by one writer, when no request is in flight.
+        self._writer = QuietWriter(quiet or Quiet(), settings.database.write_delay,
+                                   self._flush_batch)
         self._orgs: dict[str, tuple[int | None, str | None]] = {}
         # extension -> its owner for the PhoneCall's link. Like _orgs, kept until the
         # directory changes: a render per view and event must not read the database.
@@ -115,27 +113,15 @@ class EventsFeature:
                 extension=d.extension, phone_call_id=d.phone_call_id, data=d.data, key=d.key,
                 node=node,
             ))
-        if not self._flush_due:
-            self._flush_due = True
-            link = self._links.get(node) if node is not None else None
-            (link or self.link).spawn(self._flush())
-
-    async def _flush(self) -> None:
-        try:
-            await self._flush_batch()
-        except asyncio.CancelledError:  # maybe before its batch: the next emit spawns one
-            self._flush_due = False
-            raise
+        link = self._links.get(node) if node is not None else None
+        self._writer.due((link or self.link).spawn)
 
     async def _flush_batch(self) -> None:
-        async with self._writing:  # one writer: batches land in order
-            await self._quiet.wait(self.settings.database.write_delay)
-            # Events emitted from now on need a flush of their own.
-            self._flush_due = False
-            batch, self._queue = self._queue, []
-            if not batch:
-                return
-            stored = await self._write(batch)
+        # One writer: batches land, and reach the sinks, in order.
+        batch, self._queue = self._queue, []
+        if not batch:
+            return
+        stored = await self._write(batch)
         if stored:
             for sink in self.sinks:
                 sink.written(stored)
@@ -156,7 +142,7 @@ class EventsFeature:
 
     async def drained(self) -> None:
         """Until every event emitted so far is stored (tests, shutdown)."""
-        while self._queue or self._writing.locked():
+        while self._queue or self._writer.lock.locked():
             await asyncio.sleep(0.01)
 
     # ------------------------------------------------------------------ rendering

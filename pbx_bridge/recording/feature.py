@@ -111,6 +111,7 @@ class RecordingFeature(Feature):
         # Asterisk runs, unless the tracker already saw that very recording confirmed
         # (MixMonitorStart, or the MixMonitor action's success) and nothing can have been
         # missed since (no reconnect, the view's start not in doubt).
+        self.service.probe.keep_unchecked({row.get("Uniqueid", "") for row in rows})
         doubtful = [
             i for i, row in enumerate(rows)
             if row.get(REC_HEADER) and (reconnected or not self._confirmed(row))

@@ -16,7 +16,13 @@ from collections.abc import Mapping
 
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.pbx.ami import AmiError, is_success
-from pbx_bridge.recording.variables import MIXMONITOR_ID, REC_HEADER, REC_VAR, RECID_VAR
+from pbx_bridge.recording.variables import (
+    MIXMONITOR_ID,
+    REC_HEADER,
+    REC_VAR,
+    RECID_VAR,
+    parse_rec,
+)
 
 log = logging.getLogger("pbx_bridge.recording")
 
@@ -30,6 +36,16 @@ RUNNING_QUESTION = f"EVAL(${{MIXMONITOR(${{{RECID_VAR}}},filename)}})"
 class MixMonitorProbe:
     def __init__(self, link: PbxLink) -> None:
         self._link = link
+        # Stamps a resync could not check (no answer in time: a busy PBX), by Uniqueid:
+        # (started, file) as PBX_REC says. Not shown as recording (never claimed unasked),
+        # yet a MixMonitor may run there: a start on such a channel asks first, as after
+        # its own timed-out start, or it would add a second MixMonitor to the view.
+        self.unchecked: dict[str, tuple[float, str | None]] = {}
+
+    def keep_unchecked(self, uniqueids: set[str]) -> None:
+        """Forget the unchecked stamps of channels that are gone (a resync's rows)."""
+        for uid in self.unchecked.keys() - uniqueids:
+            del self.unchecked[uid]
 
     async def runs(self, channel: str) -> bool | None:
         """Does the MixMonitor whose id the channel holds in PBX_RECID still exist
@@ -66,14 +82,18 @@ class MixMonitorProbe:
     async def checked_row(self, row: Row) -> Row:
         """A CoreShowChannel row whose PBX_REC stamp is kept only if its MixMonitor
         runs; a stale stamp is released on the channel too."""
-        channel = row.get("Channel", "")
+        channel, uid = row.get("Channel", ""), row.get("Uniqueid", "")
         if not channel:
             return {**row, REC_HEADER: ""}
         try:
             running = await self.runs(channel)
         except AmiError as exc:
             log.info("%s: cannot check its recording (%s); not shown", channel, exc)
+            started, file = parse_rec(row.get(REC_HEADER))
+            if uid and started is not None:
+                self.unchecked[uid] = (started, file)
             return {**row, REC_HEADER: ""}
+        self.unchecked.pop(uid, None)
         if running:
             return row
         if running is False:

@@ -183,8 +183,10 @@ class RecordingService:
         queued in a slow Asterisk, which runs them in order: starting again blindly would
         queue a second MixMonitor behind the first. So ask Asterisk first (answered only
         after whatever is queued before): recording already -> nothing to start; no
-        answer -> 504 again, and nothing new queued."""
-        if slot.in_doubt is None:
+        answer -> 504 again, and nothing new queued. The same on a channel whose PBX_REC
+        stamp a resync could not check (`MixMonitorProbe.unchecked`)."""
+        stamp = self.probe.unchecked.get(ch.uniqueid)
+        if slot.in_doubt is None and stamp is None:
             return False
         try:
             # Unanswerable (None) counts as not running: a PBX_REC stamp alone is no proof.
@@ -194,8 +196,14 @@ class RecordingService:
         except AmiTimeout as exc:
             raise PbxTimeout(str(exc)) from exc
         started, slot.in_doubt = slot.in_doubt, None
+        self.probe.unchecked.pop(ch.uniqueid, None)
         if running and ch.recording is None:
-            self.link.tracker.mark_recording(ch.uniqueid, started, ch.rec_file)
+            # What the channel's own stamp says, when a resync read one; else what
+            # this bridge's own timed-out start stamped.
+            if stamp is not None:
+                self.link.tracker.mark_recording(ch.uniqueid, *stamp)
+            elif started is not None:
+                self.link.tracker.mark_recording(ch.uniqueid, started, ch.rec_file)
         return running
 
     def _remember_origin(self, path: str, started_by: str, app_id: str | None) -> None:

@@ -37,7 +37,7 @@ from pbx_bridge.config import NodeRecordingsSettings, RecordingsSettings
 from pbx_bridge.core.feature import Event, Feature
 from pbx_bridge.core.link import PbxLink
 from pbx_bridge.core.nodes import on_node
-from pbx_bridge.core.quiet import Quiet
+from pbx_bridge.core.quiet import Quiet, QuietWriter
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.errors import RecordingUndeletable
 from pbx_bridge.recording.rules import on_demand, records_always
@@ -55,6 +55,11 @@ __all__ = ["CatalogNode", "NodeCatalog", "RecordingsCatalog", "host_path"]
 
 log = logging.getLogger("pbx_bridge.recordings")
 _SETTLE_CHECKS = 120  # size checks before a file that keeps changing is read anyway
+# Rows finished at once (each holds its row's lock with replicas, reads the file whole and
+# waits for its write). A burst of thousands of stops (the PostgreSQL bench) queued that
+# many row locks on the locks' connection ahead of the requests' view locks and that many
+# reads on the writer's lock ahead of its batches: the AMI link's Ping went unanswered.
+_FINISHING_AT_ONCE = 32
 
 
 def host_path(file: str, settings: RecordingsSettings) -> Path | None:
@@ -142,10 +147,10 @@ class RecordingsCatalog:
         self.coordination = coordination or Coordination(None)
         self.store = RecordingStore(directory.database)
         self._clock = clock
-        self._write_lock = asyncio.Lock()
-        self._quiet = quiet or Quiet()
-        self._write_delay = write_delay
+        # Rows are written in batches by one writer, when no request is in flight.
+        self._writer = QuietWriter(quiet or Quiet(), write_delay, self._write_batch)
         self._finishing: set[str] = set()
+        self._finish_slots = asyncio.Semaphore(_FINISHING_AT_ONCE)
         self.sweeper = Sweeper(self.store, directory, clock=clock)
         self._sweeping: asyncio.Task[None] | None = None
         self.swept: dict[str, int] = {}  # state of the rows swept -> how many
@@ -154,9 +159,6 @@ class RecordingsCatalog:
         self.on_saved: list[Callable[[RecordingRow], None]] = []
         self._unwritten: dict[int, RecordingRow] = {}  # rows queued for the database
         self._write_ids = itertools.count()
-        # A writer task is spawned that has not taken its batch yet: rows queued now join
-        # it (one task per row piled up by the ten thousand under load; issue 15).
-        self._writer_due = False
         self.nodes = [NodeCatalog(self, node, first=i == 0) for i, node in enumerate(nodes)]
         self._by_name = {node.name: node for node in self.nodes}
         # Rows a stopped bridge left running: their channels are checked on their node's
@@ -308,9 +310,7 @@ class RecordingsCatalog:
         copy = dataclasses.replace(row, paused=[list(p) for p in row.paused])
         key = next(self._write_ids)
         self._unwritten[key] = copy
-        if not self._writer_due:
-            self._writer_due = True
-            link.spawn(self._write())
+        self._writer.due(link.spawn)
         self._tell_saved([copy])
         return key
 
@@ -319,34 +319,21 @@ class RecordingsCatalog:
             for listener in self.on_saved:
                 listener(row)
 
-    async def _write(self) -> None:
-        try:
-            await self._write_batch()
-        except asyncio.CancelledError:  # maybe before its batch: the next row spawns one
-            self._writer_due = False
-            raise
-
     async def _write_batch(self) -> None:
-        async with self._write_lock:
-            # Not next to a request (its answer would wait on this thread's GIL); rows
-            # queued meanwhile join the batch.
-            await self._quiet.wait(self._write_delay)
-            # Every row queued by now, in order, in one transaction: a start's or a stop's
-            # rows and those of other calls' events that came meanwhile share one commit
-            # (fewer worker-thread hops and commits next to the requests; issue 15).
-            # Rows queued from now on need a writer of their own.
-            self._writer_due = False
-            keys = list(self._unwritten)
-            if not keys:
-                return
-            rows = [self._unwritten[k] for k in keys]
-            try:
-                await asyncio.to_thread(self.store.save_all, rows)
-            except Exception:  # a broken database must not stop event handling
-                log.exception("recordings %s: could not save", ", ".join(r.id for r in rows))
-            finally:
-                for k in keys:
-                    del self._unwritten[k]
+        # Every row queued by now, in order, in one transaction: a start's or a stop's
+        # rows and those of other calls' events that came meanwhile share one commit
+        # (fewer worker-thread hops and commits next to the requests; issue 15).
+        keys = list(self._unwritten)
+        if not keys:
+            return
+        rows = [self._unwritten[k] for k in keys]
+        try:
+            await asyncio.to_thread(self.store.save_all, rows)
+        except Exception:  # a broken database must not stop event handling
+            log.exception("recordings %s: could not save", ", ".join(r.id for r in rows))
+        finally:
+            for k in keys:
+                del self._unwritten[k]
 
     async def drained(self) -> None:
         """Until every row queued so far is written (a graceful stop, tests)."""
@@ -358,9 +345,12 @@ class RecordingsCatalog:
         first to get there; the others find it finished (a replica that died meanwhile
         left it running: the next one finishes it)."""
         try:
-            async with self.coordination.hold(ROW, row.id):
+            path = self.path_of(row)
+            if path is not None:
+                await self._settled(path)  # no lock or slot: only its size is watched
+            async with self._finish_slots, self.coordination.hold(ROW, row.id):
                 if not await self._finished_elsewhere(row):
-                    await self._finish_now(row, link)
+                    await self._finish_now(row, link, path)
         except StorageError as exc:  # the next start-up takes the row up again
             log.warning("recording %s: not finished: %s", row.id, exc)
         finally:
@@ -369,12 +359,11 @@ class RecordingsCatalog:
     async def _finished_elsewhere(self, row: RecordingRow) -> bool:
         if not self.coordination.shared:
             return False
-        async with self._write_lock:  # this replica's own writes of the row come first
+        async with self._writer.lock:  # this replica's own writes of the row come first
             stored = await asyncio.to_thread(self.store.get, row.id)
         return stored is not None and stored.state in FINISHED
 
-    async def _finish_now(self, row: RecordingRow, link: PbxLink) -> None:
-        path = self.path_of(row)
+    async def _finish_now(self, row: RecordingRow, link: PbxLink, path: Path | None) -> None:
         if path is None:
             # Never served: the file is not known, or lies outside the recordings
             # folders (host_path), e.g. a dialplan MixMonitor writing to /tmp.
@@ -382,14 +371,13 @@ class RecordingsCatalog:
             row.state = "failed"
             row.reason = "file unknown" if unknown else "outside the recordings folders"
         else:
-            await self._settled(path)
             finish(row, await asyncio.to_thread(wavfile.inspect, path))
         log.info("recording %s: %s%s", row.id, row.state,
                  f" ({row.reason})" if row.reason else "")
         key = self._persist(row, link)
-        while self.coordination.shared and key in self._unwritten:
+        if self.coordination.shared:
             # Stored before the row's lock goes, so the next replica finds it finished.
-            await asyncio.sleep(0.01)
+            await self._writer.until(lambda: key not in self._unwritten)
 
     async def _settled(self, path: Path) -> None:
         """Until the file's size stops changing (MixMonitor may still flush after its
@@ -421,7 +409,7 @@ class NodeCatalog(Feature):
         )
         self.reconciler = Reconciler(
             owner.store, settings=self.settings, live=owner._live, owner_of=owner._owner_of,
-            started_by=owner._reconciled_by, write_lock=owner._write_lock,
+            started_by=owner._reconciled_by, write_lock=owner._writer.lock,
             saved=owner._tell_saved, node=node.name, owns=self.owns,
         )
         # The first node's role keeps its name (replicas of an older bridge agree on it).

@@ -49,7 +49,8 @@ def closed_port() -> int:
 
 
 def make_settings(tmp_path: Path, *, events: EventsSettings | None = None,
-                  write_delay: float | None = None, **http: Any) -> Settings:
+                  write_delay: float | None = None, database_url: str | None = None,
+                  **http: Any) -> Settings:
     database: dict[str, Any] = {} if write_delay is None else {"write_delay": write_delay}
     return Settings(
         events=events or EventsSettings(),
@@ -67,8 +68,9 @@ def make_settings(tmp_path: Path, *, events: EventsSettings | None = None,
             # it is logged in; the action sessions have tests of their own (test_ami_pool).
             action_sessions=0,
         ),
-        database=DatabaseSettings(url=SecretStr(f"sqlite:///{tmp_path / 'directory.sqlite3'}"),
-                                  **database),
+        database=DatabaseSettings(
+            url=SecretStr(database_url or f"sqlite:///{tmp_path / 'directory.sqlite3'}"),
+            **database),
     )
 
 
@@ -255,13 +257,15 @@ class Api:
         clock: Callable[[], float] | None = None,
         events: EventsSettings | None = None,
         write_delay: float | None = None,
+        database_url: str | None = None,
         **http: Any,
     ) -> Api:
         from aiohttp.test_utils import TestServer
 
         from pbx_bridge.api.app import AccessLogger, create_app
 
-        settings = make_settings(tmp_path, events=events, write_delay=write_delay, **http)
+        settings = make_settings(tmp_path, events=events, write_delay=write_delay,
+                                 database_url=database_url, **http)
         directory = make_directory(settings, clock)
         bridge = Services(settings, directory)
         spy = AmiSpy(bridge.ami)

@@ -50,9 +50,9 @@ async def test_queued_writes_share_one_waiting_writer(aiohttp_client, tmp_path,
     async with SlowRequest(api) as request:  # the writes wait for it
         start_recordings(api, RECORDINGS)
         await asyncio.sleep(0.05)  # every spawned task has run up to its wait
-        tasks = pending_writers()
-        assert tasks["RecordingsCatalog._write"] <= 2
-        assert tasks["EventsFeature._flush"] <= 2
+        # Two queues (the catalog's rows, the events), each with at most one writer
+        # waiting and one writing (core/quiet.py's QuietWriter); 60 + 60 before.
+        assert 1 <= pending_writers()["QuietWriter._run"] <= 4
         await request.release()
     await api.bridge.recordings.drained()
     await api.bridge.events.drained()
@@ -60,4 +60,4 @@ async def test_queued_writes_share_one_waiting_writer(aiohttp_client, tmp_path,
     assert len(await rows(api)) == RECORDINGS
     started = [d for d in api.bridge.events.store.after(0) if d["type"] == "recording.started"]
     assert len(started) == RECORDINGS
-    assert pending_writers()["RecordingsCatalog._write"] == 0
+    assert pending_writers()["QuietWriter._run"] == 0
