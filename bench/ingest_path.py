@@ -29,32 +29,17 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.bridge_replay import DIRECTORY, blocks, drive
 from bench.replay import ReplayServer, rewrite
-from bench.tracker_ingest import FIXTURES, wire
-from pbx_bridge.calls.transcript import read_events
 from pbx_bridge.config import Settings
 from pbx_bridge.directory.store import Directory
-from pbx_bridge.pbx.ami import AmiClient
 from pbx_bridge.pbx.framing import AmiParser
-from pbx_bridge.server import Services
+
+__all__ = ["blocks", "measure"]  # blocks: also tests/unit/test_bench_replay.py's
 
 REPO = Path(__file__).resolve().parent.parent
-DIRECTORY = REPO / "config" / "directory.example.toml"
-
 
 READ_TIMEOUT = 60.0  # a stalled stream fails the run instead of hanging it
-
-
-def blocks() -> list[bytes]:
-    return [wire(ev) for p in sorted(FIXTURES.glob("*.jsonl")) for ev in read_events(p)]
-
-
-async def until(pred: Any, timeout: float, what: str, step: float = 0.002) -> None:
-    deadline = time.perf_counter() + timeout
-    while not pred():
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        await asyncio.sleep(step)
 
 
 async def raw_reader(server: ReplayServer, parse: bool) -> float:
@@ -84,30 +69,9 @@ async def raw_reader(server: ReplayServer, parse: bool) -> float:
 
 
 async def full_path(server: ReplayServer, db: Path) -> float:
-    server.accept()
     settings = Settings(ami={"port": server.port, "secret": "x", "action_timeout": 10.0},
                         database={"url": f"sqlite:///{db}"})
-    directory = Directory.open(db)
-    s = settings.ami
-    ami = AmiClient(s.host, s.port, s.username, "x", ping_interval=s.ping_interval,
-                    ping_timeout=s.ping_timeout, action_timeout=s.action_timeout,
-                    connect_timeout=s.connect_timeout, backoff_base=0.01, backoff_cap=0.1)
-    bridge = Services(settings, directory, ami=ami)
-    try:
-        await bridge.start()
-        await until(lambda: bridge.link.ready, 30, "the bridge on the replay", 0.01)
-        e0 = bridge.link.tracker.events
-        server.go()
-        t0 = time.perf_counter()
-        await until(lambda: bridge.link.tracker.events - e0 >= server.events, 300,
-                    "the replay", 0.005)
-        t = time.perf_counter() - t0
-        await asyncio.to_thread(server.sent)
-    finally:
-        await bridge.close()
-        directory.close()
-        server.close_conn()
-    return t
+    return (await drive(settings, db, {settings.nodes()[0].name: server})).seconds
 
 
 async def measure(target: int, rounds: int) -> dict[str, Any]:

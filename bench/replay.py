@@ -19,14 +19,17 @@ CHUNK = 65536
 PIPE_TIMEOUT = 120.0
 
 
-def rewrite(blocks: list[bytes], reps: int) -> list[bytes]:
+def rewrite(blocks: list[bytes], reps: int, system_name: str = "") -> list[bytes]:
     """The captured event blocks, ``reps`` times, with ids shifted per repetition.
 
     A block may come with or without its blank line: each gets exactly one (two would
     make every event an empty message too, and a reader counting blank lines stop
-    half-way, leaving the server blocked on a full socket: the old hang)."""
+    half-way, leaving the server blocked on a full socket: the old hang).
+    ``system_name``: put in front of every Uniqueid/Linkedid, as an Asterisk with
+    asterisk.conf ``systemname`` does (``pbx2-1795862364.7``)."""
     out: list[bytes] = []
     blocks = [b.removesuffix(b"\r\n\r\n") for b in blocks]
+    prefix = f"{system_name}-".encode() if system_name else b""
     for rep in range(reps):
         shift = rep * 10_000_000
         for block in blocks:
@@ -36,7 +39,8 @@ def rewrite(blocks: list[bytes], reps: int) -> list[bytes]:
                 if sep and (key.endswith(b"Uniqueid") or key.endswith(b"Linkedid")):
                     epoch, dot, seq = value.partition(b".")
                     if dot and seq.isdigit():
-                        lines[i] = key + b": " + epoch + b"." + str(int(seq) + shift).encode()
+                        lines[i] = (key + b": " + prefix + epoch + b"."
+                                    + str(int(seq) + shift).encode())
             out.append(b"\r\n".join(lines) + b"\r\n\r\n")
     return out
 
@@ -63,7 +67,7 @@ def _field(block: bytes, name: bytes) -> bytes:
     return b""
 
 
-def _answers(blocks: list[bytes]) -> bytes:
+def _answers(blocks: list[bytes], system_name: bytes = b"") -> bytes:
     out = []
     for block in blocks:
         action = _field(block, b"Action").lower()
@@ -77,6 +81,11 @@ def _answers(blocks: list[bytes]) -> bytes:
                 b"Event: CoreShowChannelsComplete\r\nActionID: " + aid
                 + b"\r\nEventList: Complete\r\nListItems: 0\r\n\r\n"
             )
+        elif action == b"coresettings":
+            # What the bridge reads of it (core/nodes.py, NodeIdentity): Asterisk sends
+            # the field, empty without asterisk.conf systemname.
+            out.append(b"Response: Success\r\nActionID: " + aid
+                       + b"\r\nAMIversion: 11.0.0\r\nSystemName: " + system_name + b"\r\n\r\n")
         elif action == b"logoff":
             out.append(b"Response: Goodbye\r\nActionID: " + aid + b"\r\n\r\n")
         else:
@@ -84,7 +93,7 @@ def _answers(blocks: list[bytes]) -> bytes:
     return b"".join(out)
 
 
-def _pump(conn: socket.socket, pipe, chunks: list[bytes]) -> None:
+def _pump(conn: socket.socket, pipe, chunks: list[bytes], system_name: bytes) -> None:
     """One connection, single-threaded: answers first, then the blast when told to go.
     Answers are only ever written between two whole chunks, never inside a message."""
     conn.setblocking(False)
@@ -121,7 +130,7 @@ def _pump(conn: socket.socket, pipe, chunks: list[bytes]) -> None:
                     if data:
                         inbox += data
                         *blocks, inbox = inbox.split(b"\r\n\r\n")
-                        answers += _answers(blocks)
+                        answers += _answers(blocks, system_name)
                 if mask & selectors.EVENT_WRITE:
                     if not current:
                         if answers:
@@ -149,7 +158,7 @@ def _pump(conn: socket.socket, pipe, chunks: list[bytes]) -> None:
         pipe.send("closed")
 
 
-def _serve(pipe, chunks: list[bytes]) -> None:
+def _serve(pipe, chunks: list[bytes], system_name: bytes) -> None:
     srv = socket.create_server(("127.0.0.1", 0))
     pipe.send(srv.getsockname()[1])
     while True:
@@ -158,21 +167,23 @@ def _serve(pipe, chunks: list[bytes]) -> None:
             conn, _ = srv.accept()
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.sendall(BANNER)
-            _pump(conn, pipe, chunks)
+            _pump(conn, pipe, chunks, system_name)
         elif cmd == "quit":
             srv.close()
             return
 
 
 class ReplayServer:
-    """``port``; ``accept()`` before a client connects; ``go()`` blasts; ``close()``."""
+    """``port``; ``accept()`` before a client connects; ``go()`` blasts; ``close()``.
+    ``system_name``: what its CoreSettings answers carry (rewrite() it into the ids)."""
 
-    def __init__(self, blocks: list[bytes]) -> None:
+    def __init__(self, blocks: list[bytes], system_name: str = "") -> None:
         self.events = len(blocks)
         self.bytes = sum(len(b) for b in blocks)
         ctx = mp.get_context("spawn")  # the parent runs an event loop and threads
         self._pipe, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_serve, args=(child, chunks_of(blocks)), daemon=True)
+        self._proc = ctx.Process(target=_serve, daemon=True,
+                                 args=(child, chunks_of(blocks), system_name.encode()))
         self._proc.start()
         self.port: int = self._pipe.recv()
         self._closed = False
