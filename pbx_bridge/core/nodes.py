@@ -21,7 +21,7 @@ asked, and `Nodes` costs a request nothing but an attribute read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from pbx_bridge.calls.tracker import Call
@@ -30,7 +30,8 @@ from pbx_bridge.core.link import PbxLink
 from pbx_bridge.errors import PbxUnavailable
 from pbx_bridge.pbx.ami import AmiError, is_success
 
-__all__ = ["NodeIdentity", "Nodes", "PbxNodeLike", "on_node", "systemname_problem"]
+__all__ = ["NodeIdentity", "Nodes", "PbxNodeLike", "on_node", "systemname_problem",
+           "unknown_nodes"]
 
 log = logging.getLogger("pbx_bridge.core")
 
@@ -39,6 +40,16 @@ def on_node(named: str | None, node: str, *, first: bool) -> bool:
     """Whether something that names the PBX node ``named`` (an extension, a recording
     row, an event; None: none named) is ``node``'s: none named is the first node's."""
     return named == node or (first and named is None)
+
+
+def unknown_nodes(extensions: Mapping[str, HasNode], names: set[str]) -> dict[str, list[str]]:
+    """node name -> the extension numbers that name a node the configuration lacks
+    (`serve` warns of them, `pbx-bridge doctor` fails them)."""
+    out: dict[str, list[str]] = {}
+    for ext in extensions.values():
+        if ext.node is not None and ext.node not in names:
+            out.setdefault(ext.node, []).append(ext.number)
+    return out
 
 
 def systemname_problem(

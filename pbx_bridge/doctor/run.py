@@ -14,7 +14,7 @@ from pbx_bridge.directory.store import Directory
 from pbx_bridge.doctor import ami_checks, host_checks, identity, pbx_checks
 from pbx_bridge.doctor.probe import Pbx
 from pbx_bridge.doctor.report import Finding, failed, passed
-from pbx_bridge.doctor.scope import NodeScope, scopes
+from pbx_bridge.doctor.scope import NodeScope, scopes, unplaced
 from pbx_bridge.pbx.ami import AmiClient, AmiError
 
 __all__ = ["UnknownNode", "diagnose"]
@@ -125,7 +125,8 @@ async def diagnose(settings: Settings, directory: Directory,
                    only: str | None = None) -> list[Finding]:
     """Every configured node's findings, node after node (each naming its node); ``only``:
     that node's (UnknownNode if none is named so). With several nodes, each node's list
-    ends with its `systemname` check, against every configured node's."""
+    ends with its `systemname` check, against every configured node's. Without ``only``,
+    a `directory-nodes` failure (no node) when extensions name a node not configured."""
     # The AMI client logs its reconnect attempts; the doctor reports in its own lines.
     logging.getLogger("pbx_bridge.pbx").setLevel(logging.CRITICAL)
     every = scopes(settings, directory)
@@ -143,5 +144,7 @@ async def diagnose(settings: Settings, directory: Directory,
         for s, r in zip(chosen, reports, strict=True):
             if r.checked:
                 r.findings.append(identity.systemname(s.name, names))
-    return [dataclasses.replace(f, node=s.name)
-            for s, r in zip(chosen, reports, strict=True) for f in r.findings]
+    found = [dataclasses.replace(f, node=s.name)
+             for s, r in zip(chosen, reports, strict=True) for f in r.findings]
+    lost = unplaced(settings, directory) if only is None else None
+    return found if lost is None else [*found, lost]

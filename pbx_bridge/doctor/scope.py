@@ -7,11 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pbx_bridge.config import PbxNodeSettings, RecordingsSettings, Settings
-from pbx_bridge.core.nodes import on_node
+from pbx_bridge.core.nodes import on_node, unknown_nodes
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
+from pbx_bridge.doctor.report import Finding, failed
 
-__all__ = ["NodeScope", "scopes"]
+__all__ = ["NodeScope", "scopes", "unplaced"]
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,20 @@ def scopes(settings: Settings, directory: Directory) -> list[NodeScope]:
         )
         for i, node in enumerate(settings.nodes())
     ]
+
+
+def unplaced(settings: Settings, directory: Directory) -> Finding | None:
+    """The extensions that name a node the configuration lacks: no node's checks cover
+    them, and `serve` answers 503 for them. None when there are none (no line: a
+    configuration without such extensions reads as before)."""
+    missing = unknown_nodes(directory.extensions_by_device(),
+                            {node.name for node in settings.nodes()})
+    if not missing:
+        return None
+    shown = "; ".join(f"{node}: " + ", ".join(sorted(numbers)[:5])
+                      + (" ..." if len(numbers) > 5 else "")
+                      for node, numbers in sorted(missing.items()))
+    names = ", ".join(repr(node) for node in sorted(missing))
+    return failed("directory-nodes", f"extensions name a PBX node that is not configured "
+                  f"({shown})", f"add a [[pbx]] entry named {names}, or fix their node in "
+                  "the directory file and 'pbx-bridge directory load' it")

@@ -19,7 +19,7 @@ from pbx_bridge.directory.store import Directory
 from pbx_bridge.doctor.identity import systemname
 from pbx_bridge.doctor.report import as_json, as_text, failed, passed
 from pbx_bridge.doctor.run import UnknownNode, diagnose
-from pbx_bridge.doctor.scope import scopes
+from pbx_bridge.doctor.scope import scopes, unplaced
 from tests.support.bridge import DEMO_DIRECTORY
 from tests.support.cluster import ON_NODE2, cluster_directory
 
@@ -124,3 +124,20 @@ def test_node_must_name_a_configured_node(tmp_path, capsys, monkeypatch) -> None
     err = capsys.readouterr().err
     assert err == ("pbx-bridge doctor: --node: no PBX node is named 'pbx9' "
                    "(configured: pbx1, pbx2)\n")
+
+
+def test_extensions_naming_no_configured_node_fail_directory_nodes(tmp_path) -> None:
+    settings = _two_nodes(tmp_path, _closed_port(), _closed_port())
+    extra = tmp_path / "extra.toml"
+    extra.write_text('[[extensions]]\nnumber = "0003*299"\nowner = 12\n'
+                     'device = "PJSIP/0003*299"\nnode = "pbx7"\n')
+    with _directory(tmp_path) as directory:
+        assert unplaced(settings, directory) is None  # every node named is configured
+        directory.load_toml(extra)
+        found = asyncio.run(diagnose(settings, directory))
+        only = asyncio.run(diagnose(settings, directory, "pbx1"))
+    lost = found[-1]
+    assert (lost.node, lost.check, lost.status) == ("", "directory-nodes", "fail")
+    assert lost.detail.endswith("(pbx7: 0003*299)")
+    assert lost.hint.startswith("add a [[pbx]] entry named 'pbx7'")
+    assert "directory-nodes" not in {f.check for f in only}  # --node: that node's lines
