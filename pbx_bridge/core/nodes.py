@@ -21,7 +21,7 @@ asked, and `Nodes` costs a request nothing but an attribute read.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from pbx_bridge.calls.tracker import Call
@@ -30,7 +30,8 @@ from pbx_bridge.core.link import PbxLink
 from pbx_bridge.errors import PbxUnavailable
 from pbx_bridge.pbx.ami import AmiError, is_success
 
-__all__ = ["NodeIdentity", "Nodes", "PbxNodeLike", "on_node"]
+__all__ = ["NodeIdentity", "Nodes", "PbxNodeLike", "on_node", "systemname_problem",
+           "unknown_nodes"]
 
 log = logging.getLogger("pbx_bridge.core")
 
@@ -39,6 +40,30 @@ def on_node(named: str | None, node: str, *, first: bool) -> bool:
     """Whether something that names the PBX node ``named`` (an extension, a recording
     row, an event; None: none named) is ``node``'s: none named is the first node's."""
     return named == node or (first and named is None)
+
+
+def unknown_nodes(extensions: Mapping[str, HasNode], names: set[str]) -> dict[str, list[str]]:
+    """node name -> the extension numbers that name a node the configuration lacks
+    (`serve` warns of them, `pbx-bridge doctor` fails them)."""
+    out: dict[str, list[str]] = {}
+    for ext in extensions.values():
+        if ext.node is not None and ext.node not in names:
+            out.setdefault(ext.node, []).append(ext.number)
+    return out
+
+
+def systemname_problem(
+    own: str | None, others: Iterable[tuple[str, str | None]]
+) -> str | None:
+    """Why one of several nodes' Asterisk SystemName (``own``; None or "": it has none)
+    cannot keep its call ids apart from the ``others`` (node name, their SystemName), or
+    None when it can. `Nodes` and `pbx-bridge doctor` both ask this."""
+    if not own:
+        return "its Asterisk has no systemname (asterisk.conf): call ids could clash"
+    for name, theirs in others:
+        if theirs == own:
+            return f"its Asterisk systemname {own!r} is also node {name!r}'s"
+    return None
 
 
 class NodeIdentity(Feature):
@@ -108,13 +133,9 @@ class Nodes(Generic[N]):
             return "the PBX is not connected or not resynced"
         if self.single:
             return None
-        own = node.identity.system_name
-        if not own:
-            return "its Asterisk has no systemname (asterisk.conf): call ids could clash"
-        for other in self.all:
-            if other is not node and other.identity.system_name == own:
-                return f"its Asterisk systemname {own!r} is also node {other.name!r}'s"
-        return None
+        return systemname_problem(node.identity.system_name, (
+            (other.name, other.identity.system_name) for other in self.all if other is not node
+        ))
 
     def is_ready(self, node: N) -> bool:
         return self.not_ready_because(node) is None

@@ -7,10 +7,10 @@ import grp
 import os
 import pwd
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
-from pbx_bridge.config import Settings
-from pbx_bridge.core.nodes import on_node
+from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
 from pbx_bridge.doctor.probe import Denied, Pbx
 from pbx_bridge.doctor.report import Finding, cannot, failed, passed
@@ -41,13 +41,13 @@ def writable_by(st: os.stat_result, user: str, group: str) -> bool | None:
     return st.st_mode & (need >> 6) == need >> 6
 
 
-def _folder_here(folder: Path) -> Finding | os.stat_result:
+def _folder_here(folder: Path, setting: str) -> Finding | os.stat_result:
     """The folder as this host (the bridge's user) sees it: its stat, or what is wrong."""
     check = "monitor-folder"
     if not folder.is_dir():
         return failed(check, f"{folder} is not a folder on this host", "create it as "
-                      "Asterisk's monitor folder (<astspooldir>/monitor) or set [recordings] "
-                      "monitor_dir to where this host sees it")
+                      f"Asterisk's monitor folder (<astspooldir>/monitor) or set {setting} "
+                      "to where this host sees it")
     if not os.access(folder, os.R_OK | os.X_OK):
         return failed(check, f"{folder} is not readable by this user", "add this user to "
                       "Asterisk's group (usermod -aG asterisk <user>); README, 'Recordings "
@@ -55,14 +55,17 @@ def _folder_here(folder: Path) -> Finding | os.stat_result:
     return folder.stat()
 
 
-async def monitor_folder(pbx: Pbx, settings: Settings) -> Finding:
-    folder = Path(settings.recordings.monitor_dir)
+async def monitor_folder(pbx: Pbx, monitor_dir: str,
+                         setting: str = "[recordings] monitor_dir") -> Finding:
+    """``monitor_dir``: where this host reads the node's recordings; ``setting``: the
+    key that says so, for the fix."""
+    folder = Path(monitor_dir)
     check = "monitor-folder"
-    here = _folder_here(folder)
+    here = _folder_here(folder, setting)
     if isinstance(here, Finding):
         return here
     try:
-        core = await pbx.action("CoreSettings")
+        core = await pbx.core_settings()
     except Denied:
         return cannot(check, "CoreSettings refused", "give write class system or reporting")
     user = core.get("CoreRunUser", "") or "root"  # no runuser: as whoever started it
@@ -76,7 +79,10 @@ async def monitor_folder(pbx: Pbx, settings: Settings) -> Finding:
     return passed(check, f"{folder}: readable here, writable by Asterisk ({user})")
 
 
-async def astdb_policy(pbx: Pbx, directory: Directory, settings: Settings) -> Finding:
+async def astdb_policy(pbx: Pbx, directory: Directory, base_dir: str,
+                       own: Mapping[str, Extension]) -> Finding:
+    """``own``: device -> extension of this node's extensions (its AstDB holds their
+    policy only); ``base_dir``: [recordings] directory."""
     check = "astdb-policy"
     try:
         rows = await pbx.list_action("DBGetTree", {"Family": ASTDB_FAMILY})
@@ -87,11 +93,7 @@ async def astdb_policy(pbx: Pbx, directory: Directory, settings: Settings) -> Fi
     prefix = f"/{ASTDB_FAMILY}/"
     have = {r["Key"].removeprefix(prefix): r.get("Val", "") for r in rows
             if r.get("Event") == "DBGetTreeResponse" and "Key" in r}
-    # The node doctor asks is the first: its AstDB holds its own extensions' policy only.
-    first = settings.nodes()[0].name
-    own = {dev: ext for dev, ext in directory.extensions_by_device().items()
-           if on_node(ext.node, first, first=True)}
-    want = expected_policy(directory, settings.recordings.directory, own)
+    want = expected_policy(directory, base_dir, own)
     wrong = sorted(k for k in want.keys() | have.keys() if want.get(k) != have.get(k))
     if wrong:
         return failed(check, f"{len(wrong)} AstDB keys differ from the directory: "

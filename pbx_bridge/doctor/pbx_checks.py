@@ -4,8 +4,9 @@ paths of the directory's extensions, their endpoints."""
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
-from pbx_bridge.directory.store import Directory
+from pbx_bridge.directory.models import Extension
 from pbx_bridge.doctor import dialplan
 from pbx_bridge.doctor.probe import Denied, Pbx
 from pbx_bridge.doctor.report import Finding, cannot, failed, passed
@@ -88,7 +89,9 @@ async def subroutine(pbx: Pbx) -> Finding:
     return passed("star1-subroutine", f"[{SUBROUTINE}] s and toggle in the running dialplan")
 
 
-async def dynamic_features(pbx: Pbx, directory: Directory, feature: str | None) -> Finding:
+async def dynamic_features(pbx: Pbx, extensions: Collection[Extension],
+                           feature: str | None) -> Finding:
+    """``extensions``: those on this PBX node (all of them with one node)."""
     check = "dynamic-features"
     hint = (f"Set(__DYNAMIC_FEATURES={feature or 'pbxrec'}) before each Dial of the "
             "device, then 'dialplan reload'")
@@ -102,7 +105,7 @@ async def dynamic_features(pbx: Pbx, directory: Directory, feature: str | None) 
     if not feature:
         return failed(check, "no *1 feature to set (see star1-feature)", _RESTORE)
     bad, undialled, paths = [], [], 0
-    for ext in directory.all_extensions():
+    for ext in extensions:
         found = dialplan.dial_paths(rows, ext.device, feature)
         paths += len(found)
         if not found:
@@ -117,10 +120,10 @@ async def dynamic_features(pbx: Pbx, directory: Directory, feature: str | None) 
                       + " in the running dialplan", "dial each extension's device "
                       "(Dial(PJSIP/<endpoint>,...)) with " + hint)
     return passed(check, f"{feature} set on all {paths} dial paths of "
-                  f"{len(directory.all_extensions())} extensions")
+                  f"{len(extensions)} extensions")
 
 
-async def endpoints(pbx: Pbx, directory: Directory) -> Finding:
+async def endpoints(pbx: Pbx, extensions: Collection[Extension]) -> Finding:
     try:
         rows = await pbx.list_action("PJSIPShowEndpoints")
     except Denied:
@@ -129,11 +132,11 @@ async def endpoints(pbx: Pbx, directory: Directory) -> Finding:
     except LookupError:
         rows = []  # Asterisk answers an error when there is no endpoint at all
     known = {r.get("ObjectName", "") for r in rows if r.get("Event") == "EndpointList"}
-    missing = [f"{e.number} ({e.device})" for e in directory.all_extensions()
+    missing = [f"{e.number} ({e.device})" for e in extensions
                if not (e.device.upper().startswith("PJSIP/") and e.device[6:] in known)]
     if missing:
         return failed("endpoints", "no PJSIP endpoint for " + ", ".join(missing[:5]),
                       "add the endpoint to pjsip.conf ('module reload res_pjsip.so') or fix "
                       "the extension's device in the directory file and 'directory load' it")
-    return passed("endpoints", f"all {len(directory.all_extensions())} extensions' devices "
+    return passed("endpoints", f"all {len(extensions)} extensions' devices "
                   "are PJSIP endpoints")

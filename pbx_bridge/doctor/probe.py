@@ -54,6 +54,7 @@ class Pbx:
     ami: AmiClient
     _configs: dict[str, Config | None] = field(default_factory=dict)
     _dialplan: list[Message] | None = None
+    _core: Message | None = None
 
     async def action(self, name: str, headers: dict[str, str] | None = None) -> Message:
         resp = dict(await self.ami.send_action(name, headers))
@@ -76,6 +77,12 @@ class Pbx:
             resp = await self.action("GetConfig", {"Filename": filename})
             self._configs[filename] = parse_config(resp) if is_success(resp) else None
         return self._configs[filename]
+
+    async def core_settings(self) -> Message:
+        """CoreSettings (run user and group, SystemName), read once."""
+        if self._core is None:
+            self._core = await self.action("CoreSettings")
+        return self._core
 
     async def dialplan(self) -> list[Message]:
         if self._dialplan is None:

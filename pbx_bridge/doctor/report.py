@@ -16,10 +16,13 @@ class Finding:
     status: Status
     detail: str
     hint: str = ""  # the fix; empty when it passed
+    node: str = ""  # the PBX node it is about ("": the directory, not one node)
 
-    def line(self) -> str:
+    def line(self, named: bool = False) -> str:
+        """``named``: say the node (with several nodes configured)."""
         fix = f" -> fix: {self.hint}" if self.status != "pass" and self.hint else ""
-        return f"{_LABEL[self.status]} {self.check}: {self.detail}{fix}"
+        where = f"[{self.node}] " if named and self.node else ""
+        return f"{_LABEL[self.status]} {where}{self.check}: {self.detail}{fix}"
 
 
 def passed(check: str, detail: str) -> Finding:
@@ -39,13 +42,27 @@ def all_passed(findings: list[Finding]) -> bool:
     return bool(findings) and all(f.status == "pass" for f in findings)
 
 
-def as_text(findings: list[Finding]) -> str:
+def by_node(findings: list[Finding]) -> dict[str, bool]:
+    """Each node named by a finding -> whether all of its checks passed."""
+    nodes: dict[str, list[Finding]] = {}
+    for f in findings:
+        if f.node:
+            nodes.setdefault(f.node, []).append(f)
+    return {name: all_passed(found) for name, found in nodes.items()}
+
+
+def as_text(findings: list[Finding], named: bool = False) -> str:
+    """One line per finding, then the count; ``named``: lines and count name the node."""
     ok = sum(f.status == "pass" for f in findings)
-    lines = [f.line() for f in findings]
-    lines.append(f"{ok} of {len(findings)} checks passed")
+    lines = [f.line(named) for f in findings]
+    total = f"{ok} of {len(findings)} checks passed"
+    if named:
+        total += " (" + ", ".join(f"{name} {'ok' if good else 'FAIL'}"
+                                  for name, good in by_node(findings).items()) + ")"
+    lines.append(total)
     return "\n".join(lines)
 
 
 def as_json(findings: list[Finding]) -> str:
-    return json.dumps({"ok": all_passed(findings), "checks": [asdict(f) for f in findings]},
-                      indent=2)
+    return json.dumps({"ok": all_passed(findings), "nodes": by_node(findings),
+                       "checks": [asdict(f) for f in findings]}, indent=2)

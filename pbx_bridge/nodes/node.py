@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pbx_bridge.config import PbxNodeSettings, Settings
 from pbx_bridge.core.link import PbxLink, ami_client
-from pbx_bridge.core.nodes import NodeIdentity, on_node
+from pbx_bridge.core.nodes import NodeIdentity, on_node, unknown_nodes
 from pbx_bridge.dialing.service import DialingFeature
 from pbx_bridge.directory.models import Extension
 from pbx_bridge.directory.store import Directory
@@ -54,15 +54,6 @@ def extensions_of_node(
 ) -> dict[str, Extension]:
     """device -> extension, of the extensions on this node."""
     return {dev: ext for dev, ext in extensions.items() if on_node(ext.node, name, first=first)}
-
-
-def unknown_nodes(extensions: Mapping[str, Extension], names: set[str]) -> dict[str, list[str]]:
-    """node name -> the extension numbers that name a node the configuration lacks."""
-    out: dict[str, list[str]] = {}
-    for ext in extensions.values():
-        if ext.node is not None and ext.node not in names:
-            out.setdefault(ext.node, []).append(ext.number)
-    return out
 
 
 def build_link(
