@@ -141,12 +141,44 @@ def main(argv: list[str] | None = None) -> int:
     from pathlib import Path
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m bench.aims15 RESULT.json", file=sys.stderr)
+    if not args:
+        print("usage: python -m bench.aims15 RESULT.json [MORE.json ...]", file=sys.stderr)
         return 2
-    r = json.loads(Path(args[0]).read_text())
-    print(table(r.get("aims15") or check(r), markdown=True))
+    runs = [json.loads(Path(a).read_text()) for a in args]
+    if len(runs) == 1:
+        print(table(runs[0].get("aims15") or check(runs[0]), markdown=True))
+    else:
+        print(side_by_side([(label(r), check(r)) for r in runs]))
     return 0
+
+
+def label(r: dict[str, Any]) -> str:
+    """A run's variant: its storage, and its pinning if any."""
+    setup = r.get("setup") or {}
+    pin = setup.get("pinning")
+    def cpus(x: Any) -> str:
+        return ",".join(map(str, x)) if isinstance(x, list) else str(x)
+
+    where = (f"pinned {cpus(pin.get('bridge'))}:{cpus(pin.get('asterisk'))}"
+             if isinstance(pin, dict) else "")
+    return ", ".join(x for x in (setup.get("storage", "sqlite"), where) if x)
+
+
+def side_by_side(runs: list[tuple[str, list[dict[str, Any]]]]) -> str:
+    """The aims of several runs (e.g. unpinned, pinned, PostgreSQL) as one Markdown
+    table: per run, measured vs limit and the verdict."""
+    verdict = {True: "met", False: "**not met**", None: "not measured"}
+    head = "| aim | " + " | ".join(name for name, _ in runs) + " |"
+    rows = [head, "|---|" + "---|" * len(runs)]
+    for i, first in enumerate(runs[0][1]):
+        cells = []
+        for _, aims in runs:
+            a = aims[i]
+            sign = "≥" if a["at_least"] else "≤"
+            cells.append(f"{_fmt(a['value'], a['unit'])} {sign} {_fmt(a['limit'], a['unit'])}"
+                         f" {a['unit']}: {verdict[a['ok']]}")
+        rows.append(f"| {first['aim']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
 
 
 if __name__ == "__main__":

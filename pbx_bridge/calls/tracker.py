@@ -289,11 +289,17 @@ class Tracker:
         self._effects: list[SetVar] = []
         self._clock = clock
         self.events = 0
+        self._devices: dict[str, str] = {}
+        self.devices_version = 0  # bumped when set_devices brings another map
         self.set_devices(devices or {})
 
     # ------------------------------------------------------------------ directory
     def set_devices(self, devices: Mapping[str, str]) -> None:
         """device ('PJSIP/0003*210') -> extension number; re-labels live channels."""
+        if devices != self._devices:
+            # Renders depend on the map (which numbers are local) beyond each channel's
+            # extension: a resync that brings the same map lets them be kept.
+            self.devices_version += 1
         self._devices = dict(devices)
         self._numbers = frozenset(self._devices.values())
         for ch in list(self.channels.values()):

@@ -81,3 +81,36 @@ async def test_an_event_that_changes_no_call_renders_nothing(tmp_path, monkeypat
     finally:
         await bridge.events.drained()
         bridge.directory.close()
+
+
+async def test_a_resync_with_the_same_device_map_renders_no_unchanged_call(
+    tmp_path, monkeypatch,
+) -> None:
+    bridge = _bridge(tmp_path)
+    renders: list[str] = []
+    real = bridge.events.render
+
+    def counted(link, call, number):  # type: ignore[no-untyped-def]
+        renders.append(number)
+        return real(link, call, number)
+
+    monkeypatch.setattr(bridge.events, "render", counted)
+    tracker = bridge.link.tracker
+    events = read_events(FIXTURES / "a_calls_b.jsonl")
+    mid = next(ev for ev in events if ev.get("Event") == "BridgeEnter")
+    try:
+        for ev in events[: events.index(mid) + 1]:
+            tracker.feed(ev)
+            bridge.events.on_event(ev)
+        devices = dict(tracker._devices)
+        renders.clear()
+        tracker.set_devices(devices)  # a resync: the same map again
+        assert bridge.events.calls.on_snapshot(tracker.event_time(mid)) == []
+        assert renders == []
+        # Another map (an extension added: which numbers are local changed): all again.
+        tracker.set_devices({**devices, "PJSIP/0003*299": "0003*299"})
+        bridge.events.calls.on_snapshot(tracker.event_time(mid))
+        assert renders
+    finally:
+        await bridge.events.drained()
+        bridge.directory.close()
