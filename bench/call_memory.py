@@ -18,15 +18,17 @@ dir, the demo directory), in phases on one connection:
 4. the rest of every call (MixMonitorStop, the hangups): what is still held after it is
    a leak, or bounded history (the tracker's tombstones).
 
-A tracemalloc snapshot after each phase (bench/ files filtered out); the top sites by
-file and by line. RSS comes from a first pass without tracemalloc (its own traces
-would inflate it), as `make bench` measures it: read it as the noisy comparison.
+A tracemalloc snapshot after each phase (bench/ files filtered out): bytes per call and
+per channel, the top sites by file and by line. RSS comes from two passes before it,
+without tracemalloc (its own traces would inflate RSS): as it is, the way `make bench`
+measures it, and after glibc's ``malloc_trim(0)`` (freed heap given back).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ctypes
 import gc
 import json
 import logging
@@ -146,6 +148,14 @@ def phases(calls: int, recorded: int) -> Phases:
     return Phases(warm, copier.calls(plain_t, calls), copier.calls(rec_t, recorded))
 
 
+def _malloc_trim() -> None:
+    """glibc's ``malloc_trim(0)``: the heap gives freed memory back (no-op elsewhere)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def rss_kib() -> int:
     """Resident set size now (not the peak), KiB."""
     with open("/proc/self/statm") as fh:
@@ -177,8 +187,8 @@ class Mark:
 class Run:
     """The bridge on a replay server; ``play`` one phase, ``mark`` the process."""
 
-    def __init__(self, bridge: Services, server: ReplayServer, traced: bool) -> None:
-        self.bridge, self.server, self.traced = bridge, server, traced
+    def __init__(self, bridge: Services, server: ReplayServer, mode: str) -> None:
+        self.bridge, self.server, self.mode = bridge, server, mode
         self.marks: list[Mark] = []
 
     async def play(self, blocks: list[bytes]) -> None:
@@ -192,7 +202,9 @@ class Run:
     def mark(self, name: str) -> Mark:
         gc.collect()
         snap = None
-        if self.traced:
+        if self.mode == "trimmed":
+            _malloc_trim()
+        if self.mode == "traced":
             snap = tracemalloc.take_snapshot().filter_traces(_NOT_THE_BRIDGE)
         tracker = self.bridge.link.tracker
         recording = sum(ch.recording is not None for ch in tracker.channels.values())
@@ -209,20 +221,22 @@ def replay_ami(settings: Settings) -> AmiClient:
                      connect_timeout=s.connect_timeout, backoff_base=0.01, backoff_cap=0.1)
 
 
-async def one_pass(ph: Phases, tmp: Path, traced: bool) -> list[Mark]:
-    """One bridge, the four phases; a Mark after the start and after each phase."""
-    db = tmp / f"bridge-{int(traced)}.sqlite3"
+async def one_pass(ph: Phases, tmp: Path, mode: str) -> list[Mark]:
+    """One bridge, the four phases; a Mark after the start and after each phase.
+    ``mode``: "rss" (RSS as it is), "trimmed" (RSS after ``malloc_trim(0)``: what the
+    heap keeps of freed memory left out), "traced" (tracemalloc)."""
+    db = tmp / f"bridge-{mode}.sqlite3"
     directory = Directory.open(db)
     directory.load_toml(DIRECTORY)
     server = await asyncio.to_thread(ReplayServer, [])
     settings = Settings(ami={"port": server.port, "secret": "x", "action_timeout": 10.0},
                         database={"url": f"sqlite:///{db}"},
                         recordings={"monitor_dir": str(tmp / "monitor")})
-    if traced:
+    if mode == "traced":
         tracemalloc.start()
     try:
         server.accept()
-        run = Run(Services(settings, directory, ami=replay_ami(settings)), server, traced)
+        run = Run(Services(settings, directory, ami=replay_ami(settings)), server, mode)
         try:
             await run.bridge.start()
             await until(lambda: run.bridge.link.ready, 30, "the bridge on the replay", 0.01)
@@ -264,10 +278,12 @@ def sites(after: Mark, before: Mark, key: str, top: int) -> list[dict[str, Any]]
     return out
 
 
-def phase(after: Mark, before: Mark, calls: int, rss: tuple[Mark, Mark]) -> dict[str, Any]:
+def phase(passes: dict[str, list[Mark]], i: int, j: int, calls: int) -> dict[str, Any]:
+    """From mark ``j`` to mark ``i`` (of each pass), per one of ``calls``."""
+    after, before = passes["traced"][i], passes["traced"][j]
     grew = after.traced() - before.traced()
     channels = after.channels - before.channels
-    return {
+    out = {
         "calls": calls,
         "live_calls_added": after.calls - before.calls,
         "live_channels_added": channels,
@@ -275,31 +291,31 @@ def phase(after: Mark, before: Mark, calls: int, rss: tuple[Mark, Mark]) -> dict
         "bytes": grew,
         "bytes_per_call": grew / calls,
         "bytes_per_channel": grew / channels if channels else None,
-        "rss_kib_before": rss[1].rss_kib,
-        "rss_kib_after": rss[0].rss_kib,
-        "rss_bytes_per_call": (rss[0].rss_kib - rss[1].rss_kib) * 1024 / calls,
-        "by_file": sites(after, before, "filename", 10),
-        "by_line": sites(after, before, "lineno", 10),
     }
+    for mode in ("rss", "trimmed"):
+        kib = (passes[mode][j].rss_kib, passes[mode][i].rss_kib)
+        out[f"{mode}_kib"] = kib
+        out[f"{mode}_bytes_per_call"] = (kib[1] - kib[0]) * 1024 / calls
+    out["by_file"] = sites(after, before, "filename", 10)
+    out["by_line"] = sites(after, before, "lineno", 10)
+    return out
 
 
 async def measure(calls: int, recorded: int) -> dict[str, Any]:
     ph = await asyncio.to_thread(phases, calls, recorded)
     with tempfile.TemporaryDirectory(prefix="call-memory-") as tmp:
         # RSS first, untraced, in a fresh process's allocator; then tracemalloc.
-        rss = await one_pass(ph, Path(tmp), traced=False)
-        m = await one_pass(ph, Path(tmp), traced=True)
+        passes = {mode: await one_pass(ph, Path(tmp), mode)
+                  for mode in ("rss", "trimmed", "traced")}
     ended = calls + recorded
     res: dict[str, Any] = {
         "events_per_call": {"plain": len(ph.plain.live) / max(calls, 1),
                             "recorded": len(ph.recorded.live) / max(recorded, 1)},
         "templates": {"plain": list(PLAIN), "recorded": list(RECORDED)},
         "warmup_calls": ph.warmup.count,
-        "plain": phase(m[2], m[1], calls, (rss[2], rss[1])),
-        "recorded": phase(m[3], m[2], recorded, (rss[3], rss[2])) if recorded else None,
-        "after_hangup": phase(m[4], m[1], ended, (rss[4], rss[1])),
-        "live_calls_left": m[4].calls - m[1].calls,
-        "live_channels_left": m[4].channels - m[1].channels,
+        "plain": phase(passes, 2, 1, calls),
+        "recorded": phase(passes, 3, 2, recorded) if recorded else None,
+        "after_hangup": phase(passes, 4, 1, ended),
     }
     res["after_hangup"]["note"] = "per ended call: what the bridge still holds of it"
     return res
@@ -307,7 +323,7 @@ async def measure(calls: int, recorded: int) -> dict[str, Any]:
 
 def show(res: dict[str, Any]) -> None:
     print(f"warm-up {res['warmup_calls']} calls set up and hung up; then (tracemalloc, "
-          f"the bridge's allocations only; RSS from an untraced pass):")
+          f"the bridge's allocations only; RSS from untraced passes):")
     for key, label in (("plain", "live call"), ("recorded", "live recorded call"),
                        ("after_hangup", "ended call, still held")):
         p = res[key]
@@ -317,9 +333,11 @@ def show(res: dict[str, Any]) -> None:
         print(f"\n{p['calls']:,} x {label}: {p['bytes_per_call'] / 1024:,.2f} KiB each"
               + (f", {ch:,.0f} B per channel" if ch else "")
               + f" (tracker: +{p['live_calls_added']} calls, +{p['live_channels_added']} "
-              f"channels, +{p['recording_channels_added']} recording); "
-              f"RSS {p['rss_kib_before']:,} -> {p['rss_kib_after']:,} KiB, "
-              f"{p['rss_bytes_per_call'] / 1024:,.2f} KiB each")
+              f"channels, +{p['recording_channels_added']} recording);"
+              f"\n  RSS {p['rss_kib'][0]:,} -> {p['rss_kib'][1]:,} KiB, "
+              f"{p['rss_bytes_per_call'] / 1024:,.2f} KiB each; after malloc_trim(0) "
+              f"{p['trimmed_kib'][0]:,} -> {p['trimmed_kib'][1]:,} KiB, "
+              f"{p['trimmed_bytes_per_call'] / 1024:,.2f} KiB each")
         for kind in ("by_file", "by_line"):
             print(f"  top sites {kind.replace('_', ' ')}:")
             for s in p[kind]:
