@@ -36,12 +36,14 @@ import re
 import resource
 import sys
 import tempfile
+import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.ingest_path import DIRECTORY, until
+from bench.ingest_path import DIRECTORY
 from bench.replay import ReplayServer, rewrite
 from bench.tracker_ingest import FIXTURES, wire
 from pbx_bridge.calls.transcript import read_events
@@ -148,6 +150,14 @@ def phases(calls: int, recorded: int) -> Phases:
     return Phases(warm, copier.calls(plain_t, calls), copier.calls(rec_t, recorded))
 
 
+async def until(pred: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.perf_counter() + timeout
+    while not pred():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
 def _malloc_trim() -> None:
     """glibc's ``malloc_trim(0)``: the heap gives freed memory back (no-op elsewhere)."""
     try:
@@ -195,7 +205,7 @@ class Run:
         tracker = self.bridge.link.tracker
         e0 = tracker.events
         self.server.play(blocks)
-        await until(lambda: tracker.events - e0 >= len(blocks), 300, "the phase", 0.01)
+        await until(lambda: tracker.events - e0 >= len(blocks), 300, "the phase")
         await asyncio.to_thread(self.server.sent)
         await asyncio.sleep(SETTLE)
 
@@ -239,7 +249,7 @@ async def one_pass(ph: Phases, tmp: Path, mode: str) -> list[Mark]:
         run = Run(Services(settings, directory, ami=replay_ami(settings)), server, mode)
         try:
             await run.bridge.start()
-            await until(lambda: run.bridge.link.ready, 30, "the bridge on the replay", 0.01)
+            await until(lambda: run.bridge.link.ready, 30, "the bridge on the replay")
             run.mark("started")
             await run.play(ph.warmup.live + ph.warmup.ends)
             run.mark("warm")
