@@ -109,8 +109,9 @@ def _pump(conn: socket.socket, pipe, chunks: list[bytes], system_name: bytes) ->
         while True:
             if pipe.poll():
                 cmd = pipe.recv()
-                if cmd == "go":
-                    queue = list(reversed(chunks))
+                if cmd == "go" or isinstance(cmd, list):
+                    # "go": the stream given at start; a list: these blocks (play()).
+                    queue = list(reversed(chunks if cmd == "go" else chunks_of(cmd)))
                     blasting = True
                     t0 = time.perf_counter()
                 elif cmd == "close":
@@ -194,6 +195,11 @@ class ReplayServer:
 
     def go(self) -> None:
         self._pipe.send("go")
+
+    def play(self, blocks: list[bytes]) -> None:
+        """Blasts ``blocks`` (whole messages) instead of the stream given at start: a
+        run in phases on one connection (bench/call_memory.py); ``sent()`` as for go."""
+        self._pipe.send(blocks)
 
     def _answer(self, what: str) -> object:
         if not self._pipe.poll(PIPE_TIMEOUT):
