@@ -55,7 +55,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import aims15, process, profile_shares
+from bench import aims15, call_memory, process, profile_shares
 from bench.ari import Ari
 from bench.ingest_path import raw_reader
 from bench.pinning import Pinning
@@ -113,6 +113,7 @@ class Options:
     throughput_seconds: float = 8.0
     resync_rounds: int = 5
     ingest_calls: int = 500  # live burst; and what the replay is made of
+    memory_calls: int = 1000  # live calls whose objects bench.call_memory traces
     ingest_events: int = 150_000  # events replayed at saturation
     out: Path | None = REPO / "docs" / "bench"
     profile: bool = False  # py-spy the bridge during the HTTP throughput run
@@ -129,7 +130,7 @@ class Options:
         base = dict(
             calls=(1, 4), samples=4, few_call_samples=3, list_samples=3, clients=4,
             clients_calls=4, clients_samples=4, throughput_seconds=1.5, resync_rounds=2,
-            ingest_calls=4, ingest_events=2_000, idle_seconds=0.2,
+            ingest_calls=4, ingest_events=2_000, idle_seconds=0.2, memory_calls=20,
         )
         base.update(kw)
         return cls(**base)
@@ -1172,6 +1173,14 @@ async def _run(opts: Options, sandbox: Sandbox | None, log: Any) -> dict[str, An
         log(f"ingest: replaying {opts.ingest_events} events at saturation")
         replay = await ingest_replay(lab, blocks, opts.ingest_events)
         result["ingest"] = {"live": live, "replay": replay}
+        # What a live call holds (live objects, tracemalloc), the aim's measure: the RSS
+        # growth above also counts heap glibc keeps after the load phases.
+        log(f"memory: {opts.memory_calls} live calls traced (bench.call_memory)")
+        traced = await call_memory.measure(opts.memory_calls, opts.memory_calls // 4)
+        result["memory"]["live_objects"] = {
+            key: {k: traced[key][k] for k in ("calls", "bytes_per_call", "bytes_per_channel",
+                                              "rss_bytes_per_call", "trimmed_bytes_per_call")}
+            for key in ("plain", "recorded", "after_hangup") if traced.get(key)}
     except Exception as exc:  # keep what was measured; say what broke
         result["error"] = f"{type(exc).__name__}: {exc}"
         log("bench failed:\n" + traceback.format_exc())
@@ -1322,6 +1331,14 @@ def table(r: dict[str, Any]) -> str:
             f"{mem['rss_after']['bridge'] / 2**20:.0f} MiB in all after the load phases "
             f"({mem.get('bridge_bytes_per_call_with_load', 0) / 1024:.0f} KiB per call "
             f"counting them); Asterisk {mem['asterisk_bytes_per_call'] / 1024:.1f} KiB per call")
+        for key, what in (("plain", "a live call"), ("recorded", "a live recorded call"),
+                          ("after_hangup", "an ended call")):
+            lo = mem.get("live_objects", {}).get(key)
+            if lo:
+                add(f"   what {what} holds (tracemalloc, {lo['calls']} calls): "
+                    f"{lo['bytes_per_call'] / 1024:.2f} KiB; RSS growth "
+                    f"{lo['rss_bytes_per_call'] / 1024:.1f} KiB, after malloc_trim(0) "
+                    f"{lo['trimmed_bytes_per_call'] / 1024:.1f} KiB")
     errs = [f"{part} {m}: {r[part][m]['errors']} ({'; '.join(r[part][m]['first_errors'])})"
             for part in ("concurrent", "throughput") if part in r
             for m in METHODS if r[part].get(m, {}).get("errors")]

@@ -77,3 +77,25 @@ def test_taskset_lists() -> None:
     for bad in ("0", "0:1:2:3", "x:0", "5-3:0", "100000:0"):
         with pytest.raises(ValueError):
             Pinning.parse(bad)
+
+
+def test_memory_reads_what_a_live_call_holds_when_the_run_traced_it() -> None:
+    r = result()
+    r["memory"]["bridge_bytes_per_call"] = 14.2 * 1024  # RSS growth: heap glibc keeps
+    (mem,) = [a for a in aims15.check(r) if a["aim"].startswith("memory")]
+    assert mem["ok"] is False and "RSS" in mem["how"]
+    r["memory"]["live_objects"] = {"plain": {"calls": 1000, "bytes_per_call": 7.3 * 1024}}
+    (mem,) = [a for a in aims15.check(r) if a["aim"].startswith("memory")]
+    assert mem["ok"] is True and mem["value"] == pytest.approx(7.3)
+    assert "tracemalloc" in mem["how"]
+
+
+def test_runs_side_by_side() -> None:
+    pinned = result()
+    pinned["setup"] = {"storage": "sqlite", "pinning": {"bridge": [0], "asterisk": [1]}}
+    md = aims15.side_by_side([(aims15.label(result()), aims15.check(result())),
+                              (aims15.label(pinned), aims15.check(pinned))])
+    lines = md.splitlines()
+    assert lines[0] == "| aim | sqlite | sqlite, pinned 0:1 |"
+    assert len(lines) == 2 + len(aims15.check(result()))
+    assert "**not met**" in md and ": met" in md

@@ -198,7 +198,11 @@ async def test_a_sender_killed_holding_rows_loses_them_to_the_other_after_its_le
     from pbx_bridge.storage.migrate import Migrate, ensure_schema
     ensure_schema(dbs[0], Migrate.UPGRADE)
     SubscriptionStore(dbs[0]).add(subscription(receiver.url))
-    hooks = [Webhooks(db, FAST, EventStore(db)) for db in dbs]
+    # The held attempt must still hang when its sender is closed: with FAST's 2 s timeout
+    # a loaded machine could time it out first (a failed attempt, settled), and the
+    # second replica's delivery would then be attempt 2 (seen failing once under load).
+    patient = FAST.model_copy(update={"timeout": 60.0})
+    hooks = [Webhooks(db, patient, EventStore(db)) for db in dbs]
     receiver.hold = 1  # the first attempt hangs: its sender dies waiting for the answer
     events = [Event(seq=0, id="", type="call.ringing", time=time.time(), organization=3,
                     extension=A, phone_call_id="ab" * 10, data={"n": n}, key=f"k{n}")
