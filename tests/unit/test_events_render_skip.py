@@ -37,6 +37,19 @@ def _announced(bridge: Services, path: Path, *, every_time: bool) -> list[tuple]
     return out
 
 
+def counted_renders(bridge: Services, monkeypatch) -> list[str]:  # type: ignore[no-untyped-def]
+    """The numbers the events feature renders a view for, from now on."""
+    renders: list[str] = []
+    real = bridge.events.render
+
+    def counted(link, call, number):  # type: ignore[no-untyped-def]
+        renders.append(number)
+        return real(link, call, number)
+
+    monkeypatch.setattr(bridge.events, "render", counted)
+    return renders
+
+
 @pytest.mark.parametrize("path", TRANSCRIPTS, ids=[p.stem for p in TRANSCRIPTS])
 def test_skipping_unchanged_calls_announces_the_same_events(tmp_path, path) -> None:
     skipping = _bridge(tmp_path / "a")
@@ -51,14 +64,7 @@ def test_skipping_unchanged_calls_announces_the_same_events(tmp_path, path) -> N
 
 async def test_an_event_that_changes_no_call_renders_nothing(tmp_path, monkeypatch) -> None:
     bridge = _bridge(tmp_path)
-    renders: list[str] = []
-    real = bridge.events.render
-
-    def counted(link, call, number):  # type: ignore[no-untyped-def]
-        renders.append(number)
-        return real(link, call, number)
-
-    monkeypatch.setattr(bridge.events, "render", counted)
+    renders = counted_renders(bridge, monkeypatch)
     events = read_events(FIXTURES / "a_calls_b.jsonl")
     mid = next(ev for ev in events if ev.get("Event") == "BridgeEnter")
     try:
@@ -87,14 +93,7 @@ async def test_a_resync_with_the_same_device_map_renders_no_unchanged_call(
     tmp_path, monkeypatch,
 ) -> None:
     bridge = _bridge(tmp_path)
-    renders: list[str] = []
-    real = bridge.events.render
-
-    def counted(link, call, number):  # type: ignore[no-untyped-def]
-        renders.append(number)
-        return real(link, call, number)
-
-    monkeypatch.setattr(bridge.events, "render", counted)
+    renders = counted_renders(bridge, monkeypatch)
     tracker = bridge.link.tracker
     events = read_events(FIXTURES / "a_calls_b.jsonl")
     mid = next(ev for ev in events if ev.get("Event") == "BridgeEnter")
