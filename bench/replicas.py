@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import os
 import subprocess
 import sys
@@ -69,14 +68,8 @@ class Replica:
                                          env=env, stdin=subprocess.DEVNULL, stdout=logf,
                                          stderr=subprocess.STDOUT, cwd=self.lab.tmp)
         assert self.lab.http is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with self.lab.http.get(f"{self.base}/readyz") as r:
-                    if r.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"replica {self.name} not ready")
+        await process.until_ready(self.lab.http, self.base, self.proc,
+                                  lambda why: f"replica {self.name} {why}")
 
     async def stop(self) -> None:
         await process.stop(self.proc)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
 import shutil
 import subprocess
@@ -33,8 +32,6 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 from bench import process
 from bench.run import (
@@ -83,14 +80,8 @@ class Bridge:
         )
         logf.close()
         assert self.lab.http is not None
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError):
-                async with self.lab.http.get(f"{self.base}/readyz") as r:
-                    if r.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-        raise RuntimeError(f"bridge {self.name} not ready")
+        await process.until_ready(self.lab.http, self.base, self._proc,
+                                  lambda why: f"bridge {self.name} {why}")
 
     async def stop(self) -> None:
         if self.source is not None:

@@ -316,18 +316,9 @@ class Lab:
             preexec_fn=self.opts.pin.bridge_preexec() if self.opts.pin else None,
         )
         logf.close()
-        deadline = time.monotonic() + 30
         assert self.http is not None
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pbx-bridge serve exited: {self.bridge_log_tail()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with self.http.get(f"{self.base}/readyz") as r:
-                    if r.status == 200:
-                        return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"pbx-bridge serve not ready: {self.bridge_log_tail()}")
-            await asyncio.sleep(0.05)
+        await process.until_ready(self.http, self.base, self.proc,
+                                  lambda why: f"pbx-bridge serve {why}: {self.bridge_log_tail()}")
 
     async def start_floor_server(self) -> None:
         """bench/aiohttp_floor.py, started and pinned as the bridge is."""
